@@ -1,0 +1,75 @@
+"""napari-ctorgans: organ segmentation in CT, scriptable and inside napari.
+
+The public API is importable from the top level without Qt::
+
+    import napari_ctorgans as ct
+    vol = ct.read_volume("scan.nii.gz")
+
+Names are imported lazily on first use, so ``import napari_ctorgans`` is cheap and never
+pulls in torch, numba or napari until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# public name -> (module, attribute or None for the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    # data
+    "Volume": (".volume", "Volume"),
+    "read_volume": (".io", "read_volume"),
+    "read_labels": (".io", "read_labels"),
+    "write_labels": (".io", "write_labels"),
+    "write_volume": (".io", "write_volume"),
+    "list_dicom_series": (".io", "list_dicom_series"),
+    "resample": (".resample", "resample"),
+    "gaussian_sigmas": (".resample", "gaussian_sigmas"),
+    "make_phantom": (".phantom", "make_phantom"),
+    "ORGANS": (".organs", "ORGANS"),
+    "Organ": (".organs", "Organ"),
+    # labelling
+    "morphology": (".morphology", None),
+    "label_lungs": (".labelers", "label_lungs"),
+    "label_bones": (".labelers", "label_bones"),
+    "label_body": (".labelers", "label_body"),
+    "auto_label": (".labelers", "auto_label"),
+    "grow_region": (".labelers", "grow_region"),
+    # augmentation
+    "AugmentParams": (".augment", "AugmentParams"),
+    "augment": (".augment", "augment"),
+    "PrefetchQueue": (".augment", "PrefetchQueue"),
+    # learning
+    "ModelConfig": (".nn", "ModelConfig"),
+    "build_model": (".nn", "build_model"),
+    "MODEL_PRESETS": (".nn", "MODEL_PRESETS"),
+    "losses": (".nn.losses", None),
+    "metrics": (".metrics", None),
+    # training and prediction
+    "TrainConfig": (".train", "TrainConfig"),
+    "TRAIN_PRESETS": (".train", "TRAIN_PRESETS"),
+    "train": (".train", "train"),
+    "load_checkpoint": (".train", "load_checkpoint"),
+    "sliding_window": (".infer", "sliding_window"),
+    "SlidingWindowInferer": (".infer", "SlidingWindowInferer"),
+    "predict": (".infer", "predict"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'napari_ctorgans' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name, __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

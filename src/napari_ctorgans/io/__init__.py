@@ -1,0 +1,21 @@
+"""Reading and writing CT volumes and label maps with their geometry (SimpleITK underneath).
+
+SimpleITK orders axes (x, y, z); numpy arrays here are (z, y, x). The conversion happens only in
+:mod:`napari_ctorgans.io._sitk`.
+"""
+
+from ._read import list_dicom_series, read_labels, read_volume
+from ._sitk import CANONICAL, SUPPORTED_SUFFIXES, from_sitk, to_sitk
+from ._write import write_labels, write_volume
+
+__all__ = [
+    "CANONICAL",
+    "SUPPORTED_SUFFIXES",
+    "from_sitk",
+    "list_dicom_series",
+    "read_labels",
+    "read_volume",
+    "to_sitk",
+    "write_labels",
+    "write_volume",
+]

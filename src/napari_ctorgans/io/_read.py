@@ -1,0 +1,178 @@
+"""Readers: NIfTI, NRRD, MHA/MHD and DICOM series, returned in the canonical orientation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..volume import Volume
+from ._sitk import SUPPORTED_SUFFIXES, from_sitk
+
+_SERIES_UID = "0020|000e"
+_SERIES_DESCRIPTION = "0008|103e"
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[dict]:
+    """List the DICOM series in a folder.
+
+    Returns
+    -------
+    list of dict
+        One dict per series with ``uid``, ``files`` (sorted by slice position), ``n_slices`` and ``description``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    reader = sitk.ImageSeriesReader()
+    series = []
+    for uid in reader.GetGDCMSeriesIDs(str(folder)):
+        files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
+        description = ""
+        try:
+            info = sitk.ImageFileReader()
+            info.SetFileName(files[0])
+            info.ReadImageInformation()
+            if info.HasMetaDataKey(_SERIES_DESCRIPTION):
+                description = info.GetMetaData(_SERIES_DESCRIPTION).strip()
+        except RuntimeError:
+            pass
+        series.append({"uid": uid, "files": files, "n_slices": len(files), "description": description})
+    return series
+
+
+def _series_of_file(path: Path) -> str:
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    info.ReadImageInformation()
+    return info.GetMetaData(_SERIES_UID).strip() if info.HasMetaDataKey(_SERIES_UID) else ""
+
+
+def _read_dicom(folder: Path, series: str | None, file_hint: Path | None) -> Volume:
+    found = list_dicom_series(folder)
+    if not found:
+        raise ValueError(
+            f"no DICOM series found in {folder}; point to a folder of DICOM slices or to a NIfTI/NRRD/MHA file"
+        )
+    if series is None and file_hint is not None:
+        series = _series_of_file(file_hint)
+    if series is None:
+        if len(found) > 1:
+            listing = "\n".join(f"  {s['uid']!r}: {s['n_slices']} slices {s['description']}" for s in found)
+            raise ValueError(
+                f"{folder} holds {len(found)} DICOM series; choose one with "
+                f"read_volume(path, series=<uid>) (CLI: --series <uid>) or open one of its files:\n{listing}"
+            )
+        chosen = found[0]
+    else:
+        matches = [s for s in found if s["uid"] == series or (s["uid"].strip() == str(series).strip())]
+        if not matches:
+            known = ", ".join(repr(s["uid"]) for s in found)
+            raise ValueError(f"DICOM series {series!r} is not in {folder}; series found: {known}")
+        chosen = matches[0]
+    if chosen["n_slices"] < 2:
+        raise ValueError(
+            f"DICOM series {chosen['uid']!r} in {folder} has a single slice; a CT volume needs the whole series"
+        )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(chosen["files"])
+    image = reader.Execute()  # rescale slope/intercept are applied by GDCM
+    return from_sitk(image, path=str(folder), dicom_series=chosen["uid"], dicom_files=len(chosen["files"]))
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist; check the path (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
+                                "or a DICOM series folder)")
+    return p
+
+
+def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume:
+    """Read a CT volume in Hounsfield units, reoriented so axis 0 runs inferior -> superior.
+
+    Parameters
+    ----------
+    path : str or path
+        NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD, a DICOM series folder, or any file of a DICOM series.
+    series : str, optional
+        DICOM series instance UID, needed when a folder holds several series.
+
+    Returns
+    -------
+    Volume
+        ``array`` as stored (rescale slope and intercept applied, e.g. int16 HU), with spacing, origin,
+        direction in (z, y, x) order and the file's orientation in ``source_orientation``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist.
+    ValueError
+        The file is not a readable 3D image, or a folder holds several DICOM series and none was chosen.
+
+    Examples
+    --------
+    >>> import napari_ctorgans as ct
+    >>> vol = ct.read_volume("scan.nii.gz")  # doctest: +SKIP
+    >>> vol.array[vol.shape[0] // 2]  # an axial slice  # doctest: +SKIP
+    """
+    p = _check_path(path)
+    if p.is_dir():
+        return _read_dicom(p, series, None)
+    if _is_dicom_file(p) or p.suffix.lower() == ".dcm":
+        return _read_dicom(p.parent, series, p)
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise ValueError(
+            f"cannot read {p} as a CT volume ({first}); supported: {', '.join(SUPPORTED_SUFFIXES)} "
+            "or a DICOM series folder"
+        ) from None
+    return from_sitk(image, path=str(p))
+
+
+def read_labels(path: str | os.PathLike) -> Volume:
+    """Read a label map (integer values, CT-ORG convention) in the canonical orientation.
+
+    Raises
+    ------
+    ValueError
+        The file holds non-integer values (it is probably an image, not a label map) or negative labels.
+    """
+    vol = read_volume(path)
+    arr = vol.array
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{path} holds non-integer values; it looks like an image, not a label map")
+        arr = arr.astype(np.int32)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{path} holds negative values (min {arr.min()}); label maps need values >= 0")
+    top = int(arr.max()) if arr.size else 0
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
+    vol.array = arr.astype(dtype, copy=False)
+    return vol
+
+
+def looks_like_labels(vol: Volume, max_labels: int = 32) -> bool:
+    """Heuristic: integer array with few distinct non-negative values (a label map rather than CT)."""
+    arr = vol.array
+    if arr.dtype.kind not in "biu":
+        return False
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 255:
+        return False
+    sample = arr[:: max(1, arr.shape[0] // 8)]
+    return len(np.unique(sample)) <= max_labels

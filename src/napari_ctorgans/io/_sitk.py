@@ -1,0 +1,62 @@
+"""The one place where SimpleITK's (x, y, z) order meets numpy's (z, y, x) order."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..volume import Volume
+
+#: In-memory orientation (DICOM convention): x runs to the patient's Left, y to Posterior, z to Superior,
+#: so array axis 0 runs inferior -> superior and an axial slice is ``array[z]``.
+CANONICAL = "LPS"
+
+SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def orientation_code(image: sitk.Image) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def from_sitk(image: sitk.Image, *, path: str | None = None, reorient: bool = True, **metadata) -> Volume:
+    """Convert a 3D SimpleITK image to a :class:`Volume` in the canonical orientation."""
+    if image.GetDimension() != 3:
+        raise ValueError(
+            f"{path or 'image'} has {image.GetDimension()} dimensions; a CT volume must be 3D "
+            "(for a 2D slice load the whole series folder, for 4D data pick one time point first)"
+        )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(
+            f"{path or 'image'} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+            "(colour or vector image); CT must be single-channel"
+        )
+    source = orientation_code(image)
+    if reorient and source != CANONICAL:
+        image = sitk.DICOMOrient(image, CANONICAL)
+    array = sitk.GetArrayFromImage(image)  # (z, y, x), a copy we own
+    direction_xyz = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    direction = direction_xyz[::-1, ::-1].copy()  # rows and columns to (z, y, x)
+    return Volume(
+        array=array,
+        spacing=tuple(image.GetSpacing()[::-1]),
+        origin=tuple(image.GetOrigin()[::-1]),
+        direction=direction,
+        source_orientation=source,
+        path=path,
+        metadata=dict(metadata),
+    )
+
+
+def to_sitk(array: np.ndarray, like: Volume, *, orientation: str | None = None) -> sitk.Image:
+    """Build a SimpleITK image of ``array`` (z, y, x) on the grid of ``like``.
+
+    With ``orientation`` (e.g. ``like.source_orientation``) the image is reoriented to it, which restores the
+    voxel order and geometry of the file ``like`` was read from.
+    """
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(tuple(float(s) for s in like.spacing[::-1]))
+    image.SetOrigin(tuple(float(o) for o in like.origin[::-1]))
+    image.SetDirection(tuple(np.asarray(like.direction)[::-1, ::-1].ravel().tolist()))
+    if orientation and orientation != orientation_code(image):
+        image = sitk.DICOMOrient(image, orientation)
+    return image
