@@ -1,0 +1,128 @@
+"""CPU dilation of a binary mask by a symmetric structuring element: FFT, direct (row decomposition) and EDT.
+
+All three take a boolean mask, a symmetric odd-sized boolean kernel centred in its array, and the value of the
+voxels outside the volume; they return ``scipy.ndimage.binary_dilation(mask, kernel, border_value=...)`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage as ndi
+
+__all__ = ["dilate_fft", "dilate_direct", "dilate_edt", "cheapest_method", "pad"]
+
+
+def _half(k: np.ndarray) -> tuple[int, int, int]:
+    return tuple(s // 2 for s in k.shape)  # type: ignore[return-value]
+
+
+def pad(m: np.ndarray, half, border_value: int, shape=None) -> np.ndarray:
+    """Pad ``m`` by ``half`` voxels per side with ``border_value`` (and up to ``shape`` at the high end)."""
+    if shape is None:
+        shape = tuple(s + 2 * h for s, h in zip(m.shape, half))
+    out = np.full(shape, bool(border_value), dtype=bool)
+    out[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
+    return out
+
+
+def _fast_shape(shape) -> tuple[int, ...]:
+    return tuple(scipy.fft.next_fast_len(int(s), real=True) for s in shape)
+
+
+def dilate_fft(m: np.ndarray, k: np.ndarray, *, border_value: int = 0, workers=None) -> np.ndarray:
+    """Dilation as ``irfft(rfft(mask) * rfft(ball)) > 0.5`` in float32.
+
+    The mask is padded by the ball's half-size with ``border_value``; the circular convolution then never wraps
+    into the part that is kept, so no further padding is needed (the FFT length is only rounded up to a fast size).
+    """
+    if workers is None:
+        workers = os.cpu_count() or 1
+    half = _half(k)
+    shape = _fast_shape(s + 2 * h for s, h in zip(m.shape, half))
+    f = np.zeros(shape, dtype=np.float32)
+    if border_value:
+        f[...] = 1.0
+        f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
+    else:
+        f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
+    axes = (0, 1, 2)
+    spec = scipy.fft.rfftn(f, s=shape, axes=axes, workers=workers)
+    del f
+    kernel = np.zeros(shape, dtype=np.float32)
+    kernel[tuple(slice(0, n) for n in k.shape)] = k
+    spec *= scipy.fft.rfftn(kernel, s=shape, axes=axes, workers=workers)
+    del kernel
+    conv = scipy.fft.irfftn(spec, s=shape, axes=axes, workers=workers)
+    del spec
+    # output index j holds the sum centred at j - half; keep the centres 0..n-1 of the original volume
+    crop = tuple(slice(2 * h, 2 * h + s) for h, s in zip(half, m.shape))
+    return conv[crop] > 0.5
+
+
+def _rows(k: np.ndarray):
+    """The ball as rows along x: (dz, dy, half-width) for every (dz, dy) row that is not empty."""
+    hz, hy, hx = _half(k)
+    rows = []
+    for iz in range(k.shape[0]):
+        for iy in range(k.shape[1]):
+            n = int(k[iz, iy].sum())
+            if n:
+                rows.append((iz - hz, iy - hy, n // 2))
+    return rows
+
+
+def dilate_direct(m: np.ndarray, k: np.ndarray, *, border_value: int = 0) -> np.ndarray:
+    """Dilation by rows: a running maximum along x per distinct row half-width, then one OR per (z, y) row."""
+    hz, hy, hx = _half(k)
+    p = pad(m, (hz, hy, hx), border_value).view(np.uint8)
+    out = np.zeros(m.shape, dtype=bool)
+    ov = out.view(np.uint8)
+    nz, ny, nx = m.shape
+    rows = _rows(k)
+    for w in sorted({r[2] for r in rows}):
+        g = ndi.maximum_filter1d(p, 2 * w + 1, axis=2, mode="constant", cval=0) if w else p
+        g = g[:, :, hx : hx + nx]
+        for dz, dy, ww in rows:
+            if ww == w:
+                np.bitwise_or(ov, g[hz + dz : hz + dz + nz, hy + dy : hy + dy + ny], out=ov)
+    return out
+
+
+def dilate_edt(m: np.ndarray, k: np.ndarray, spacing, *, border_value: int = 0) -> np.ndarray:
+    """Dilation through the Euclidean distance to the nearest foreground voxel (with the voxel spacing)."""
+    from . import _BALL_RTOL
+
+    half = _half(k)
+    p = pad(m, half, border_value)
+    if not p.any():
+        return np.zeros(m.shape, dtype=bool)
+    crop = tuple(slice(h, h + s) for h, s in zip(half, m.shape))
+    d = ndi.distance_transform_edt(~p, sampling=spacing)[crop]
+    # the radius of the ball as built: its largest offset norm is <= r and the next lattice point is > r
+    r2 = _ball_radius2(k, spacing) * (1.0 + _BALL_RTOL)
+    np.square(d, out=d)
+    return d <= r2
+
+
+def _ball_radius2(k: np.ndarray, spacing) -> float:
+    """Largest squared offset norm inside the ball: no lattice offset lies between it and the ball's radius."""
+    half = _half(k)
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    d2 = sum((g.astype(np.float64) * s) ** 2 for g, s in zip(grids, spacing))
+    return float(d2[k].max())
+
+
+def cheapest_method(shape, k: np.ndarray) -> str:
+    """Pick "direct" or "fft" from a cost model measured on 2 cores (see docs/benchmarks.md)."""
+    rows = _rows(k)
+    n_w = len({r[2] for r in rows})
+    n = float(np.prod(shape))
+    half = _half(k)
+    p = float(np.prod(_fast_shape(s + 2 * h for s, h in zip(shape, half))))
+    cost_direct = n * (len(rows) * 1.0 + n_w * 4.0)
+    cost_fft = p * 45.0
+    return "direct" if cost_direct <= cost_fft else "fft"
