@@ -1,0 +1,1 @@
+"""napari integration: the only sub-package that imports napari, Qt or magicgui."""

@@ -1,0 +1,66 @@
+"""Converting between Volumes and napari layers (layer-data tuples, geometry in layer metadata)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..organs import ORGANS, napari_colormap
+from ..volume import Volume
+
+GEOMETRY_KEY = "ctorgans_geometry"
+
+#: CT display windows as (low, high) HU; the data stays untouched, only contrast limits change.
+WINDOWS: dict[str, tuple[float, float]] = {
+    "soft tissue": (-160.0, 240.0),  # W 400, L 40
+    "lung": (-1350.0, 150.0),  # W 1500, L -600
+    "bone": (-500.0, 1300.0),  # W 1800, L 400
+    "liver": (-25.0, 175.0),  # W 200, L 75
+}
+
+
+def image_layer_kwargs(volume: Volume, *, name: str | None = None, window: str = "soft tissue") -> dict:
+    """Keyword arguments for ``viewer.add_image`` that show a CT in its physical proportions."""
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
+    return {
+        "name": name or _stem(volume.path) or "CT",
+        "colormap": "gray",
+        "contrast_limits": WINDOWS[window],
+        "metadata": {GEOMETRY_KEY: volume.geometry(), "ct_window": window},
+        **volume.napari_kwargs(),
+    }
+
+
+def labels_layer_kwargs(volume: Volume, *, name: str | None = None) -> dict:
+    """Keyword arguments for ``viewer.add_labels``: organ names and colours from ``ORGANS``, CT geometry."""
+    values = sorted(ORGANS)
+    return {
+        "name": name or (_stem(volume.path) or "labels"),
+        "colormap": napari_colormap(),
+        "features": {"index": values, "organ": [ORGANS[v].name for v in values]},
+        "metadata": {GEOMETRY_KEY: volume.geometry(), "organs": {v: ORGANS[v].name for v in values}},
+        **volume.napari_kwargs(),
+    }
+
+
+def volume_from_layer(layer) -> Volume:
+    """Rebuild a Volume (array + geometry) from a napari Image or Labels layer."""
+    data = np.asarray(layer.data)
+    geometry = (layer.metadata or {}).get(GEOMETRY_KEY)
+    if geometry and tuple(geometry.get("shape", data.shape)) == data.shape:
+        return Volume.from_geometry(data, geometry)
+    if data.ndim != 3:
+        raise ValueError(f"layer {layer.name!r} is {data.ndim}D; CT tools need a 3D (z, y, x) layer")
+    return Volume(data, spacing=tuple(layer.scale), origin=tuple(layer.translate))
+
+
+def _stem(path: str | None) -> str | None:
+    if not path:
+        return None
+    from pathlib import Path
+
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

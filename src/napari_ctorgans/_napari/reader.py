@@ -1,0 +1,56 @@
+"""napari reader: CT volumes as Image layers, label maps as Labels layers, with their geometry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .layers import image_layer_kwargs, labels_layer_kwargs
+
+_LABEL_NAME = re.compile(r"(label|labels|seg|segmentation|mask|ctorg)", re.IGNORECASE)
+_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def _can_read(path: Path) -> bool:
+    try:
+        if path.is_dir():
+            from ..io import list_dicom_series
+
+            return bool(list_dicom_series(path))
+        if not path.is_file():
+            return False
+        name = path.name.lower()
+        if name.endswith(_SUFFIXES):
+            return True
+        with open(path, "rb") as fh:  # DICOM files often have no suffix
+            head = fh.read(132)
+        return head[128:132] == b"DICM"
+    except Exception:  # the reader contract: never raise, just decline
+        return False
+
+
+def get_reader(path):
+    """Return a reader function for CT files and DICOM folders, or None for anything else."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    try:
+        p = Path(path)
+    except TypeError:
+        return None
+    return read_ct if _can_read(p) else None
+
+
+def read_ct(path):
+    """Read one CT volume or label map into napari layer data."""
+    from ..io import read_labels, read_volume
+    from ..io._read import looks_like_labels
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    vol = read_volume(path)
+    if _LABEL_NAME.search(Path(path).name) or looks_like_labels(vol):
+        labels = read_labels(path)
+        return [(labels.array, labels_layer_kwargs(labels), "labels")]
+    return [(vol.array, image_layer_kwargs(vol), "image")]
