@@ -1,0 +1,29 @@
+"""3D data augmentation: one fused pass per voxel on the CPU (Numba) or GPU (Numba-CUDA), plus a prefetch queue.
+
+``AugmentParams`` holds the ranges, ``augment`` draws one transform from a seed and applies it to an image and its
+labels, ``PrefetchQueue`` produces augmented training batches in background threads.
+"""
+
+from __future__ import annotations
+
+from .core import augment
+from .params import OUT_LABEL, OUT_VALUE_HU, AugmentParams
+from .queue import PrefetchQueue
+from .sampling import draw_transform
+
+__all__ = ["AugmentParams", "augment", "PrefetchQueue", "draw_transform", "OUT_VALUE_HU", "OUT_LABEL"]
+
+
+# ``napari_ctorgans.augment`` is both this sub-package and the public function ``ct.augment``: once the package is
+# imported, Python binds the name on the parent package to the module. Making the module callable keeps
+# ``ct.augment(image, labels, params, seed=...)`` working whichever of the two the parent holds.
+import sys as _sys
+import types as _types
+
+
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return augment(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
