@@ -1,0 +1,84 @@
+"""Take the user guide's screenshots from the real napari viewer.
+
+Run headless with:  xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python docs/make_screenshots.py
+Writes PNGs to docs/images/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import napari
+import numpy as np
+
+import napari_ctorgans as ct
+from napari_ctorgans._napari.layers import image_layer_kwargs, labels_layer_kwargs
+
+OUT = Path(__file__).with_name("images")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct"
+
+
+def _save(viewer, name: str, canvas_only: bool = False) -> None:
+    OUT.mkdir(exist_ok=True)
+    import imageio.v3 as iio
+
+    iio.imwrite(OUT / name, viewer.screenshot(canvas_only=canvas_only, flash=False))
+    print("wrote", OUT / name)
+
+
+def _dock(viewer, display_name: str):
+    try:
+        return viewer.window.add_plugin_dock_widget("napari-ctorgans", display_name)
+    except Exception as exc:
+        print(f"skipped widget {display_name!r}: {exc}", file=sys.stderr)
+        return None
+
+
+def main() -> None:
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 900)
+
+    # 1. the sample phantom with its labels
+    viewer.open_sample("napari-ctorgans", "phantom")
+    viewer.dims.set_point(0, 90.0)
+    viewer.reset_view()
+    _save(viewer, "phantom_sample.png")
+    viewer.layers.clear()
+
+    # 2. a real CT opened from File > Open, lung window, automatic labels over it
+    path = DATA / "chest_3mm.nii.gz"
+    if path.exists():
+        vol = ct.read_volume(path)
+        viewer.add_image(vol.array, **image_layer_kwargs(vol, name="chest CT", window="lung"))
+        try:
+            labels = ct.auto_label(vol)
+            lab = viewer.add_labels(labels, **labels_layer_kwargs(vol, name="automatic labels"))
+            lab.opacity = 0.45
+        except Exception as exc:
+            print(f"automatic labels unavailable: {exc}", file=sys.stderr)
+        viewer.dims.set_point(0, vol.origin[0] + vol.spacing[0] * int(vol.shape[0] * 0.6))
+        _dock(viewer, "Auto label")
+        viewer.reset_view()
+        _save(viewer, "auto_label_chest.png")
+        viewer.dims.ndisplay = 3
+        viewer.layers["chest CT"].visible = False
+        viewer.reset_view()
+        viewer.camera.angles = (0, 0, 90)
+        _save(viewer, "auto_label_chest_3d.png", canvas_only=True)
+        viewer.dims.ndisplay = 2
+        viewer.layers.clear()
+
+    # 3. the widgets docked next to the phantom
+    viewer.open_sample("napari-ctorgans", "phantom")
+    for name in ("Augmentation preview", "Train", "Predict"):
+        w = _dock(viewer, name)
+        if w is not None:
+            viewer.reset_view()
+            _save(viewer, f"widget_{name.lower().replace(' ', '_')}.png")
+            viewer.window.remove_dock_widget(w[0] if isinstance(w, tuple) else w)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
