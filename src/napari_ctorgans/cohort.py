@@ -1,0 +1,551 @@
+"""Cohort processing on Dask: label or predict hundreds of scans, one task per scan.
+
+The engine is ``dask.distributed``: by default a :class:`~distributed.LocalCluster` sized to the machine (one
+single-threaded worker process per core); given the address of an existing scheduler (``tcp://host:8786``) the
+scans run on that cluster instead. Every scan is a task; a scan that fails is reported in the summary and does not
+stop the others. Outputs are written atomically (:func:`napari_ctorgans.io.write_labels`) followed by a small JSON
+sidecar, so a re-run skips the scans whose outputs are complete and redoes the others.
+
+Errors are handled in two ways:
+
+* problems of the scan itself (unreadable or corrupted file, not a CT, no lungs found, a checkpoint that does not
+  fit): the task returns a ``failed`` row at once; running it again would fail the same way.
+* problems of the machine (a worker killed for using too much memory, a lost node, ``MemoryError``, I/O errors):
+  the task is retried up to ``retries`` times, possibly on another worker, then reported as ``failed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TASKS",
+    "CohortRow",
+    "CohortSummary",
+    "find_inputs",
+    "output_paths",
+    "is_complete",
+    "process_scan",
+    "run_cohort",
+]
+
+TASKS = ("label", "predict")
+#: image suffixes picked up in a folder (DICOM series are found as folders of slices)
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: suffix added to an input's name to make its output name, by task
+OUTPUT_SUFFIX = {"label": "_labels", "predict": "_pred"}
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+SIDECAR = ".json"
+_STATUSES = ("ok", "skipped", "failed")
+# errors that come from the scan (or checkpoint) itself: retrying cannot help
+_DATA_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, KeyError, IndexError)
+
+
+# ------------------------------------------------------------------------------------------------- summary
+@dataclass
+class CohortRow:
+    """Outcome of one scan."""
+
+    input: str
+    output: str
+    status: str  # "ok", "skipped" or "failed"
+    error: str = ""
+    seconds: float = 0.0
+
+
+class CohortSummary(list):
+    """The rows of a cohort run (a list of :class:`CohortRow`); prints as a table and saves as CSV."""
+
+    csv_path: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        """Number of scans per status."""
+        return {s: sum(1 for r in self if r.status == s) for s in _STATUSES}
+
+    @property
+    def failed(self) -> list[CohortRow]:
+        return [r for r in self if r.status == "failed"]
+
+    def table(self, *, width: int = 60) -> str:
+        """A plain-text table: one line per scan, then the totals."""
+
+        def cut(text: str, n: int, tail: bool) -> str:
+            if len(text) <= n:
+                return text
+            return "..." + text[-(n - 3):] if tail else text[: n - 3] + "..."
+
+        width = min(width, max([len("input")] + [len(r.input) for r in self]))
+        lines = [f"{'input':<{width}}  {'status':<7}  {'seconds':>8}  error"]
+        for r in self:
+            error = r.error.splitlines()[0] if r.error else ""
+            lines.append(f"{cut(r.input, width, True):<{width}}  {r.status:<7}  {r.seconds:8.1f}  "
+                         f"{cut(error, 120, False)}")
+        c = self.counts()
+        lines.append(f"{len(self)} scans: {c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        """The rows as CSV text; also written to ``path`` when given."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(CohortRow)])
+        writer.writeheader()
+        for r in self:
+            writer.writerow({**asdict(r), "seconds": f"{r.seconds:.3f}"})
+        text = buf.getvalue()
+        if path is not None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, newline="")
+            os.replace(tmp, path)
+        return text
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike) -> CohortSummary:
+        """Read a summary written by :meth:`to_csv`."""
+        with open(path, newline="") as fh:
+            rows = [CohortRow(r["input"], r["output"], r["status"], r["error"], float(r["seconds"]))
+                    for r in csv.DictReader(fh)]
+        return cls(rows)
+
+
+# -------------------------------------------------------------------------------------------------- inputs
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _stem(path: Path) -> str:
+    suffix = _suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix in IMAGE_SUFFIXES else path.name
+
+
+def _has_dicom(folder: Path) -> bool:
+    from .io._read import _is_dicom_file
+
+    for entry in folder.iterdir():
+        if entry.is_file() and (entry.suffix.lower() == ".dcm" or _is_dicom_file(entry)):
+            return True
+    return False
+
+
+def _is_output_name(path: Path) -> bool:
+    stem = _stem(path)
+    return any(stem.endswith(s) for s in OUTPUT_SUFFIX.values())
+
+
+def _scan_folder(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if here != folder and _has_dicom(here):
+            found.append(here)  # a DICOM series folder: one scan; do not descend further
+            dirnames[:] = []
+            continue
+        for name in sorted(filenames):
+            p = here / name
+            if name.startswith(".") or _suffix(p) not in IMAGE_SUFFIXES or _is_output_name(p):
+                continue
+            found.append(p)
+    return found
+
+
+def _read_list(path: Path) -> list[Path]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line).expanduser()
+        out.append(p if p.is_absolute() else path.parent / p)
+    return out
+
+
+def find_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[Path], Path]:
+    """Expand a cohort description into a list of scans and their common root folder.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        A folder (NIfTI/NRRD/MHA files anywhere below it, and DICOM series as sub-folders of slices; files whose
+        names end in ``_labels`` or ``_pred`` are outputs and are left out), a text file (``.txt``) listing one
+        path per line (relative paths are relative to the list; ``#`` starts a comment), a single scan, or a
+        list of any of these.
+
+    Returns
+    -------
+    (list of Path, Path)
+        The scans, in a stable order without duplicates, and the folder their relative output paths start from.
+
+    Raises
+    ------
+    TypeError
+        ``inputs`` is not a path or a sequence of paths.
+    ValueError
+        No scan was found.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        items = [inputs]
+    elif isinstance(inputs, Iterable):
+        items = list(inputs)
+    else:
+        raise TypeError(f"inputs must be a folder, a file or a list of paths, got {type(inputs).__name__}")
+    scans: list[Path] = []
+    roots: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"inputs must hold paths, got {item!r} ({type(item).__name__})")
+        p = Path(item).expanduser()
+        if p.is_dir() and not _has_dicom(p):
+            scans.extend(_scan_folder(p))
+            roots.append(p)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            listed = _read_list(p)
+            scans.extend(listed)
+            roots.extend(x.parent for x in listed)
+        else:
+            scans.append(p)  # a scan (missing files are reported as failed, not raised here)
+            roots.append(p.parent)
+    seen: set[str] = set()
+    unique = []
+    for s in scans:
+        key = os.path.abspath(s)
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    if not unique:
+        raise ValueError(f"inputs={inputs!r} holds no scan: expected NIfTI/NRRD/MHA files or DICOM series folders "
+                         f"(suffixes {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        root = Path(os.path.commonpath([os.path.abspath(r) for r in roots]))
+    except ValueError:  # different drives
+        root = Path(os.path.abspath(roots[0]))
+    return unique, root
+
+
+def output_paths(scans: Sequence[Path], root: Path, *, task: str = "label", output_dir=None,
+                 suffix: str | None = None, ext: str = ".nii.gz") -> list[Path]:
+    """Output file of each scan: next to it (``output_dir=None``) or mirroring its place under ``root``.
+
+    ``scan.nii.gz`` gives ``scan_labels.nii.gz`` (``_pred`` for prediction); a DICOM folder ``series/`` gives
+    ``series_labels.nii.gz`` beside the folder.
+    """
+    suffix = OUTPUT_SUFFIX[task] if suffix is None else suffix
+    out = []
+    for scan in scans:
+        name = f"{_stem(scan)}{suffix}{ext}"
+        if output_dir is None:
+            out.append(scan.parent / name)
+        else:
+            try:
+                rel = Path(os.path.relpath(os.path.abspath(scan.parent), os.path.abspath(root)))
+            except ValueError:
+                rel = Path()
+            if rel.parts and rel.parts[0] == "..":  # outside the root (a list of scattered files)
+                rel = Path()
+            out.append(Path(output_dir) / rel / name)
+    return out
+
+
+def sidecar_path(output: str | os.PathLike) -> Path:
+    """The JSON written after the label file; its presence marks the output as complete."""
+    output = Path(output)
+    return output.with_name(output.name + SIDECAR)
+
+
+def is_complete(output: str | os.PathLike) -> bool:
+    """Whether an output exists, is readable, and has the shape its sidecar records."""
+    output = Path(output)
+    side = sidecar_path(output)
+    if not (output.is_file() and side.is_file()):
+        return False
+    try:
+        meta = json.loads(side.read_text())
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(output))
+        reader.ReadImageInformation()
+        size_xyz = reader.GetSize()
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return meta.get("status") == "ok" and list(size_xyz) == list(meta.get("size_xyz", []))
+
+
+# ----------------------------------------------------------------------------------------------- the task
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+def _predictor(checkpoint: str):
+    """One loaded model per worker process and checkpoint file (reloaded when the file changes)."""
+    p = Path(checkpoint)
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        from .train import load_checkpoint
+
+        _MODEL_CACHE[key] = load_checkpoint(p)
+    return _MODEL_CACHE[key]
+
+
+def _compute(volume, task: str, checkpoint: str | None, options: dict):
+    import numpy as np
+
+    if task == "label":
+        from .labelers import auto_label
+
+        return auto_label(volume, **options)
+    from .infer import predict
+
+    try:
+        model = _predictor(checkpoint)
+    except Exception:  # noqa: BLE001 - fall back to letting predict load the file itself
+        model = checkpoint
+    labels = predict(volume, model, **options)
+    return np.asarray(labels)
+
+
+def _organ_values(names: Sequence[str]) -> list[tuple[str, int]]:
+    from .organs import ORGANS
+
+    by_name = {o.name: o.value for o in ORGANS.values()}
+    out = []
+    for name in names:
+        if name not in by_name:
+            raise ValueError(f"require must name organs among {sorted(by_name)}, got {name!r}")
+        out.append((name, by_name[name]))
+    return out
+
+
+def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: str = "label",
+                 checkpoint: str | None = None, options: dict | None = None, require: Sequence[str] = ()) -> dict:
+    """Label or predict one scan and write its output and sidecar; the unit of work of :func:`run_cohort`.
+
+    Returns a :class:`CohortRow` as a dict. Errors of the scan itself are returned as a ``failed`` row;
+    machine errors (``MemoryError``, ``OSError``, ...) are raised so that the scheduler retries the task.
+    """
+    import numpy as np
+
+    from .io import read_volume, write_labels
+
+    t0 = time.perf_counter()
+    scan, output = Path(scan), Path(output)
+    row = {"input": str(scan), "output": str(output), "status": "ok", "error": "", "seconds": 0.0}
+    try:
+        volume = read_volume(scan)
+        labels = _compute(volume, task, checkpoint, dict(options or {}))
+        if labels.shape != volume.shape:
+            raise ValueError(f"{task} returned shape {labels.shape} for a scan of shape {volume.shape}")
+        missing = [name for name, value in _organ_values(require) if not np.any(labels == value)]
+        if missing:
+            raise ValueError(f"no {' and no '.join(missing)} found in this scan (required: "
+                             f"{', '.join(require)}); check that it covers them, or drop --require")
+        # the label file first (atomic), then the sidecar (atomic): the sidecar's presence marks completion
+        side = sidecar_path(output)
+        side.unlink(missing_ok=True)
+        # an output without its sidecar is incomplete (or from an interrupted run): replace it
+        write_labels(output, labels, volume, overwrite=True)
+        counts = np.bincount(np.asarray(labels).ravel().astype(np.int64))
+        meta = {
+            "status": "ok", "input": str(scan), "task": task, "checkpoint": checkpoint,
+            "shape": list(volume.shape), "size_xyz": None, "spacing": list(volume.spacing),
+            "voxels": {str(v): int(n) for v, n in enumerate(counts) if n and v},
+            "seconds": round(time.perf_counter() - t0, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(output))
+        reader.ReadImageInformation()
+        meta["size_xyz"] = list(reader.GetSize())
+        tmp = side.with_name(f".{side.name}.tmp")
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        os.replace(tmp, side)
+    except _DATA_ERRORS as exc:
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+# ------------------------------------------------------------------------------------------------- runner
+def _local_cluster(n_workers: int | None, memory_limit):
+    from distributed import LocalCluster
+
+    n = n_workers or max(os.cpu_count() or 1, 1)
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                        dashboard_address=None, env=env)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with napari
+        return None
+    return tqdm(total=total, unit="scan", desc="cohort")
+
+
+def run_cohort(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    task: str = "label",
+    output_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    memory_limit: str | float | None = "auto",
+    retries: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+    summary_csv: str | os.PathLike | None | bool = None,
+    options: dict | None = None,
+    require: Sequence[str] = (),
+) -> CohortSummary:
+    """Label (``task="label"``) or predict (``task="predict"``) every scan of a cohort on a Dask cluster.
+
+    Parameters
+    ----------
+    inputs : folder, file, text file listing paths, or a list of these
+        See :func:`find_inputs`.
+    task : {"label", "predict"}
+        ``"label"`` runs :func:`napari_ctorgans.auto_label`; ``"predict"`` runs :func:`napari_ctorgans.predict`
+        with ``checkpoint``.
+    output_dir : folder, optional
+        Where outputs go, mirroring the inputs' sub-folders; default: next to each input
+        (``scan.nii.gz`` -> ``scan_labels.nii.gz`` or ``scan_pred.nii.gz``).
+    checkpoint : path
+        Model checkpoint, required for ``task="predict"``.
+    scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler (e.g. ``"tcp://10.0.0.5:8786"``); its workers must
+        have this package installed and see the same file paths. Default: a local cluster of ``n_workers``
+        single-threaded processes (default: one per core), closed at the end.
+    n_workers : int, optional
+        Size of the local cluster (ignored with ``scheduler``).
+    memory_limit : str or float, optional
+        Memory per local worker (``"4GB"``; ``"auto"`` splits the machine's memory); a worker that goes over is
+        restarted and its scan retried, then reported as failed.
+    retries : int
+        How many times a scan is retried after a worker failure (lost worker, out of memory, I/O error).
+    overwrite : bool
+        Redo scans whose outputs are already complete (default: skip them).
+    progress : bool
+        Show a progress bar over the cohort.
+    summary_csv : path, False or None
+        Where the summary is written as CSV; default ``<output folder>/ctorgans_<task>_summary.csv``; False:
+        not written.
+    options : dict, optional
+        Keyword options for ``auto_label`` or ``predict``.
+    require : sequence of organ names
+        Organs that every output must contain (e.g. ``("lungs",)``): a scan where one is not found is reported as
+        failed (``"no lungs found"``) and no output is written.
+
+    Returns
+    -------
+    CohortSummary
+        One :class:`CohortRow` per scan, in input order (``print(summary)`` shows the table).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``task``, ``predict`` without a ``checkpoint``, a negative ``retries``, or no scans.
+    FileNotFoundError
+        ``checkpoint`` does not exist.
+
+    Examples
+    --------
+    >>> from napari_ctorgans.cohort import run_cohort
+    >>> summary = run_cohort("scans/", task="label", output_dir="labels/")  # doctest: +SKIP
+    >>> print(summary)  # doctest: +SKIP
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task == "predict":
+        if checkpoint is None:
+            raise ValueError("task='predict' needs checkpoint=<path to a .pt file> (CLI: --checkpoint)")
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; give the path of a trained model (.pt)")
+        checkpoint = str(Path(checkpoint).resolve())
+    elif checkpoint is not None:
+        raise ValueError("checkpoint is only used with task='predict'; drop it or set task='predict'")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
+        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be an address string such as 'tcp://host:8786', got {scheduler!r}")
+
+    if isinstance(require, str):
+        require = [r.strip() for r in require.split(",") if r.strip()]
+    require = tuple(require)
+    _organ_values(require)  # validate the names here, not on the workers
+    scans, root = find_inputs(inputs)
+    outputs = output_paths(scans, root, task=task, output_dir=output_dir)
+    rows: list[CohortRow | None] = [None] * len(scans)
+    todo = []
+    for i, (scan, out) in enumerate(zip(scans, outputs)):
+        if not overwrite and is_complete(out):
+            rows[i] = CohortRow(str(scan), str(out), "skipped", "output exists and is complete")
+        else:
+            todo.append(i)
+
+    if todo:
+        _run_tasks(scans, outputs, todo, rows, task=task, checkpoint=checkpoint, scheduler=scheduler,
+                   n_workers=n_workers, memory_limit=memory_limit, retries=retries,
+                   progress=progress, options=options, require=require)
+    summary = CohortSummary(rows)  # type: ignore[arg-type]
+    if summary_csv is not False:
+        target = Path(summary_csv) if summary_csv else Path(output_dir or root) / f"ctorgans_{task}_summary.csv"
+        summary.to_csv(target)
+        summary.csv_path = target
+    return summary
+
+
+def _run_tasks(scans, outputs, todo, rows, *, task, checkpoint, scheduler, n_workers, memory_limit, retries,
+               progress, options, require) -> None:
+    import dask
+    from distributed import Client, as_completed
+
+    # a worker that dies (out of memory) takes its task with it: allow as many failures as retries
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        cluster = None if scheduler else _local_cluster(n_workers, memory_limit)
+        client = Client(scheduler if scheduler else cluster)
+        bar = _progress_bar(len(todo), progress)
+        try:
+            futures = {}
+            for i in todo:
+                fut = client.submit(process_scan, str(scans[i]), str(outputs[i]), task=task, checkpoint=checkpoint,
+                                    options=options, require=require, retries=retries, pure=False,
+                                    key=f"ctorgans-{task}-{i}-{os.urandom(4).hex()}")
+                futures[fut] = i
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    rows[i] = CohortRow(**fut.result())
+                except Exception as exc:  # noqa: BLE001 - a worker crash or a machine error after all retries
+                    name = type(exc).__name__
+                    hint = " (the worker died, e.g. out of memory: lower n_workers or raise memory_limit)" \
+                        if name == "KilledWorker" else ""
+                    rows[i] = CohortRow(str(scans[i]), str(outputs[i]), "failed", f"{name}: {exc}{hint}")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{Path(scans[i]).name}: {rows[i].status}")
+        finally:
+            if bar is not None:
+                bar.close()
+            client.close()
+            if cluster is not None:
+                cluster.close()

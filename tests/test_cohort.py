@@ -1,0 +1,194 @@
+"""Cohort processing on a real Dask LocalCluster: phantoms, the real CTs, a corrupted file, re-runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_ctorgans as ct
+from napari_ctorgans.cohort import (
+    CohortSummary,
+    find_inputs,
+    is_complete,
+    output_paths,
+    run_cohort,
+    sidecar_path,
+)
+
+from conftest import data_file
+
+pytest.importorskip("distributed")
+
+
+def _phantom(seed: int, *, lungs: bool = True):
+    vol, labels = ct.make_phantom(seed=seed, spacing=6.0)
+    if not lungs:  # fill the lungs and airways with soft tissue: an abdomen-only scan
+        arr = vol.array.copy()
+        arr[(labels == 3) | ((arr < -400) & (labels != 0))] = 40
+        vol.array = arr
+    return vol
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory) -> Path:
+    """A cohort folder: three phantoms (one without lungs), the real CTs, a DICOM series, a corrupted file."""
+    root = tmp_path_factory.mktemp("cohort") / "scans"
+    (root / "site_a").mkdir(parents=True)
+    (root / "site_b").mkdir()
+    ct.write_volume(root / "site_a" / "phantom0.nii.gz", _phantom(0))
+    ct.write_volume(root / "site_a" / "phantom1.mha", _phantom(1))
+    ct.write_volume(root / "site_b" / "no_lungs.nii.gz", _phantom(2, lungs=False))
+    os.symlink(data_file("abdomen_3mm.nii.gz"), root / "site_b" / "abdomen_3mm.nii.gz")
+    os.symlink(data_file("chest_3mm.nii.gz"), root / "site_b" / "chest_3mm.nii.gz")
+    os.symlink(data_file("abdomen_dicom"), root / "site_b" / "abdomen_dicom", target_is_directory=True)
+    # a corrupted NIfTI: right name and size, its header overwritten
+    good = (root / "site_a" / "phantom0.nii.gz").read_bytes()
+    (root / "site_a" / "corrupted.nii.gz").write_bytes(b"\x00garbage" * 40 + good[400:])
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}) as c:
+        yield c
+
+
+def _by_name(summary) -> dict[str, object]:
+    return {Path(r.input).name: r for r in summary}
+
+
+def test_find_inputs_folder_list_and_outputs(cohort_dir, tmp_path):
+    scans, root = find_inputs(cohort_dir)
+    names = sorted(p.name for p in scans)
+    assert names == sorted(["phantom0.nii.gz", "phantom1.mha", "corrupted.nii.gz", "no_lungs.nii.gz",
+                            "abdomen_3mm.nii.gz", "chest_3mm.nii.gz", "abdomen_dicom"])
+    assert root == cohort_dir.resolve() or root == Path(os.path.abspath(cohort_dir))
+    # outputs mirror the sub-folders under output_dir, or sit next to the inputs
+    outs = output_paths(scans, root, task="label", output_dir=tmp_path / "out")
+    rel = sorted(str(o.relative_to(tmp_path / "out")) for o in outs)
+    assert "site_b/abdomen_dicom_labels.nii.gz" in rel and "site_a/phantom1_labels.nii.gz" in rel
+    beside = output_paths(scans, root, task="predict")
+    assert all(o.parent == s.parent and o.name.endswith("_pred.nii.gz") for o, s in zip(beside, scans))
+    # a text file listing paths (relative to the list, comments and blank lines ignored); duplicates dropped
+    listing = cohort_dir / "cohort.txt"
+    listing.write_text("# two scans\nsite_a/phantom0.nii.gz\n\nsite_b/abdomen_dicom\nsite_a/phantom0.nii.gz\n")
+    listed, _ = find_inputs(listing)
+    assert [p.name for p in listed] == ["phantom0.nii.gz", "abdomen_dicom"]
+    listing.unlink()
+    # outputs found in a folder are not taken for inputs
+    (cohort_dir / "site_a" / "phantom0_labels.nii.gz").write_bytes(b"")
+    try:
+        assert "phantom0_labels.nii.gz" not in [p.name for p in find_inputs(cohort_dir)[0]]
+    finally:
+        (cohort_dir / "site_a" / "phantom0_labels.nii.gz").unlink()
+
+
+def test_validation_messages(tmp_path):
+    with pytest.raises(ValueError, match="task must be one of"):
+        run_cohort(tmp_path, task="segment")
+    with pytest.raises(ValueError, match="needs checkpoint="):
+        run_cohort(tmp_path, task="predict")
+    with pytest.raises(FileNotFoundError, match="checkpoint .* does not exist"):
+        run_cohort(tmp_path, task="predict", checkpoint=tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="retries must be an integer >= 0"):
+        run_cohort(tmp_path, retries=-1)
+    with pytest.raises(ValueError, match="require must name organs"):
+        run_cohort(tmp_path, require=("spleen",))
+    with pytest.raises(ValueError, match="holds no scan"):
+        run_cohort(tmp_path)
+    with pytest.raises(TypeError, match="inputs must"):
+        find_inputs(42)
+
+
+@pytest.mark.slow
+def test_cohort_on_local_cluster_then_rerun_skips(cohort_dir, cluster, tmp_path):
+    out = tmp_path / "labels"
+    summary = run_cohort(cohort_dir, task="label", output_dir=out, scheduler=cluster.scheduler_address,
+                         require=("lungs",), progress=False)
+    rows = _by_name(summary)
+    assert len(summary) == 7
+    assert rows["corrupted.nii.gz"].status == "failed" and "cannot read" in rows["corrupted.nii.gz"].error
+    # the lungs-free phantom and the real upper-abdomen DICOM series (liver level, no lung) have no lungs
+    for name in ("no_lungs.nii.gz", "abdomen_dicom"):
+        assert rows[name].status == "failed" and "no lungs found" in rows[name].error
+    ok = ["phantom0.nii.gz", "phantom1.mha", "abdomen_3mm.nii.gz", "chest_3mm.nii.gz"]
+    assert all(rows[n].status == "ok" for n in ok), str(summary)
+    assert not (out / "site_b" / "no_lungs_labels.nii.gz").exists()
+    assert not (out / "site_b" / "abdomen_dicom_labels.nii.gz").exists()
+
+    # each output is complete and equals the labeller run directly in this process
+    for name in ["phantom1.mha", "chest_3mm.nii.gz"]:
+        row = rows[name]
+        assert is_complete(row.output)
+        vol = ct.read_volume(row.input)
+        got = ct.read_labels(row.output)
+        assert got.shape == vol.shape
+        np.testing.assert_array_equal(got.array, ct.auto_label(vol))
+        meta = json.loads(sidecar_path(row.output).read_text())
+        assert meta["shape"] == list(vol.shape) and meta["voxels"]["3"] > 0
+
+    # the table and the CSV
+    text = str(summary)
+    assert "7 scans: 4 ok, 0 skipped, 3 failed" in text
+    assert summary.csv_path == out / "ctorgans_label_summary.csv"
+    back = CohortSummary.read_csv(summary.csv_path)
+    assert [(r.input, r.status) for r in back] == [(r.input, r.status) for r in summary]
+
+    # re-run: complete outputs are skipped, failed scans are tried again
+    again = _by_name(run_cohort(cohort_dir, task="label", output_dir=out, scheduler=cluster.scheduler_address,
+                                require=("lungs",), progress=False))
+    assert all(again[n].status == "skipped" for n in ok)
+    assert again["corrupted.nii.gz"].status == "failed" and again["no_lungs.nii.gz"].status == "failed"
+
+    # an output without its sidecar (interrupted before completion) or a damaged output is redone
+    sidecar_path(rows["phantom0.nii.gz"].output).unlink()
+    damaged = Path(rows["phantom1.mha"].output)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    assert not is_complete(damaged)
+    third = _by_name(run_cohort(cohort_dir, task="label", output_dir=out, scheduler=cluster.scheduler_address,
+                                progress=False, summary_csv=tmp_path / "third.csv"))
+    assert third["phantom0.nii.gz"].status == "ok" and third["phantom1.mha"].status == "ok"
+    # without require, scans without lungs are fine
+    assert third["no_lungs.nii.gz"].status == "ok" and third["abdomen_dicom"].status == "ok"
+    assert ct.read_labels(third["abdomen_dicom"].output).shape == ct.read_volume(third["abdomen_dicom"].input).shape
+    assert third["chest_3mm.nii.gz"].status == "skipped"
+    assert is_complete(damaged) and (tmp_path / "third.csv").exists()
+    # overwrite redoes everything readable
+    fourth = run_cohort([cohort_dir / "site_a" / "phantom0.nii.gz"], output_dir=out, overwrite=True,
+                        scheduler=cluster.scheduler_address, progress=False, summary_csv=False)
+    assert [r.status for r in fourth] == ["ok"] and fourth.csv_path is None
+
+
+@pytest.mark.slow
+def test_default_local_cluster_outputs_next_to_inputs(tmp_path):
+    """No scheduler given: a local cluster is started and closed; outputs land next to the inputs."""
+    for seed in (3, 4):
+        ct.write_volume(tmp_path / f"case{seed}.nrrd", _phantom(seed))
+    listing = tmp_path / "cases.txt"
+    listing.write_text("case3.nrrd\ncase4.nrrd\nmissing.nii.gz\n")
+    summary = run_cohort(listing, n_workers=2, progress=True)
+    statuses = {Path(r.input).name: r.status for r in summary}
+    assert statuses == {"case3.nrrd": "ok", "case4.nrrd": "ok", "missing.nii.gz": "failed"}
+    assert "does not exist" in _by_name(summary)["missing.nii.gz"].error
+    assert is_complete(tmp_path / "case3_labels.nii.gz") and is_complete(tmp_path / "case4_labels.nii.gz")
+    assert (tmp_path / "ctorgans_label_summary.csv").exists()
+    # the outputs sit next to the inputs; running on the folder itself does not take them for inputs
+    again = run_cohort(tmp_path, n_workers=1, progress=False)
+    assert sorted(r.status for r in again) == ["skipped", "skipped"]
+
+
+def test_dicom_folder_as_single_input(tmp_path):
+    """A DICOM series folder given directly is one scan, not a folder of scans."""
+    src = data_file("abdomen_dicom")
+    dst = tmp_path / "series"
+    shutil.copytree(src, dst)
+    scans, _ = find_inputs(dst)
+    assert scans == [dst]
