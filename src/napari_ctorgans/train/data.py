@@ -1,0 +1,326 @@
+"""Training cases: (image, labels) at the working spacing, from memory, files, folders or the labelers.
+
+A :class:`Case` holds a CT image in HU (float32) and its label map (uint8, ``IGNORE_LABEL`` where an organ was not
+labelled), both resampled once to the working spacing. Cases read from files are cached on disk (``.npz`` keyed by
+the files' paths, sizes and modification times and the spacing), so the next run starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..organs import IGNORE_LABEL
+from ..volume import Volume
+
+__all__ = [
+    "Case", "load_case", "load_cases", "find_cases", "auto_labelled_case", "random_crop", "default_cache_dir",
+]
+
+AIR_HU = -1024.0
+_NIFTI = re.compile(r"\.(nii\.gz|nii|nrrd|mha|mhd)$", re.IGNORECASE)
+
+
+@dataclass
+class Case:
+    """One training or validation case at the working spacing.
+
+    Attributes
+    ----------
+    image : ndarray (Z, Y, X) float32
+        CT in HU.
+    labels : ndarray (Z, Y, X) uint8
+        CT-ORG labels; ``IGNORE_LABEL`` (255) marks voxels the loss ignores.
+    spacing : tuple of 3 float
+    name : str
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    name: str = "case"
+
+    def __post_init__(self) -> None:
+        if self.image.shape != self.labels.shape:
+            raise ValueError(f"case {self.name!r}: image shape {self.image.shape} != labels shape {self.labels.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+    def organs(self) -> list[int]:
+        """Label values present (background and ignored voxels excluded)."""
+        vals = np.unique(self.labels)
+        return [int(v) for v in vals if v not in (0, IGNORE_LABEL)]
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("CTORGANS_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-ctorgans" / "cases"
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _to_working(image: Volume, labels: Volume, spacing: float) -> tuple[np.ndarray, np.ndarray, tuple]:
+    from napari_ctorgans import resample
+
+    if not image.same_grid(labels):
+        if image.shape != labels.shape:
+            labels = resample(labels, kind="labels", like=image)
+        else:  # same voxel grid, geometry written slightly differently: trust the voxels
+            labels = image.with_array(labels.array)
+    target = (float(spacing),) * 3
+    if np.allclose(image.spacing, target, atol=1e-3):
+        img, lab = image, labels
+    else:
+        img = resample(image, target, kind="image")
+        lab = resample(labels, target, kind="labels")
+    lab_arr = np.asarray(lab.array)
+    if lab_arr.dtype.kind == "f" or lab_arr.min() < 0 or lab_arr.max() > 255:
+        raise ValueError("labels must be integers in 0..255 (CT-ORG values, 255 for 'not labelled')")
+    return np.asarray(img.array, dtype=np.float32), lab_arr.astype(np.uint8), tuple(img.spacing)
+
+
+def load_case(case: Any, *, spacing: float = 3.0, cache_dir: str | Path | None = None, name: str | None = None) -> Case:
+    """Turn one case description into a :class:`Case` at the working spacing.
+
+    Parameters
+    ----------
+    case : Case, (Volume, labels), (image_path, labels_path), or a dict with "image" and "labels"
+        ``labels`` may be a Volume or an array on the image's grid.
+    spacing : float
+        Working spacing in mm.
+    cache_dir : str or Path, optional
+        Where resampled file cases are cached (default: ``~/.cache/napari-ctorgans/cases``); ``False`` disables it.
+    name : str, optional
+
+    Returns
+    -------
+    Case
+    """
+    if isinstance(case, Case):
+        if not np.allclose(case.spacing, (spacing,) * 3, atol=1e-3):
+            vol = Volume(case.image, spacing=case.spacing)
+            return load_case((vol, case.labels), spacing=spacing, name=case.name)
+        return case
+    if isinstance(case, dict):
+        case = (case.get("image"), case.get("labels"))
+    if not isinstance(case, (tuple, list)) or len(case) != 2:
+        raise TypeError(
+            "a case must be a (Volume, labels) pair, a pair of file paths, a dict with 'image' and 'labels', "
+            f"or a Case; got {type(case).__name__}"
+        )
+    image, labels = case
+    if isinstance(image, Volume):
+        if isinstance(labels, Volume):
+            lab_vol = labels
+        else:
+            arr = np.asarray(labels)
+            if arr.shape != image.shape:
+                raise ValueError(f"labels shape {arr.shape} does not match the image shape {image.shape}")
+            lab_vol = image.with_array(arr)
+        img, lab, sp = _to_working(image, lab_vol, spacing)
+        return Case(img, lab, sp, name or Path(image.path).name if image.path else (name or "case"))
+    if isinstance(image, (str, Path)) and isinstance(labels, (str, Path)):
+        return _load_files(Path(image), Path(labels), spacing=spacing, cache_dir=cache_dir, name=name)
+    raise TypeError(f"a case must pair a Volume with labels or two file paths, got ({type(image).__name__}, "
+                    f"{type(labels).__name__})")
+
+
+def _load_files(image: Path, labels: Path, *, spacing: float, cache_dir, name: str | None) -> Case:
+    from ..io import read_labels, read_volume
+
+    for p, what in ((image, "image"), (labels, "labels")):
+        if not p.exists():
+            raise FileNotFoundError(f"{what} file not found: {p}")
+    cache = None
+    if cache_dir is not False:
+        key = hashlib.sha1(f"{_file_key(image)}#{_file_key(labels)}#{float(spacing):.6f}".encode()).hexdigest()[:20]
+        cache = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
+        if cache.exists():
+            try:
+                with np.load(cache) as z:
+                    return Case(z["image"], z["labels"], tuple(float(s) for s in z["spacing"]), name or image.name)
+            except (OSError, ValueError, KeyError, EOFError):
+                pass  # a damaged cache entry is simply rebuilt
+    img, lab, sp = _to_working(read_volume(image), read_labels(labels), spacing)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, image=img, labels=lab, spacing=np.asarray(sp))
+        tmp.replace(cache)
+    return Case(img, lab, sp, name or image.name)
+
+
+def find_cases(folder: str | Path) -> list[tuple[Path, Path]]:
+    """(image, labels) file pairs in a folder laid out as CT-ORG or as the Medical Segmentation Decathlon / nnU-Net.
+
+    * CT-ORG: ``volume-N.nii.gz`` with ``labels-N.nii.gz`` side by side.
+    * MSD / nnU-Net: ``imagesTr/`` and ``labelsTr/`` (an image may carry the ``_0000`` channel suffix), usually with
+      a ``dataset.json`` whose ``training`` list is used when present.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder does not exist or holds no recognisable pairs.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cases folder not found: {folder}")
+    pairs: list[tuple[Path, Path]] = []
+    images_tr, labels_tr = folder / "imagesTr", folder / "labelsTr"
+    if images_tr.is_dir() and labels_tr.is_dir():
+        ds = folder / "dataset.json"
+        listed = json.loads(ds.read_text()).get("training") if ds.exists() else None
+        if listed:
+            for entry in listed:
+                img = folder / entry["image"]
+                if not img.exists():
+                    img = _with_channel(img)
+                pairs.append((img, folder / entry["label"]))
+        else:
+            for lab in sorted(p for p in labels_tr.iterdir() if _NIFTI.search(p.name)):
+                stem, ext = _split(lab.name)
+                for cand in (images_tr / f"{stem}_0000{ext}", images_tr / lab.name):
+                    if cand.exists():
+                        pairs.append((cand, lab))
+                        break
+    else:
+        for img in sorted(folder.glob("volume-*")):
+            m = re.match(r"volume-(.+?)(\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd)$", img.name)
+            if m:
+                lab = folder / f"labels-{m.group(1)}{m.group(2)}"
+                if lab.exists():
+                    pairs.append((img, lab))
+        pairs.sort(key=lambda p: _natural(p[0].name))
+    missing = [str(p) for pair in pairs for p in pair if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"files listed for {folder} are missing: {missing[:3]}")
+    if not pairs:
+        raise FileNotFoundError(
+            f"no training cases found in {folder}: expected CT-ORG files (volume-N.nii.gz + labels-N.nii.gz) or "
+            "MSD/nnU-Net folders imagesTr/ and labelsTr/"
+        )
+    return pairs
+
+
+def _split(name: str) -> tuple[str, str]:
+    m = _NIFTI.search(name)
+    return (name[: m.start()], name[m.start():]) if m else (name, "")
+
+
+def _with_channel(path: Path) -> Path:
+    stem, ext = _split(path.name)
+    return path.with_name(f"{stem}_0000{ext}")
+
+
+def _natural(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def load_cases(cases: Any, *, spacing: float = 3.0, cache_dir: str | Path | None = None) -> list[Case]:
+    """Load a folder (see :func:`find_cases`), a single case, or a sequence of cases."""
+    if cases is None:
+        return []
+    if isinstance(cases, (str, Path)):
+        return [load_case(p, spacing=spacing, cache_dir=cache_dir) for p in find_cases(cases)]
+    if isinstance(cases, Case) or (isinstance(cases, tuple) and len(cases) == 2 and not isinstance(cases[0], tuple)
+                                   and not isinstance(cases[0], Case)):
+        return [load_case(cases, spacing=spacing, cache_dir=cache_dir)]
+    if not isinstance(cases, Iterable):
+        raise TypeError(f"cases must be a folder, a case or a list of cases, got {type(cases).__name__}")
+    return [load_case(c, spacing=spacing, cache_dir=cache_dir) for c in cases]
+
+
+def auto_labelled_case(volume: Volume, *, spacing: float = 3.0, unlabelled: str = "ignore",
+                       soft_tissue_hu: Sequence[float] = (-20.0, 250.0)) -> Case:
+    """A weakly supervised case: the unsupervised labelers' output (lungs and bone) as training labels.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    spacing : float
+        Working spacing in mm.
+    unlabelled : {"ignore", "background"}
+        What the other organs become. "ignore" marks soft tissue inside the body that the labelers did not label
+        (HU in ``soft_tissue_hu``: where liver, kidneys and bladder may be) as ``IGNORE_LABEL``, so the loss neither
+        rewards nor punishes any organ there; "background" calls everything unlabelled background.
+    soft_tissue_hu : (low, high)
+
+    Returns
+    -------
+    Case
+    """
+    import napari_ctorgans as ct
+
+    if unlabelled not in ("ignore", "background"):
+        raise ValueError(f"unlabelled must be 'ignore' or 'background', got {unlabelled!r}")
+    labels = np.asarray(ct.auto_label(volume)).astype(np.uint8)
+    if unlabelled == "ignore":
+        body = np.asarray(ct.label_body(volume), dtype=bool)
+        hu = np.asarray(volume.array)
+        soft = body & (labels == 0) & (hu >= soft_tissue_hu[0]) & (hu <= soft_tissue_hu[1])
+        labels[soft] = IGNORE_LABEL
+    name = f"auto:{Path(volume.path).name}" if volume.path else "auto-labelled"
+    return load_case((volume, labels), spacing=spacing, name=name)
+
+
+def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, foreground_prob: float = 0.5,
+                context: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop of ``size`` (plus ``context`` voxels on each side); padded with air where the case is smaller.
+
+    With probability ``foreground_prob`` the crop is centred on a random labelled voxel (organs are small
+    compared with the body, and this keeps every class in the batches).
+    """
+    size = np.asarray(size, dtype=int)
+    ctx = np.zeros(3, dtype=int) if context is None else np.asarray(context, dtype=int)
+    full = size + 2 * ctx
+    shape = np.asarray(case.shape)
+    centre = None
+    if foreground_prob > 0 and rng.random() < foreground_prob:
+        fg = _foreground_index(case, rng)
+        if fg.size:
+            centre = np.unravel_index(fg[rng.integers(fg.size)], case.shape)
+            centre = np.asarray(centre) + rng.integers(-(size // 4), size // 4 + 1)
+    if centre is None:
+        lo = np.minimum(size // 2, shape // 2)
+        hi = np.maximum(shape - (size - size // 2), lo)
+        centre = np.array([rng.integers(a, b + 1) for a, b in zip(lo, hi)])
+    start = np.asarray(centre) - full // 2
+    img = np.full(tuple(full), AIR_HU, dtype=np.float32)
+    lab = np.zeros(tuple(full), dtype=np.uint8)
+    src_lo = np.maximum(start, 0)
+    src_hi = np.minimum(start + full, shape)
+    if np.all(src_hi > src_lo):
+        dst_lo = src_lo - start
+        dst_hi = dst_lo + (src_hi - src_lo)
+        s = tuple(slice(a, b) for a, b in zip(src_lo, src_hi))
+        d = tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))
+        img[d] = case.image[s]
+        lab[d] = case.labels[s]
+    return img, lab
+
+
+def _foreground_index(case: Case, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of one randomly chosen organ's voxels (class-balanced: small organs are drawn as often)."""
+    per_class = getattr(case, "_fg_index", None)
+    if per_class is None:
+        flat = case.labels.ravel()
+        per_class = [np.flatnonzero(flat == v) for v in case.organs()]
+        case._fg_index = per_class  # type: ignore[attr-defined]
+    if not per_class:
+        return np.empty(0, dtype=np.int64)
+    return per_class[int(rng.integers(len(per_class)))]

@@ -1,0 +1,393 @@
+"""The training loop: a generator that yields one :class:`TrainStatus` per iteration and stops when closed."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..organs import IGNORE_LABEL, ORGANS
+from .checkpoint import organ_table, read_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import Case, load_cases, random_crop
+
+__all__ = ["train", "TrainStatus", "window_image", "resolve_window", "validate", "learning_rate_at"]
+
+
+@dataclass
+class TrainStatus:
+    """What the loop reports after each iteration (plain values only)."""
+
+    iteration: int
+    iterations: int
+    loss: float
+    lr: float
+    augment_on: bool
+    elapsed: float
+    val_dice: dict[str, float] | None = None
+    val_score: float | None = None
+    checkpoint: str | None = None
+    best: bool = False
+    done: bool = False
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def resolve_window(config: TrainConfig) -> tuple[float, float]:
+    """The fixed HU window used without augmentation and at prediction: the middle of the augmentation ranges."""
+    from ..augment import AugmentParams
+
+    p = AugmentParams.from_dict(config.augment) if config.augment else AugmentParams()
+    return (float(np.mean(p.window_low)), float(np.mean(p.window_high)))
+
+
+def window_image(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Network input for a whole volume: ``ct.augment`` with the identity transform and the fixed window."""
+    from ..augment import AugmentParams, augment
+
+    out = augment(np.asarray(image, dtype=np.float32), None, AugmentParams.none(window=tuple(window)), seed=0)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def learning_rate_at(config: TrainConfig, iteration: int) -> float:
+    """Learning rate of an iteration (1-based) under the config's schedule and warm-up."""
+    lr0, total = config.learning_rate, config.iterations
+    if config.warmup and iteration <= config.warmup:
+        return lr0 * iteration / config.warmup
+    t = min(max((iteration - config.warmup) / max(total - config.warmup, 1), 0.0), 1.0)
+    lo = lr0 * config.lr_min_factor
+    if config.lr_schedule == "constant":
+        return lr0
+    if config.lr_schedule == "cosine":
+        return lo + (lr0 - lo) * 0.5 * (1 + math.cos(math.pi * t))
+    if config.lr_schedule == "poly":
+        return max(lr0 * (1 - t) ** 0.9, lo)
+    return max(lr0 * 0.3 ** math.floor(3 * t if t < 1 else 2), lo)  # step: x0.3 at 1/3 and 2/3
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(config.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={config.device!r} but no CUDA GPU is available; use device='cpu' or 'auto'")
+    return torch.device(config.device)
+
+
+def _model_config(config: TrainConfig):
+    from ..nn import MODEL_PRESETS, ModelConfig
+
+    if isinstance(config.model, str):
+        if config.model not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {config.model!r}; choose one of {sorted(MODEL_PRESETS)}")
+        mc = MODEL_PRESETS[config.model]
+    else:
+        mc = ModelConfig.from_dict(dict(config.model))
+    if mc.num_classes != config.num_classes:
+        mc = mc.replace(num_classes=config.num_classes)
+    return mc
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    try:
+        from .. import metrics
+    except ImportError:  # metrics module not built yet
+        inter = np.count_nonzero(pred & ref)
+        total = np.count_nonzero(pred) + np.count_nonzero(ref)
+        return 2.0 * inter / total if total else 1.0
+    return float(metrics.dice(pred, ref))
+
+
+def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device) -> dict[str, float]:
+    """Per-organ Dice over all tiles of the validation cases (voxels marked ignore are left out).
+
+    An organ's Dice is computed over the concatenation of the cases where it is labelled (global Dice).
+    """
+    from ..infer.sliding import sliding_window
+
+    was_training = model.training
+    model.eval()
+    preds, refs = [], []
+    try:
+        for case in cases:
+            x = torch.from_numpy(window_image(case.image, window))[None, None].to(device)
+            probs = sliding_window(x, model, roi_size=config.crop_size, overlap=config.val_overlap,
+                                   mode=config.val_mode, batch_size=1, device="cpu")
+            pred = probs[0].argmax(0).numpy().astype(np.uint8)
+            keep = case.labels != IGNORE_LABEL
+            preds.append(pred[keep])
+            refs.append(case.labels[keep])
+    finally:
+        model.train(was_training)
+    pred_all, ref_all = np.concatenate(preds), np.concatenate(refs)
+    out: dict[str, float] = {}
+    for value in range(1, config.num_classes):
+        r = ref_all == value
+        if not r.any():
+            continue
+        name = ORGANS[value].name if value in ORGANS else str(value)
+        out[name] = _dice(pred_all == value, r)
+    return out
+
+
+def _make_batch(cases, config, rng, augment_on, params, window):
+    from ..augment import AugmentParams, augment
+
+    crop = tuple(config.crop_size)
+    context = tuple(int(math.ceil(c * 0.15)) for c in crop) if augment_on else None
+    xs, ys = [], []
+    fixed = AugmentParams.none(window=window)
+    for _ in range(config.batch_size):
+        case = cases[int(rng.integers(len(cases)))]
+        seed = int(rng.integers(2**31 - 1))
+        img, lab = random_crop(case, crop, rng, foreground_prob=config.foreground_prob, context=context)
+        if augment_on:
+            xi, yi = augment(img, lab, params, seed=seed, out_shape=crop)[:2]
+        else:
+            xi, yi = augment(img, lab, fixed, seed=seed)[:2]
+        xs.append(np.asarray(xi, dtype=np.float32))
+        ys.append(np.asarray(yi).astype(np.int64))
+    return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+# --------------------------------------------------------------------------------------------------- train
+def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = None, *, resume: bool = False,
+          overwrite: bool = False, cache_dir: Any = None) -> Iterator[TrainStatus]:
+    """Train a segmentation model; a generator with one :class:`TrainStatus` per iteration.
+
+    Parameters
+    ----------
+    config : TrainConfig, preset name or dict
+    train_cases : folder, case, or list of cases
+        A case is a ``(Volume, labels)`` pair, a pair of file paths, or a :class:`Case`; a folder is read with
+        :func:`find_cases` (CT-ORG or MSD/nnU-Net layout). Labels equal to 255 are ignored by the loss.
+    val_cases : same, optional
+        Validated (all tiles, per-organ Dice) every ``config.validate_every`` iterations and at the end.
+    resume : bool
+        Continue the run whose ``last.pt`` is in ``config.output_dir`` exactly where it stopped (weights, optimiser,
+        random states, curriculum); ``config.iterations`` may be raised to train longer.
+    overwrite : bool
+        Start a new run in an ``output_dir`` that already holds checkpoints (they are replaced).
+    cache_dir : str, optional
+        Where resampled file cases are cached.
+
+    Yields
+    ------
+    TrainStatus
+
+    Raises
+    ------
+    FileExistsError
+        ``output_dir`` holds checkpoints and neither ``resume`` nor ``overwrite`` is set.
+    ValueError
+        No training cases, a resume with another model, an unknown preset.
+
+    Notes
+    -----
+    Closing the generator (``gen.close()``, or breaking out of a ``for`` loop and dropping it) writes ``last.pt``
+    once more, atomically, so a stopped run can be resumed. ``best.pt`` holds the weights with the best mean
+    validation Dice.
+
+    Examples
+    --------
+    >>> cfg = ct.TrainConfig.preset("cpu-quick", iterations=20, output_dir="runs/demo")  # doctest: +SKIP
+    >>> for status in ct.train(cfg, [ct.make_phantom(seed=s) for s in range(3)]):  # doctest: +SKIP
+    ...     print(status.iteration, status.loss)
+    """
+    if isinstance(config, str):
+        config = TrainConfig.preset(config)
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    elif not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, a preset name or a dict, got {type(config).__name__}")
+    out_dir = Path(config.output_dir) if config.output_dir else None
+    last_path = best_path = None
+    if out_dir is not None:
+        last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+        existing = [p for p in (last_path, best_path) if p.exists()]
+        if existing and not resume and not overwrite:
+            raise FileExistsError(
+                f"output_dir {out_dir} already holds checkpoints of another run ({', '.join(p.name for p in existing)});"
+                " pass resume=True to continue that run, overwrite=True to replace it, or choose another output_dir"
+            )
+        if resume and not last_path.exists():
+            raise FileNotFoundError(f"cannot resume: {last_path} does not exist; start without resume=True")
+    elif resume:
+        raise ValueError("resume=True needs config.output_dir (the folder holding last.pt)")
+    train_list = load_cases(train_cases, spacing=config.spacing, cache_dir=cache_dir)
+    if not train_list:
+        raise ValueError("train_cases is empty: give at least one (image, labels) case or a folder of cases")
+    val_list = load_cases(val_cases, spacing=config.spacing, cache_dir=cache_dir)
+    return _run(config, train_list, val_list, last_path, best_path, resume)
+
+
+def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_path, best_path, resume) -> Iterator[TrainStatus]:
+    from ..augment import AugmentParams
+    from ..nn import build_model
+    from ..nn.losses import class_weights, get_loss
+
+    t0 = time.perf_counter()
+    device = _device(config)
+    use_amp = bool(config.amp and device.type == "cuda")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model_cfg = _model_config(config)
+    model = build_model(model_cfg).to(device)
+    window = resolve_window(config)
+    params = AugmentParams.from_dict(config.augment) if config.augment else AugmentParams()
+
+    notes: list[str] = []
+    present = set().union(*(c.organs() for c in cases))
+    missing = [ORGANS[v].name for v in range(1, config.num_classes) if v in ORGANS and v not in present]
+    if missing:
+        notes.append(f"no training case labels {', '.join(missing)}: the model cannot learn "
+                     f"{'it' if len(missing) == 1 else 'them'} (add cases that label them)")
+        warnings.warn(notes[-1], stacklevel=2)
+    if any(min(np.asarray(c.shape) - np.asarray(config.crop_size)) < 0 for c in cases):
+        notes.append("some cases are smaller than crop_size; their crops are padded with air")
+
+    weights = class_weights([c.labels for c in cases], config.class_weighting, num_classes=config.num_classes)
+    loss_fn = get_loss(config.loss, weighting=weights, **config.loss_options)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    state: dict[str, Any] = dict(iteration=0, losses=[], val_history=[], best_score=None, since_best=0,
+                                 augment_on=config.augment_at == 0, augment_start=None,
+                                 run_id=uuid.uuid4().hex)
+    if resume:
+        ck = read_checkpoint(last_path)
+        if dict(ck["model_config"]) != model_cfg.to_dict():
+            raise ValueError(f"cannot resume {last_path}: it was trained with another model configuration "
+                             f"({ck['model_config']}); use the same config.model or start a new output_dir")
+        model.load_state_dict(ck["weights"])
+        opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        rng.bit_generator.state = ck["rng"]["numpy"]
+        state.update(ck["state"])
+    elif config.init_checkpoint:
+        ck = read_checkpoint(config.init_checkpoint)
+        try:
+            model.load_state_dict(ck["weights"])
+        except RuntimeError as exc:
+            raise ValueError(f"init_checkpoint {config.init_checkpoint} does not fit model {model_cfg.to_dict()}: "
+                             f"{str(exc).splitlines()[0]}; use the same model preset and num_classes") from exc
+
+    def payload() -> dict:
+        return {
+            "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model_config": model_cfg.to_dict(),
+            "train_config": {**config.to_dict(), "window": list(window)},
+            "organs": organ_table(),
+            "iteration": state["iteration"],
+            "val_dice": state["val_history"][-1]["dice"] if state["val_history"] else None,
+            "best_score": state["best_score"],
+            "run_id": state["run_id"],
+            "window": list(window),
+            "spacing": float(config.spacing),
+            "optimizer": opt.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state},
+            "state": {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()},
+        }
+
+    saved_at = state["iteration"]
+
+    def save_last() -> str | None:
+        nonlocal saved_at
+        if last_path is None:
+            return None
+        save_checkpoint(last_path, payload())
+        saved_at = state["iteration"]
+        return str(last_path)
+
+    if last_path is not None:
+        last_path.parent.mkdir(parents=True, exist_ok=True)
+        (last_path.parent / "config.json").write_text(json.dumps({**config.to_dict(), "window": list(window)},
+                                                                 indent=2) + "\n")
+    model.train()
+    try:
+        for it in range(state["iteration"] + 1, config.iterations + 1):
+            lr = learning_rate_at(config, it)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, y = _make_batch(cases, config, rng, state["augment_on"], params, window)
+            x, y = x.to(device), y.to(device)
+            try:
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                raise MemoryError(
+                    f"out of memory at iteration {it} with batch_size={config.batch_size} and crop_size="
+                    f"{config.crop_size}; lower them (e.g. --crop-size 48) and resume from {last_path}"
+                ) from exc
+            loss_value = float(loss.detach())
+            state["iteration"] = it
+            state["losses"].append(loss_value)
+            msg = ""
+            # curriculum: augmentation on at a set iteration, or once the training loss stops falling
+            if not state["augment_on"]:
+                w = config.plateau_window
+                if config.augment_at is not None:
+                    switch = config.augment_at >= 0 and it >= config.augment_at
+                else:
+                    losses = state["losses"]
+                    switch = (len(losses) >= 2 * w and it % max(w // 2, 1) == 0
+                              and np.mean(losses[-w:]) > np.mean(losses[-2 * w:-w]) * (1 - config.plateau_tolerance))
+                if switch:
+                    state["augment_on"], state["augment_start"] = True, it
+                    msg = f"augmentation on from iteration {it}"
+            val_dice = score = None
+            best = False
+            ckpt = None
+            if val_cases and (it % config.validate_every == 0 or it == config.iterations):
+                val_dice = validate(model, val_cases, config, window, device)
+                score = float(np.mean(list(val_dice.values()))) if val_dice else 0.0
+                state["val_history"].append({"iteration": it, "dice": val_dice, "score": score})
+                if state["best_score"] is None or score > state["best_score"]:
+                    state["best_score"], state["since_best"], best = score, 0, True
+                    if best_path is not None:
+                        save_checkpoint(best_path, payload())
+                        ckpt = str(best_path)
+                else:
+                    state["since_best"] += 1
+            stop = bool(config.early_stopping and state["since_best"] >= config.early_stopping)
+            if stop or it == config.iterations or it % config.checkpoint_every == 0:
+                ckpt = save_last() or ckpt
+            if stop:
+                msg = (msg + "; " if msg else "") + (f"early stop: no better validation Dice in "
+                                                     f"{config.early_stopping} validations")
+            status = TrainStatus(
+                iteration=it, iterations=config.iterations, loss=loss_value, lr=lr, augment_on=state["augment_on"],
+                elapsed=time.perf_counter() - t0, val_dice=val_dice, val_score=score, checkpoint=ckpt, best=best,
+                done=stop or it == config.iterations, message=msg, warnings=notes if it == 1 else [],
+            )
+            yield status
+            if stop:
+                return
+    finally:
+        # stopped early (generator closed) or failed: keep the progress made so far, written atomically
+        if last_path is not None and state["iteration"] > saved_at:
+            save_last()

@@ -1,0 +1,269 @@
+"""Training: config, cases and folders, the loop (loss falls, exact resume, clean stop), checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import napari_ctorgans as ct
+from napari_ctorgans.organs import IGNORE_LABEL
+from napari_ctorgans.train import (
+    Case, CheckpointError, TrainConfig, find_cases, load_case, load_checkpoint, random_crop, read_checkpoint,
+    save_checkpoint, train,
+)
+
+SPACING = 6.0
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [ct.make_phantom(seed=s, spacing=SPACING) for s in range(3)]
+
+
+def quick_config(tmp_path, **changes):
+    base = dict(model="cpu-small", iterations=12, batch_size=2, crop_size=(24, 24, 24), spacing=SPACING,
+                learning_rate=3e-3, validate_every=1000, checkpoint_every=4, augment_at=-1, seed=3,
+                output_dir=str(tmp_path / "run"))
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------------------------------------- config
+def test_config_round_trip_and_presets(tmp_path):
+    cfg = TrainConfig.preset("cpu-quick", iterations=7)
+    again = TrainConfig.from_json(cfg.to_json(tmp_path / "c.json"))
+    assert again == cfg and again.iterations == 7
+    assert json.loads(cfg.to_json())["crop_size"] == list(cfg.crop_size)
+    assert set(ct.TRAIN_PRESETS) >= {"cpu-quick", "paper"}
+    for name in ct.TRAIN_PRESETS:
+        TrainConfig.preset(name)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(crop_size=(0, 8, 8)), "crop_size"),
+        (dict(learning_rate=-1.0), "learning_rate"),
+        (dict(lr_schedule="linear"), "lr_schedule"),
+        (dict(iterations=0), "iterations"),
+        (dict(class_weighting="log"), "class_weighting"),
+    ],
+)
+def test_config_validation(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**changes)
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"iteratons": 3})
+    with pytest.raises(ValueError, match="unknown training preset"):
+        TrainConfig.preset("fast")
+
+
+def test_learning_rate_schedules():
+    from napari_ctorgans.train import learning_rate_at
+
+    cfg = TrainConfig(iterations=100, learning_rate=1e-2, lr_schedule="cosine", lr_min_factor=0.1, warmup=10)
+    lrs = [learning_rate_at(cfg, i) for i in range(1, 101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)
+    assert lrs[-1] == pytest.approx(1e-3) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    const = TrainConfig(iterations=10, lr_schedule="constant")
+    assert {learning_rate_at(const, i) for i in range(1, 11)} == {const.learning_rate}
+
+
+# -------------------------------------------------------------------------------------------------- cases
+def test_find_cases_ctorg_and_msd_layouts(tmp_path, phantoms):
+    vol, lab = phantoms[0]
+    ctorg = tmp_path / "ctorg"
+    ctorg.mkdir()
+    for i in (2, 10):
+        ct.write_volume(ctorg / f"volume-{i}.nii.gz", vol)
+        ct.write_labels(ctorg / f"labels-{i}.nii.gz", lab, like=vol)
+    (ctorg / "volume-3.nii.gz").write_bytes(b"")  # no labels: not a case
+    pairs = find_cases(ctorg)
+    assert [p[0].name for p in pairs] == ["volume-2.nii.gz", "volume-10.nii.gz"]
+    assert [p[1].name for p in pairs] == ["labels-2.nii.gz", "labels-10.nii.gz"]
+
+    msd = tmp_path / "Task01"
+    (msd / "imagesTr").mkdir(parents=True)
+    (msd / "labelsTr").mkdir()
+    ct.write_volume(msd / "imagesTr" / "ph_001_0000.nii.gz", vol)
+    ct.write_labels(msd / "labelsTr" / "ph_001.nii.gz", lab, like=vol)
+    pairs = find_cases(msd)
+    assert pairs == [(msd / "imagesTr" / "ph_001_0000.nii.gz", msd / "labelsTr" / "ph_001.nii.gz")]
+    (msd / "dataset.json").write_text(json.dumps(
+        {"training": [{"image": "./imagesTr/ph_001.nii.gz", "label": "./labelsTr/ph_001.nii.gz"}]}))
+    assert [p[0].name for p in find_cases(msd)] == ["ph_001_0000.nii.gz"]
+    with pytest.raises(FileNotFoundError, match="no training cases"):
+        find_cases(tmp_path / "ctorg" / ".." / "Task01" / "imagesTr")
+
+
+def test_file_cases_are_resampled_once_and_cached(tmp_path, phantoms):
+    vol, lab = ct.make_phantom(seed=1, spacing=4.0)
+    ct.write_volume(tmp_path / "volume-1.nii.gz", vol)
+    ct.write_labels(tmp_path / "labels-1.nii.gz", lab, like=vol)
+    cache = tmp_path / "cache"
+    case = load_case((tmp_path / "volume-1.nii.gz", tmp_path / "labels-1.nii.gz"), spacing=SPACING, cache_dir=cache)
+    assert case.spacing == (SPACING,) * 3 and case.labels.dtype == np.uint8
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    again = load_case((tmp_path / "volume-1.nii.gz", tmp_path / "labels-1.nii.gz"), spacing=SPACING, cache_dir=cache)
+    np.testing.assert_array_equal(again.image, case.image)
+    np.testing.assert_array_equal(again.labels, case.labels)
+    # the same phantom in memory gives the same case
+    mem = load_case((vol, lab), spacing=SPACING)
+    assert mem.shape == case.shape and set(mem.organs()) == {1, 2, 3, 4, 5}
+    # another spacing is another cache entry
+    load_case((tmp_path / "volume-1.nii.gz", tmp_path / "labels-1.nii.gz"), spacing=8.0, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_case_validation(phantoms):
+    vol, lab = phantoms[0]
+    with pytest.raises(ValueError, match="labels shape"):
+        load_case((vol, lab[:-1]))
+    with pytest.raises(TypeError, match="a case must"):
+        load_case(vol)
+
+
+def test_random_crop_pads_small_volumes_and_finds_organs(phantoms):
+    vol, lab = phantoms[0]
+    case = load_case((vol, lab), spacing=SPACING)
+    rng = np.random.default_rng(0)
+    small = Case(np.full((10, 12, 14), 40.0, np.float32), case.labels[:10, :12, :14].copy(), case.spacing)
+    img, lbl = random_crop(small, (24, 24, 24), rng, foreground_prob=0.0)
+    assert img.shape == lbl.shape == (24, 24, 24)
+    assert (img == -1024).sum() == 24**3 - 10 * 12 * 14  # everything outside the small volume is air
+    hits = [np.isin(random_crop(case, (16, 16, 16), rng, foreground_prob=1.0)[1], [2]).any() for _ in range(40)]
+    assert sum(hits) >= 4  # the small bladder is drawn about as often as any other organ
+
+
+def test_auto_labelled_case_marks_unlabelled_soft_tissue(chest_3mm):
+    from napari_ctorgans.train import auto_labelled_case
+
+    case = auto_labelled_case(chest_3mm, spacing=SPACING)
+    vals = set(np.unique(case.labels).tolist())
+    assert {0, 3, 5, IGNORE_LABEL} <= vals and not vals & {1, 2, 4}
+    bg = auto_labelled_case(chest_3mm, spacing=SPACING, unlabelled="background")
+    assert IGNORE_LABEL not in np.unique(bg.labels)
+    np.testing.assert_array_equal(bg.labels == 3, case.labels == 3)
+
+
+# --------------------------------------------------------------------------------------------------- loop
+def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
+    cfg = quick_config(tmp_path, iterations=40, validate_every=20, checkpoint_every=10, augment_at=30)
+    statuses = list(train(cfg, phantoms[:2], [phantoms[2]]))
+    assert [s.iteration for s in statuses] == list(range(1, 41))
+    losses = np.array([s.loss for s in statuses])
+    assert losses[-10:].mean() < losses[:10].mean() - 0.02, losses
+    assert [s.augment_on for s in statuses].index(True) == 29  # curriculum at the set iteration
+    vals = [s for s in statuses if s.val_dice is not None]
+    assert [s.iteration for s in vals] == [20, 40]
+    assert set(vals[-1].val_dice) == {"liver", "bladder", "lungs", "kidneys", "bone"}
+    assert statuses[-1].done and statuses[-1].checkpoint.endswith("last.pt")
+
+    model, info = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert info["iteration"] == 40 and info["train_config"]["iterations"] == 40
+    assert info["model_config"]["num_classes"] == 6 and info["organs"][3]["name"] == "lungs"
+    assert not model.training
+    best_model, best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["best_score"] == max(s.val_score for s in vals)
+    # loaded weights reproduce the trained model's output
+    raw = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert set(raw["weights"]) == set(model.state_dict())
+    with pytest.raises(CheckpointError, match="7 classes"):
+        load_checkpoint(tmp_path / "run" / "last.pt", num_classes=7)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, phantoms):
+    full = [s.loss for s in train(quick_config(tmp_path / "a", augment_at=5), phantoms[:2])]
+    gen = train(quick_config(tmp_path / "b", augment_at=5), phantoms[:2])
+    first = [next(gen).loss for _ in range(7)]
+    gen.close()  # stopping writes last.pt at iteration 7 (between the periodic checkpoints)
+    assert read_checkpoint(tmp_path / "b" / "run" / "last.pt")["iteration"] == 7
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(quick_config(tmp_path / "b", augment_at=5), phantoms[:2])
+    rest = [s.loss for s in train(quick_config(tmp_path / "b", augment_at=5), phantoms[:2], resume=True)]
+    assert len(rest) == 5
+    np.testing.assert_allclose(first + rest, full, rtol=0, atol=1e-6)
+    # overwrite=True starts a new run in the same folder
+    new = train(quick_config(tmp_path / "b", iterations=2), phantoms[:2], overwrite=True)
+    assert [s.iteration for s in new] == [1, 2]
+
+
+def test_generator_close_stops_cleanly_and_keeps_checkpoint(tmp_path, phantoms):
+    cfg = quick_config(tmp_path, iterations=50, checkpoint_every=2)
+    gen = train(cfg, phantoms[:1])
+    for status in gen:
+        if status.iteration == 4:
+            break
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    gen.close()
+    assert gen.gi_frame is None  # finished
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before  # iteration 4 was saved already
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 4
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_early_stopping(tmp_path, phantoms):
+    cfg = quick_config(tmp_path, iterations=30, validate_every=2, early_stopping=1, learning_rate=1e-9,
+                       lr_schedule="constant")
+    statuses = list(train(cfg, phantoms[:1], [phantoms[2]]))
+    assert statuses[-1].done and "early stop" in statuses[-1].message
+    assert statuses[-1].iteration < 30
+
+
+def test_missing_organ_is_reported(tmp_path, phantoms):
+    vol, lab = phantoms[0]
+    no_kidney = np.where(lab == 4, 0, lab)
+    with pytest.warns(UserWarning, match="kidneys"):
+        first = next(train(quick_config(tmp_path, iterations=1, output_dir=None), [(vol, no_kidney)]))
+    assert any("kidneys" in w for w in first.warnings)
+
+
+def test_train_input_errors(tmp_path, phantoms):
+    with pytest.raises(ValueError, match="train_cases is empty"):
+        train(quick_config(tmp_path), [])
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(quick_config(tmp_path), phantoms[:1], resume=True)
+    with pytest.raises(TypeError, match="config must be"):
+        train(42, phantoms[:1])
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_write_is_atomic(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"weights": {"w": torch.ones(3)}, "model_config": {}})
+    before = path.read_bytes()
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        save_checkpoint(path, {"weights": {"w": torch.zeros(3)}, "bad": lambda: 0, "model_config": {}})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt"]  # no temporary file left behind
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_loading_refuses_code_and_damage(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"weights": {}, "model_config": {}, "x": _Evil()}, evil)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        read_checkpoint(evil)
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"weights": {"w": torch.ones(1000)}, "model_config": {}})
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupted"):
+        read_checkpoint(trunc)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "nope.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not a napari-ctorgans checkpoint"):
+        read_checkpoint(other)
