@@ -1,0 +1,110 @@
+"""Shared cohort options for ``ctorgans label`` and ``ctorgans predict``: a folder, several files or a list of
+paths, optionally on an existing Dask scheduler (``--scheduler tcp://host:8786``).
+
+Not a sub-command itself: ``label`` and ``predict`` call :func:`add_cohort_arguments` on their parser and, in
+``run``, hand over to :func:`run_cohort_command` when :func:`wants_cohort` says the input is a cohort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_cohort_arguments", "wants_cohort", "run_cohort_command"]
+
+
+def add_cohort_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add the cohort options (scheduler, workers, retries, summary, ...) to a sub-command's parser."""
+    group = parser.add_argument_group(
+        "cohort (a folder, several files or a .txt list of paths)",
+        "Each scan is one task on a Dask cluster; outputs go next to the inputs, or mirror them under -o FOLDER. "
+        "Complete outputs are skipped on a re-run; failed scans are listed in a summary table and CSV "
+        "(exit status 1 when any failed).",
+    )
+    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 "
+                            "(default: a local cluster sized to this machine)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local cluster size: N single-threaded worker processes (default: one per core)")
+    group.add_argument("--memory-limit", default="auto", metavar="SIZE",
+                       help="memory per local worker, e.g. 4GB (default: the machine's memory split evenly); "
+                            "a worker over it is restarted and its scan retried")
+    group.add_argument("--retries", type=int, default=2, metavar="N",
+                       help="retries of a scan after a worker failure (default: 2)")
+    group.add_argument("--summary", default=None, metavar="CSV",
+                       help="where to write the summary CSV (default: ctorgans_<task>_summary.csv in the output "
+                            "folder)")
+    group.add_argument("--require", default="", metavar="ORGANS",
+                       help="comma-separated organs every output must contain, e.g. lungs: scans where one is "
+                            "missing are reported as failed")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return group
+
+
+def _as_list(inputs) -> list[str]:
+    if inputs is None:
+        return []
+    if isinstance(inputs, (str, os.PathLike)):
+        return [str(inputs)]
+    return [str(i) for i in inputs]
+
+
+def wants_cohort(inputs: str | Sequence[str], scheduler: str | None = None) -> bool:
+    """Whether the input names a cohort: several paths, a folder of scans, a ``.txt`` list, or a scheduler."""
+    from ..cohort import LIST_SUFFIXES, _has_dicom
+
+    items = _as_list(inputs)
+    if scheduler or len(items) > 1:
+        return True
+    if not items:
+        return False
+    p = Path(items[0]).expanduser()
+    if p.is_file():
+        return p.suffix.lower() in LIST_SUFFIXES
+    return p.is_dir() and not _has_dicom(p)  # a folder of DICOM slices is one scan
+
+
+def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, output=None, checkpoint=None,
+                       options: dict | None = None) -> int:
+    """Run a cohort from parsed arguments; print the summary table; return the exit status (1 if any failed).
+
+    ``inputs``, ``output`` and ``checkpoint`` default to ``args.input``/``args.inputs``, ``args.output`` and
+    ``args.checkpoint``, so sub-commands whose options are named differently can pass them explicitly.
+    """
+    from ..cohort import run_cohort
+
+    if inputs is None:
+        inputs = getattr(args, "inputs", None) or getattr(args, "input", None)
+    if output is None:
+        output = getattr(args, "output", None)
+    if checkpoint is None and task == "predict":
+        checkpoint = getattr(args, "checkpoint", None)
+    if output is not None and Path(output).suffix and Path(output).is_file():
+        raise ValueError(f"-o {output} is a file; for a cohort give an output folder (or leave -o out to write "
+                         "next to the inputs)")
+    summary = run_cohort(
+        _as_list(inputs),
+        task=task,
+        output_dir=output,
+        checkpoint=checkpoint,
+        scheduler=getattr(args, "scheduler", None),
+        n_workers=getattr(args, "workers", None),
+        memory_limit=getattr(args, "memory_limit", "auto"),
+        retries=getattr(args, "retries", 2),
+        overwrite=bool(getattr(args, "overwrite", False)),
+        progress=not getattr(args, "no_progress", False),
+        summary_csv=getattr(args, "summary", None),
+        options=options,
+        require=getattr(args, "require", "") or (),
+    )
+    print(summary.table())
+    if summary.csv_path is not None:
+        print(f"summary written to {summary.csv_path}")
+    failed = summary.failed
+    if failed:
+        print(f"{len(failed)} scan(s) failed; fix them and run the same command again: complete outputs are "
+              "skipped", file=sys.stderr)
+    return 1 if failed else 0
