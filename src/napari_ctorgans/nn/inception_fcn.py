@@ -7,7 +7,8 @@ stride 1/8 in Table I). Every convolution has a bias, normalisation and ReLU. An
 paths: 1x1x1; 1x1x1 then 3x3x3; 1x1x1 then 5x5x5; 3x3x3 max-pool then 1x1x1. The split of each module's outputs over
 the paths follows GoogLeNet (3a, 3b, 4a, 4b, 4d, 4e, 5a, 5b), scaled by ``width``.
 
-Any input size works: the input is zero-padded to a multiple of 8 and the output cropped back.
+Any input size works: the input is zero-padded to a multiple of 8 (at least 16 with instance norm) and the output
+cropped back.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class InceptionFCN(nn.Module):
         stage2: tuple = PAPER_STAGE2,
     ) -> None:
         super().__init__()
+        self.min_size = 16 if norm == "instance" else 1
         c64, c192 = _scale(64, width), _scale(192, width)
         self.stem = nn.Sequential(
             ConvNormReLU(in_channels, c64, 7, norm, stride=2),
@@ -118,7 +120,7 @@ class InceptionFCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, h, w = x.shape[-3], x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, 8)
+        x = pad_to_multiple(x, 8, self.min_size)
         x = self.stem(x)
         x = F.max_pool3d(x, 2)
         x = self.stage1(x)

@@ -6,7 +6,8 @@ max-pooling. Synthesis path: 2x2x2 transposed convolution (keeping the channel c
 the same level, two 3x3x3 convolutions; a final 1x1x1 convolution gives the class logits. With ``base=32`` and 4
 levels it has about 19M parameters, the 003 figure.
 
-Any input size works: the input is zero-padded to a multiple of ``2^(levels-1)`` and the output cropped back.
+Any input size works: the input is zero-padded to a multiple of ``2^(levels-1)`` (and, with instance norm, to at
+least twice that, so the coarsest level has more than one voxel) and the output is cropped back.
 """
 
 from __future__ import annotations
@@ -58,12 +59,12 @@ class _Up(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the last three axes at their end to a multiple of ``multiple``."""
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
+    """Zero-pad the last three axes at their end to a multiple of ``multiple`` and at least ``min_size``."""
     d, h, w = x.shape[-3], x.shape[-2], x.shape[-1]
-    pd = (multiple - d % multiple) % multiple
-    ph = (multiple - h % multiple) % multiple
-    pw = (multiple - w % multiple) % multiple
+    pd = max((multiple - d % multiple) % multiple, min_size - d)
+    ph = max((multiple - h % multiple) % multiple, min_size - h)
+    pw = max((multiple - w % multiple) % multiple, min_size - w)
     if pd == 0 and ph == 0 and pw == 0:
         return x
     return F.pad(x, [0, pw, 0, ph, 0, pd])
@@ -95,6 +96,8 @@ class UNet3D(nn.Module):
     ) -> None:
         super().__init__()
         self.multiple = 2 ** (levels - 1)
+        # instance norm needs more than one voxel at the coarsest level
+        self.min_size = 2 * self.multiple if norm == "instance" else 1
         widths = []
         for i in range(levels):
             w1 = base_width * 2**i
@@ -114,7 +117,7 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, h, w = x.shape[-3], x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, self.multiple)
+        x = pad_to_multiple(x, self.multiple, self.min_size)
         skips: List[torch.Tensor] = []
         n_down = len(self.down)
         for i, block in enumerate(self.down):
