@@ -87,10 +87,15 @@ def test_occlusion_hits_every_z_equally():
     params = AugmentParams.none(window=(-1000, 1000))
     params.occlusion_max = dmax
     hits = np.zeros(nz)
+    z = np.arange(nz)
     for s in range(draws):
-        out, _ = augment(img, None, params, seed=s)
-        hits += (out[:, 0, 0] == 0.0)
-        assert np.all((out == 0.0) | (out == 0.5))
+        z0, z1 = draw_transform(params, s, img.shape, img.shape)["occlusion"]
+        slab = (z >= z0) & (z <= z1)
+        hits += slab
+        if s < 60:  # the kernel blanks exactly the drawn slab
+            out, _ = augment(img, None, params, seed=s)
+            np.testing.assert_array_equal(out[:, 0, 0] == 0.0, slab)
+            assert np.all((out == 0.0) | (out == 0.5))
     p = hits / draws
     expected = (dmax / 2) / (nz - 1 + dmax)  # E[delta] / length of the start range
     assert np.all(np.abs(p - expected) < 0.3 * expected), p

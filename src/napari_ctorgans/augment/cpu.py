@@ -9,6 +9,7 @@ temporary arrays; coordinates in float64 so labels match scipy and the CUDA back
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -158,6 +159,9 @@ def _augment_kernel(
             out_img[z, :, :] = 0.0
 
 
+_LAUNCH_LOCK = threading.Lock()
+
+
 def run(image, labels, out_img, out_lab, drawn, out_value, out_label, *, force_elastic=False):
     """Fill ``out_img`` (float32) and ``out_lab`` (labels dtype, or None) from a drawn transform."""
     use_labels = labels is not None
@@ -171,7 +175,9 @@ def run(image, labels, out_img, out_lab, drawn, out_value, out_label, *, force_e
     occ = drawn["occlusion"]
     occ_lo, occ_hi = (occ if occ is not None else (1.0, 0.0))
     a, b = drawn["window"]
-    _augment_kernel(
+    # one parallel kernel at a time: Numba's "workqueue" threading layer aborts on concurrent launches, and two
+    # parallel launches would only oversubscribe the cores anyway
+    args = (
         image, labels, out_img, out_lab,
         np.ascontiguousarray(drawn["matrix"], dtype=np.float64), np.ascontiguousarray(drawn["offset"], dtype=np.float64),
         float(occ_lo), float(occ_hi), float(drawn["noise_sigma"]), np.uint64(drawn["noise_key"]),
@@ -179,6 +185,8 @@ def run(image, labels, out_img, out_lab, drawn, out_value, out_label, *, force_e
         np.ascontiguousarray(ctrl, dtype=np.float64), float(drawn["elastic_spacing"]), bool(use_elastic),
         bool(use_labels), out_lab.dtype.type(out_label),
     )  # fmt: skip
+    with _LAUNCH_LOCK:
+        _augment_kernel(*args)
 
 
 def _grid(shape, drawn):
