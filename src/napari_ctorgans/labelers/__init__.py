@@ -1,0 +1,67 @@
+"""Automatic and semi-automatic labelling (SPEC section 3): body, lungs, bone, and seeded region growing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..organs import ORGANS
+from .body import label_body
+from .bones import label_bones
+from .grow import grow_region
+from .lungs import label_lungs, split_lungs
+
+__all__ = ["label_body", "label_lungs", "label_bones", "split_lungs", "grow_region", "auto_label", "ORGAN_LABELERS"]
+
+#: organs with an automatic labeler, by CT-ORG name
+ORGAN_LABELERS = ("lungs", "bone")
+
+
+def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: dict | None = None,
+               bones: dict | None = None, progress=None) -> np.ndarray:
+    """Label lungs and bone of a CT with CT-ORG values (3 lungs, 5 bone, 0 elsewhere).
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in Hounsfield units.
+    organs : sequence of {"lungs", "bone"}
+        Which organs to label.
+    backend : {"auto", "cpu", "cuda"}
+        Backend of the morphology.
+    lungs, bones : dict, optional
+        Keyword parameters for :func:`label_lungs` and :func:`label_bones`.
+    progress : callable, optional
+        Called as ``progress(step, total, message)`` after each stage.
+
+    Returns
+    -------
+    ndarray of uint8
+        Label map in the volume's grid; bone wins where both labelers claim a voxel.
+    """
+    if isinstance(organs, str):
+        organs = [o.strip() for o in organs.split(",") if o.strip()]
+    organs = list(organs)
+    for o in organs:
+        if o not in ORGAN_LABELERS:
+            raise ValueError(f"organs must be among {ORGAN_LABELERS}, got {o!r}; other organs need grow_region")
+    from ._common import as_ct
+
+    arr, sp = as_ct(volume)
+    total = len(organs) + 1
+    body = label_body(arr, spacing=sp, backend=backend)
+    if progress:
+        progress(1, total, "body")
+    out = np.zeros(arr.shape, dtype=np.uint8)
+    value = {o.name: o.value for o in ORGANS.values()}
+    step = 1
+    if "lungs" in organs:
+        out[label_lungs(arr, spacing=sp, body=body, backend=backend, **(lungs or {}))] = value["lungs"]
+        step += 1
+        if progress:
+            progress(step, total, "lungs")
+    if "bone" in organs:
+        out[label_bones(arr, spacing=sp, body=body, backend=backend, **(bones or {}))] = value["bone"]
+        step += 1
+        if progress:
+            progress(step, total, "bone")
+    return out

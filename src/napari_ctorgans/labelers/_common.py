@@ -1,0 +1,111 @@
+"""Input checks and small helpers shared by the labelers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..volume import Volume, as_spacing, check_volume_array
+
+#: plausible range of CT values in Hounsfield units (anything outside is not a CT in HU)
+HU_RANGE = (-3000.0, 40000.0)
+
+
+def as_ct(volume, spacing=None, *, name: str = "volume") -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Return ``(array, spacing)`` of a CT given as a :class:`Volume` or an array plus ``spacing``."""
+    if isinstance(volume, Volume):
+        arr, sp = volume.array, volume.spacing
+        if spacing is not None:
+            sp = as_spacing(spacing)
+    elif isinstance(volume, np.ndarray):
+        if spacing is None:
+            raise TypeError(
+                f"{name} is a bare array; pass spacing=(sz, sy, sx) in mm too, or a napari_ctorgans.Volume"
+            )
+        arr, sp = volume, as_spacing(spacing)
+    else:
+        raise TypeError(f"{name} must be a napari_ctorgans.Volume (or an ndarray with spacing=), got {type(volume)!r}")
+    arr = check_volume_array(arr, name)
+    if arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be a CT in Hounsfield units, got a boolean mask")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < HU_RANGE[0] or hi > HU_RANGE[1]:
+        raise ValueError(
+            f"{name} has values from {lo:g} to {hi:g}, outside the range of CT in Hounsfield units "
+            f"{HU_RANGE}; pass the CT as read (HU), not a rescaled or non-CT image"
+        )
+    return arr, sp
+
+
+def looks_like_ct(arr: np.ndarray, *, what: str) -> bool:
+    """Warn and return False when the image has no air at all (a CT always shows some air outside the body)."""
+    if float(arr.min()) > -500:
+        warnings.warn(
+            f"the image has no value below -500 HU (minimum {float(arr.min()):g}): it does not look like a CT in "
+            f"Hounsfield units; {what} is empty",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def check_range(value, name: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be two numbers (low, high) in HU, got {value!r}") from None
+    if not lo < hi:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {value!r}")
+    return lo, hi
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        need = "zero or positive" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return v
+
+
+def check_mask_like(mask, shape, name: str) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValueError(f"{name} must have the volume's shape {tuple(shape)}, got {m.shape}")
+    if m.dtype != np.bool_:
+        raise TypeError(f"{name} must be a boolean mask, got dtype {m.dtype}")
+    return m
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(sizes.argmax())
+
+
+def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
+    """Fill, in every axial slice ``mask[z]``, the holes not connected to the slice border."""
+    out = np.empty_like(mask, dtype=bool)
+    for z in range(mask.shape[0]):
+        out[z] = ndi.binary_fill_holes(mask[z]) if mask[z].any() else False
+    return out
+
+
+def bbox(mask: np.ndarray, margin=(0, 0, 0)) -> tuple[slice, ...] | None:
+    """Bounding box of a mask as slices, grown by ``margin`` voxels per axis (None when the mask is empty)."""
+    if not mask.any():
+        return None
+    out = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        idx = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(max(int(idx[0]) - margin[ax], 0), min(int(idx[-1]) + 1 + margin[ax], mask.shape[ax])))
+    return tuple(out)
