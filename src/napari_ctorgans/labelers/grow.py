@@ -85,14 +85,14 @@ def grow_region(
     if smooth_sigma_mm > 0:
         img = ndi.gaussian_filter(img, [smooth_sigma_mm / s for s in sp])
     if band_hu is None:
-        k = morphology.ball(sample_mm, sp)
-        h = [n // 2 for n in k.shape]
+        r = sample_mm / 2.0
+        h = [int(r // s_) for s_ in sp]
         vals = []
-        for z, y, x in idx:
-            sl = tuple(slice(max(c - hh, 0), c + hh + 1) for c, hh in zip((z, y, x), h))
-            kk = k[tuple(slice(hh - (c - s.start), hh - (c - s.start) + (s.stop - s.start))
-                         for c, hh, s in zip((z, y, x), h, sl))]
-            vals.append(img[sl][kk])
+        for c in idx:
+            sl = tuple(slice(max(int(ci) - hh, 0), min(int(ci) + hh + 1, n)) for ci, hh, n in zip(c, h, arr.shape))
+            g = np.ogrid[sl]
+            near = sum(((gi - ci) * s_) ** 2 for gi, ci, s_ in zip(g, c, sp)) <= r * r
+            vals.append(img[sl][near])
         v = np.concatenate(vals)
         mean, std = float(v.mean()), float(v.std())
         half = max(band_k * std, min_band_hu / 2)
