@@ -135,3 +135,20 @@ def test_tiny_volume_smaller_than_ball():
     a[1, 1:3, 1:3] = 500
     out = ct.auto_label(ct.Volume(a, spacing=3.0))
     assert out.shape == a.shape and not np.any(out == 3)
+
+
+def test_cli_label_writes_in_input_geometry(tmp_path):
+    from conftest import data_file
+
+    from napari_ctorgans.cli import main
+
+    src = data_file("abdomen_3mm.nii.gz")
+    out = tmp_path / "labels.nii.gz"
+    assert main(["label", str(src), "-o", str(out), "--organs", "bone", "--backend", "cpu"]) == 0
+    written = ct.read_labels(out)
+    vol = ct.read_volume(src)
+    assert written.same_grid(vol)
+    assert set(np.unique(written.array)) == {0, 5}
+    assert main(["label", str(src), "-o", str(out)]) == 1  # exists, no --overwrite
+    assert main(["label", str(src), "-o", str(out), "--overwrite"]) == 0
+    assert set(np.unique(ct.read_labels(out).array)) == {0, 3, 5}

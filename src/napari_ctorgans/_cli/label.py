@@ -1,0 +1,46 @@
+"""``ctorgans label INPUT -o OUTPUT``: automatic lung and bone labels written in the input's geometry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "label",
+        help="label lungs and bone of a CT automatically",
+        description="Label lungs (3) and bone (5) of a CT with the unsupervised labelers; the label file is "
+        "written in the input's geometry.",
+    )
+    p.add_argument("input", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="label file to write, e.g. labels.nii.gz")
+    p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
+    p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import napari_ctorgans as ct
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    vol = ct.read_volume(args.input)
+    organs = [o.strip() for o in args.organs.split(",") if o.strip()]
+    bar = tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr) if tqdm else None
+
+    def progress(step, total, message):
+        if bar is not None:
+            bar.set_postfix_str(message)
+            bar.update(step - bar.n)
+
+    labels = ct.auto_label(vol, organs=organs, backend=args.backend, progress=progress)
+    if bar is not None:
+        bar.close()
+    path = ct.write_labels(args.output, labels, like=vol, overwrite=args.overwrite)
+    counts = {int(v): int((labels == v).sum()) for v in (3, 5) if (labels == v).any()}
+    print(f"wrote {path} ({', '.join(f'{k}: {n} voxels' for k, n in counts.items()) or 'no organ found'})")
+    return 0
