@@ -248,7 +248,7 @@ class AugmentationPreview(QWidget):
         from napari.qt.threading import create_worker
 
         worker = create_worker(_compute, image, labels, params, seed, _start_thread=False)
-        worker.returned.connect(lambda result, src=image_layer: self._show(result, src))
+        worker.returned.connect(lambda result, src=image_layer, ls=labels_layer: self._show(result, src, ls))
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -265,7 +265,7 @@ class AugmentationPreview(QWidget):
         self.last_error = str(exc)
         self.status.setText(f"augmentation failed: {exc}")
 
-    def _show(self, result: tuple, source: Any) -> None:
+    def _show(self, result: tuple, source: Any, labels_source: Any = None) -> None:
         img, lab, drawn, ms = result
         scale = tuple(source.scale)
         shift = (img.shape[2] + 8) * scale[2]  # to the right of the source CT
@@ -283,7 +283,9 @@ class AugmentationPreview(QWidget):
                 layer.data = lab
                 layer.scale, layer.translate = scale, translate
             else:
-                self.viewer.add_labels(lab, name=LABELS_NAME, scale=scale, translate=translate, opacity=0.4)
+                layer = self.viewer.add_labels(lab, name=LABELS_NAME, scale=scale, translate=translate, opacity=0.4)
+            if labels_source is not None:
+                layer.colormap = labels_source.colormap  # organ colours of the source labels
         self.last_drawn = drawn
         self.last_error = None
         self.n_previews += 1

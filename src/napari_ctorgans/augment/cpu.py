@@ -139,9 +139,10 @@ def _augment_kernel(
                 py = b1 + m12 * fx
                 px = b2 + m22 * fx
                 if use_elastic:
-                    pz = pz + bspline_x(row, fx, spacing, 0)
-                    py = py + bspline_x(row, fx, spacing, 1)
-                    px = px + bspline_x(row, fx, spacing, 2)
+                    dz, dy, dx = bspline_x(row, fx, spacing)
+                    pz = pz + dz
+                    py = py + dy
+                    px = px + dx
                 if use_labels:
                     li = nearest_flat(lz, ly, lx, pz, py, px)
                     if li < 0:

@@ -166,8 +166,8 @@ def bspline_row(ctrl, out_row, z, y, spacing):
                     out_row[k, c] += w * ctrl[iz + i, iy + j, k, c]
 
 
-def bspline_x(row, x, spacing, c):
-    """Finish the B-spline sum along x for component ``c`` from a contracted row (see ``bspline_row``)."""
+def bspline_x(row, x, spacing):
+    """Finish the B-spline sum along x from a contracted row (see ``bspline_row``): the (z, y, x) displacement."""
     tx = x / spacing
     ix = int(math.floor(tx))
     u = tx - ix
@@ -175,7 +175,10 @@ def bspline_x(row, x, spacing, c):
     w1 = (3.0 * u * u * u - 6.0 * u * u + 4.0) / 6.0
     w2 = (-3.0 * u * u * u + 3.0 * u * u + 3.0 * u + 1.0) / 6.0
     w3 = u * u * u / 6.0
-    return w0 * row[ix, c] + w1 * row[ix + 1, c] + w2 * row[ix + 2, c] + w3 * row[ix + 3, c]
+    dz = w0 * row[ix, 0] + w1 * row[ix + 1, 0] + w2 * row[ix + 2, 0] + w3 * row[ix + 3, 0]
+    dy = w0 * row[ix, 1] + w1 * row[ix + 1, 1] + w2 * row[ix + 2, 1] + w3 * row[ix + 3, 1]
+    dx = w0 * row[ix, 2] + w1 * row[ix + 1, 2] + w2 * row[ix + 2, 2] + w3 * row[ix + 3, 2]
+    return dz, dy, dx
 
 
 def bspline_voxel(ctrl, z, y, x, spacing, c):
