@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -161,6 +162,7 @@ def _augment_kernel(
 
 
 _LAUNCH_LOCK = threading.Lock()
+CHUNKSIZE = 2  # z-planes per dynamically scheduled chunk (0: numba static schedule)
 
 
 def run(image, labels, out_img, out_lab, drawn, out_value, out_label, *, force_elastic=False):
@@ -186,7 +188,8 @@ def run(image, labels, out_img, out_lab, drawn, out_value, out_label, *, force_e
         np.ascontiguousarray(ctrl, dtype=np.float64), float(drawn["elastic_spacing"]), bool(use_elastic),
         bool(use_labels), out_lab.dtype.type(out_label),
     )  # fmt: skip
-    with _LAUNCH_LOCK:
+    # small dynamic chunks of z-planes: a thread delayed by other processes does not hold up the whole volume
+    with _LAUNCH_LOCK, numba.parallel_chunksize(CHUNKSIZE):
         _augment_kernel(*args)
 
 
