@@ -106,13 +106,19 @@ def _losses(tmp: Path) -> list[float]:
     return json.loads((tmp / "losses.json").read_text())["losses"]
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process_with_doubled_batch(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    two.mkdir()
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """One process, global batch of 4, 8 steps: the curve the other runs must reproduce."""
+    one = tmp_path_factory.mktemp("one_process")
     r1 = _run(one, nproc=1, steps=8, batch=4)
     assert r1.returncode == 0, r1.stderr[-3000:]
+    return one
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_doubled_batch(tmp_path, reference_run):
+    one, two = reference_run, tmp_path / "two"
+    two.mkdir()
     r2 = _run(two, nproc=2, steps=8, batch=2)
     assert r2.returncode == 0, r2.stderr[-3000:]
     info = json.loads((two / "losses.json").read_text())
@@ -124,12 +130,9 @@ def test_two_processes_match_one_process_with_doubled_batch(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_checkpoint_on_another_process_count(tmp_path):
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    ref.mkdir()
+def test_killed_run_resumes_from_checkpoint_on_another_process_count(tmp_path, reference_run):
+    ref, run = reference_run, tmp_path / "run"
     run.mkdir()
-    full = _run(ref, nproc=1, steps=8, batch=4)
-    assert full.returncode == 0, full.stderr[-3000:]
     killed = _run(run, nproc=2, steps=8, batch=2, die_at=5)
     assert killed.returncode != 0 and not (run / "losses.json").exists()
     state = torch.load(run / "last.pt", weights_only=False)
