@@ -154,3 +154,14 @@ def test_cuda_kernels_in_simulator_match_cpu(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "OK" in res.stdout
+
+
+@pytest.mark.parametrize("border_value", [0, 1])
+def test_fft_in_z_slabs_is_exact(air_mask, border_value):
+    from napari_ctorgans.morphology import cpu
+
+    k = M.ball(25.0, 3.0)
+    ref = ndi.binary_dilation(air_mask, k, border_value=border_value)
+    for max_voxels in (30_000, 300_000):  # slabs of 1 and of several slices
+        out = cpu.dilate_fft(air_mask, k, border_value=border_value, max_voxels=max_voxels)
+        assert np.array_equal(out, ref)

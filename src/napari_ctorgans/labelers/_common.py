@@ -93,9 +93,14 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
     """Fill, in every axial slice ``mask[z]``, the holes not connected to the slice border."""
-    out = np.empty_like(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
     for z in range(mask.shape[0]):
-        out[z] = ndi.binary_fill_holes(mask[z]) if mask[z].any() else False
+        rows = np.flatnonzero(mask[z].any(axis=1))
+        if rows.size == 0:
+            continue
+        cols = np.flatnonzero(mask[z].any(axis=0))
+        sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        out[z][sl] = ndi.binary_fill_holes(mask[z][sl])
     return out
 
 
@@ -109,3 +114,19 @@ def bbox(mask: np.ndarray, margin=(0, 0, 0)) -> tuple[slice, ...] | None:
         idx = np.flatnonzero(mask.any(axis=other))
         out.append(slice(max(int(idx[0]) - margin[ax], 0), min(int(idx[-1]) + 1 + margin[ax], mask.shape[ax])))
     return tuple(out)
+
+
+def strides(spacing, work_mm: float) -> tuple[int, int, int]:
+    """Integer subsampling factors that bring ``spacing`` close to (not above) ``work_mm`` on every axis."""
+    if not work_mm or work_mm <= 0:
+        return (1, 1, 1)
+    return tuple(max(1, int(work_mm // s + 1e-9)) for s in spacing)  # type: ignore[return-value]
+
+
+def upsample(mask: np.ndarray, factors, shape) -> np.ndarray:
+    """Nearest-neighbour upsampling of a subsampled mask (``full[::f]``) back to ``shape``."""
+    out = mask
+    for ax, f in enumerate(factors):
+        if f > 1:
+            out = np.repeat(out, f, axis=ax)
+    return out[tuple(slice(0, n) for n in shape)]

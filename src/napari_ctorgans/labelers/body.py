@@ -6,11 +6,11 @@ import numpy as np
 
 from scipy import ndimage as ndi
 
-from ._common import as_ct, check_positive, fill_holes_axial, looks_like_ct
+from ._common import as_ct, check_positive, fill_holes_axial, looks_like_ct, strides
 
 
 def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10.0, min_part_ml: float = 20.0,
-               backend: str = "auto", spacing=None) -> np.ndarray:
+               work_mm: float = 3.0, backend: str = "auto", spacing=None) -> np.ndarray:
     """Body mask: the parts of the patient above ``threshold_hu``, holes filled in every axial slice.
 
     The trunk and the arms beside it are separate connected parts; a part belongs to the body when it holds at
@@ -27,6 +27,8 @@ def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10
         Diameter (mm) of the opening ball that thin objects (couch shell, cables, blankets) do not survive.
     min_part_ml : float
         Smallest thick volume for a part other than the largest to count as body (arms, head, legs).
+    work_mm : float
+        The thickness test runs on the volume subsampled by integer factors to about this spacing (0: full grid).
     backend : {"auto", "cpu", "cuda"}
         Backend of the morphology.
     spacing : 3 floats, optional
@@ -53,8 +55,11 @@ def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10
     if thickness_mm > 0 and n > 1:
         from .. import morphology
 
-        thick = morphology.opening(tissue, thickness_mm, sp, backend=backend)
-        thick_ml = np.bincount(lab[thick], minlength=n + 1) * float(np.prod(sp)) / 1000.0
+        f = strides(sp, work_mm)
+        sub = tuple(slice(None, None, fi) for fi in f)
+        csp = tuple(s * fi for s, fi in zip(sp, f))
+        thick = morphology.opening(tissue[sub], thickness_mm, csp, backend=backend)
+        thick_ml = np.bincount(lab[sub][thick], minlength=n + 1) * float(np.prod(csp)) / 1000.0
         thick_ml[0] = 0
         keep |= {int(i) for i in np.flatnonzero(thick_ml >= min_part_ml)}
     body = np.isin(lab, sorted(keep))

@@ -101,10 +101,11 @@ def label_bones(
         lab, n = ndi.label(seeds)
         if n == 0:
             return empty
-        idx = np.arange(1, n + 1)
-        has_cortex = ndi.maximum(a, lab, idx) > cortex_hu
-        ml = ndi.sum_labels(np.ones_like(seeds, dtype=np.uint8), lab, idx) * float(np.prod(sp)) / 1000.0
-        good = idx[has_cortex & (ml >= min_piece_ml)]
+        ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(sp)) / 1000.0
+        has_cortex = np.zeros(n + 1, dtype=bool)
+        has_cortex[np.unique(lab[a > cortex_hu])] = True
+        has_cortex[0] = False
+        good = np.flatnonzero(has_cortex & (ml >= min_piece_ml))
         if good.size == 0:
             return empty
         bone = np.isin(lab, good)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .. import morphology
-from ._common import as_ct, check_mask_like, check_positive, check_range, looks_like_ct
+from ._common import as_ct, check_mask_like, check_positive, check_range, looks_like_ct, strides, upsample
 from .body import label_body
 
 RIGHT, LEFT = 1, 2
@@ -28,6 +28,7 @@ def label_lungs(
     parenchyma_hu=(-940.0, -550.0),
     min_core_ml: float = 3.0,
     split: bool = False,
+    work_mm: float = 3.0,
     body: np.ndarray | None = None,
     backend: str = "auto",
     spacing=None,
@@ -48,6 +49,9 @@ def label_lungs(
         Smallest eroded air pocket kept as lung, in millilitres.
     split : bool
         Return 1 for the right lung and 2 for the left lung instead of a boolean mask.
+    work_mm : float
+        The air pockets are eroded and classified on the volume subsampled by integer factors to about this
+        spacing (0: full grid); the lung boundary is always taken from the full-resolution air mask.
     body : ndarray of bool, optional
         A body mask (default: :func:`label_body`); air outside it is never lung.
     backend : {"auto", "cpu", "cuda"}
@@ -80,24 +84,28 @@ def label_lungs(
     air = (a < air_hu) & body[box]
     if not air.any():
         return empty
+    f = strides(sp, work_mm)
+    sub = tuple(slice(None, None, fi) for fi in f)
+    csp = tuple(s_ * fi for s_, fi in zip(sp, f))
+    cair = air[sub]
     # outside the volume counts as air: lungs cut by the field of view keep their core
-    core = morphology.erode(air, erosion_mm, sp, backend=backend, border_value=1) & air
+    core = morphology.erode(cair, erosion_mm, csp, backend=backend, border_value=1) & cair
     lab, n = ndi.label(core)
     if n == 0:
         return empty
     idx = np.arange(1, n + 1)
     counts = ndi.sum_labels(np.ones_like(core, dtype=np.uint8), lab, idx)
-    means = ndi.mean(a, lab, idx)
-    ml = counts * float(np.prod(sp)) / 1000.0
+    means = ndi.mean(a[sub], lab, idx)
+    ml = counts * float(np.prod(csp)) / 1000.0
     keep = (means >= lo) & (means <= hi) & (ml >= min_core_ml)
     if not keep.any():
         return empty
     kept = np.isin(lab, idx[keep])
     rejected = core & ~kept
     # undo the erosion: the opening of the kept pockets, then air connected to it that is not near rejected pockets
-    opened = morphology.dilate(kept, erosion_mm, sp, backend=backend) & air
+    opened = upsample(morphology.dilate(kept, erosion_mm, csp, backend=backend), f, air.shape) & air
     if rejected.any():
-        other = morphology.dilate(rejected, erosion_mm, sp, backend=backend) & air
+        other = upsample(morphology.dilate(rejected, erosion_mm, csp, backend=backend), f, air.shape) & air
         allowed = air & ~(other & ~opened)
     else:
         allowed = air

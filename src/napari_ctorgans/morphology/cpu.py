@@ -33,30 +33,51 @@ def _fast_shape(shape) -> tuple[int, ...]:
     return tuple(scipy.fft.next_fast_len(int(s), real=True) for s in shape)
 
 
-def dilate_fft(m: np.ndarray, k: np.ndarray, *, border_value: int = 0, workers=None) -> np.ndarray:
+#: largest padded FFT grid processed at once (float32); bigger volumes are done in z-slabs with a halo
+MAX_FFT_VOXELS = 6_000_000
+
+
+def dilate_fft(m: np.ndarray, k: np.ndarray, *, border_value: int = 0, workers=None,
+               max_voxels: int | None = None) -> np.ndarray:
     """Dilation as ``irfft(rfft(mask) * rfft(ball)) > 0.5`` in float32.
 
     The mask is padded by the ball's half-size with ``border_value``; the circular convolution then never wraps
     into the part that is kept, so no further padding is needed (the FFT length is only rounded up to a fast size).
+    Volumes larger than ``max_voxels`` are processed in z-slabs, each with a halo of the ball's half-height taken
+    from the neighbouring slices, which is exact and bounds the memory to a few times ``max_voxels`` floats.
     """
     if workers is None:
         workers = os.cpu_count() or 1
+    if max_voxels is None:
+        max_voxels = MAX_FFT_VOXELS
+    hz = k.shape[0] // 2
+    plane = (m.shape[1] + k.shape[1]) * (m.shape[2] + k.shape[2])
+    slab = max(int(max_voxels // plane) - 2 * hz, 1)
+    if slab >= m.shape[0]:
+        return _dilate_fft_block(m, k, border_value, workers)
+    out = np.empty(m.shape, dtype=bool)
+    for z0 in range(0, m.shape[0], slab):
+        z1 = min(z0 + slab, m.shape[0])
+        a, b = max(z0 - hz, 0), min(z1 + hz, m.shape[0])
+        out[z0:z1] = _dilate_fft_block(m[a:b], k, border_value, workers)[z0 - a : z1 - a]
+    return out
+
+
+def _dilate_fft_block(m, k, border_value, workers):
     half = _half(k)
     shape = _fast_shape(s + 2 * h for s, h in zip(m.shape, half))
-    f = np.zeros(shape, dtype=np.float32)
-    if border_value:
-        f[...] = 1.0
-        f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
-    else:
-        f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
     axes = (0, 1, 2)
-    spec = scipy.fft.rfftn(f, s=shape, axes=axes, workers=workers)
-    del f
     kernel = np.zeros(shape, dtype=np.float32)
     kernel[tuple(slice(0, n) for n in k.shape)] = k
-    spec *= scipy.fft.rfftn(kernel, s=shape, axes=axes, workers=workers)
+    kspec = scipy.fft.rfftn(kernel, s=shape, axes=axes, workers=workers, overwrite_x=True)
     del kernel
-    conv = scipy.fft.irfftn(spec, s=shape, axes=axes, workers=workers)
+    f = np.full(shape, 1.0 if border_value else 0.0, dtype=np.float32)
+    f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
+    spec = scipy.fft.rfftn(f, s=shape, axes=axes, workers=workers, overwrite_x=True)
+    del f
+    spec *= kspec
+    del kspec
+    conv = scipy.fft.irfftn(spec, s=shape, axes=axes, workers=workers, overwrite_x=True)
     del spec
     # output index j holds the sum centred at j - half; keep the centres 0..n-1 of the original volume
     crop = tuple(slice(2 * h, 2 * h + s) for h, s in zip(half, m.shape))
