@@ -99,19 +99,20 @@ def _augment_kernel(
                 pz = b0 + m02 * fx
                 py = b1 + m12 * fx
                 px = b2 + m22 * fx
+                fz0 = math.floor(pz)
+                fy0 = math.floor(py)
+                fx0 = math.floor(px)
+                tz = pz - fz0
+                ty = py - fy0
+                tx = px - fx0
                 if use_labels:
-                    liz = int(math.floor(pz + 0.5))
-                    liy = int(math.floor(py + 0.5))
-                    lix = int(math.floor(px + 0.5))
+                    # nearest voxel from the same floors: floor(p + 0.5) == floor(p) + (frac(p) >= 0.5)
+                    liz = fz0 + (1 if tz >= 0.5 else 0)
+                    liy = fy0 + (1 if ty >= 0.5 else 0)
+                    lix = fx0 + (1 if tx >= 0.5 else 0)
                     out_lab[z, y, x] = lflat[(liz * ly + liy) * lx + lix]
                 if not occluded:
-                    fz0 = math.floor(pz)
-                    fy0 = math.floor(py)
-                    fx0 = math.floor(px)
-                    tz = pz - fz0
-                    ty = py - fy0
-                    tx = px - fx0
-                    i = int(fz0) * sz + int(fy0) * sy + int(fx0)
+                    i = fz0 * sz + fy0 * sy + fx0
                     v000 = float(flat[i])
                     v001 = float(flat[i + 1])
                     v010 = float(flat[i + sy])
