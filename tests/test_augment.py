@@ -200,6 +200,9 @@ def test_out_shape_larger_than_input_pads_with_air():
 
 def test_public_name_and_json_roundtrip(tmp_path):
     assert ct.AugmentParams is AugmentParams
+    # ct.augment stays callable although the sub-package of the same name is imported
+    out, _ = ct.augment(np.zeros((4, 4, 4), np.float32), None, None, seed=0)
+    assert out.shape == (4, 4, 4)
     p = AugmentParams(rotation_deg=(-5, 5), reflect_prob=(0.1, 0.2, 0.3), noise_sigma=(1, 2))
     path = p.save(tmp_path / "aug.json")
     assert json.loads(path.read_text())["reflect_prob"] == [0.1, 0.2, 0.3]
