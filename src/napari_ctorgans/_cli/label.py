@@ -13,17 +13,31 @@ def register(subparsers) -> None:
         description="Label lungs (3) and bone (5) of a CT with the unsupervised labelers; the label file is "
         "written in the input's geometry.",
     )
-    p.add_argument("input", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder")
-    p.add_argument("-o", "--output", required=True, help="label file to write, e.g. labels.nii.gz")
+    p.add_argument("input", nargs="+", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder; several files, a "
+                   "folder of scans or a .txt list of paths label a cohort (see the cohort options)")
+    p.add_argument("-o", "--output", default=None, help="label file to write, e.g. labels.nii.gz (a cohort: an "
+                   "output folder; default next to each input)")
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    from .cohort import add_cohort_arguments  # cohort: folder / several files / --scheduler
+
+    add_cohort_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
 
+    from .cohort import run_cohort_command, wants_cohort
+
+    organs = [o.strip() for o in args.organs.split(",") if o.strip()]
+    if wants_cohort(args.input, args.scheduler):
+        return run_cohort_command(args, task="label", inputs=args.input,
+                                  options={"organs": organs, "backend": args.backend})
+    args.input = args.input[0]
+    if args.output is None:
+        raise ValueError("-o/--output is required for a single scan, e.g. -o labels.nii.gz")
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
