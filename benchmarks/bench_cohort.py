@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -37,25 +38,27 @@ def make_cohort(folder: Path, copies: int) -> list[Path]:
     return scans
 
 
-def run_sequential(scans: list[Path], out: Path) -> float:
+def run_sequential(scans: list[Path], out: Path) -> tuple[float, float]:
     from napari_ctorgans.cohort import output_paths, process_scan
 
     outputs = output_paths(scans, scans[0].parent, output_dir=out)
     t0 = time.perf_counter()
+    per_scan = []
     for scan, o in zip(scans, outputs):
         row = process_scan(scan, o, task="label")
         assert row["status"] == "ok", row
-    return time.perf_counter() - t0
+        per_scan.append(row["seconds"])
+    return time.perf_counter() - t0, statistics.median(per_scan)
 
 
-def run_cluster(folder: Path, out: Path, workers: int) -> float:
+def run_cluster(folder: Path, out: Path, workers: int) -> tuple[float, float]:
     from napari_ctorgans.cohort import run_cohort
 
     t0 = time.perf_counter()
     summary = run_cohort(folder, task="label", output_dir=out, n_workers=workers, progress=False)
     seconds = time.perf_counter() - t0
     assert not summary.failed, str(summary)
-    return seconds
+    return seconds, statistics.median(r.seconds for r in summary)
 
 
 def main(argv=None) -> int:
@@ -79,11 +82,13 @@ def main(argv=None) -> int:
         rows = [("sequential, this process", run_sequential(scans, tmp / "seq"))]
         for w in [int(x) for x in args.workers.split(",")]:
             rows.append((f"LocalCluster, {w} worker{'s' if w > 1 else ''}", run_cluster(folder, tmp / f"w{w}", w)))
-        base = rows[0][1]
-        print(f"cohort: {n} scans ({args.copies} x {', '.join(SOURCES)}), {os.cpu_count()} cores")
-        print(f"{'configuration':<28} {'seconds':>8} {'scans/min':>10} {'speed-up':>9}")
-        for name, sec in rows:
-            print(f"{name:<28} {sec:8.1f} {60 * n / sec:10.1f} {base / sec:8.2f}x")
+        base = rows[0][1][0]
+        load = os.getloadavg()[0]
+        print(f"cohort: {n} scans ({args.copies} x {', '.join(SOURCES)}), {os.cpu_count()} cores, "
+              f"load average {load:.1f} at the end")
+        print(f"{'configuration':<28} {'seconds':>8} {'scans/min':>10} {'speed-up':>9} {'median s/scan':>14}")
+        for name, (sec, med) in rows:
+            print(f"{name:<28} {sec:8.1f} {60 * n / sec:10.1f} {base / sec:8.2f}x {med:14.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
