@@ -216,7 +216,14 @@ def surface_distances(
     scale = np.asarray(sp)
     pts_p = np.argwhere(bp) * scale
     pts_r = np.argwhere(br) * scale
-    return _directed(pts_p, pts_r), _directed(pts_r, pts_p)
+    # voxels on both surfaces are at distance 0: query only the others (argwhere and masking share C order)
+    d_pr = np.zeros(pts_p.shape[0])
+    d_rp = np.zeros(pts_r.shape[0])
+    off_p = ~br[bp]
+    off_r = ~bp[br]
+    d_pr[off_p] = _directed(pts_p[off_p], pts_r)
+    d_rp[off_r] = _directed(pts_r[off_r], pts_p)
+    return d_pr, d_rp
 
 
 def _distance_stats(d_pr: np.ndarray, d_rp: np.ndarray, tolerance_mm: float) -> dict[str, float]:
@@ -347,6 +354,17 @@ def _labels(arr: Any, name: str) -> np.ndarray:
     return a
 
 
+def _present(a: np.ndarray) -> set[int]:
+    if a.dtype in (np.uint8, np.int8, np.bool_):
+        flat = a.view(np.uint8).ravel()
+        counts = np.zeros(256, np.int64)
+        for start in range(0, flat.size, 1 << 22):  # chunks keep bincount's int64 copy small
+            counts += np.bincount(flat[start : start + (1 << 22)], minlength=256)
+        values = np.flatnonzero(counts)
+        return {int(v) - 256 if a.dtype == np.int8 and v > 127 else int(v) for v in values}
+    return {int(v) for v in np.unique(a)}
+
+
 def evaluate(
     pred_labels: Any,
     ref_labels: Any,
@@ -404,7 +422,7 @@ def evaluate(
             pred = np.where(unlabelled, 0, pred)
             ref = np.where(unlabelled, 0, ref)
     if organs is None:
-        present = set(np.unique(ref).tolist()) | set(np.unique(pred).tolist())
+        present = _present(ref) | _present(pred)
         values = sorted(int(v) for v in present if v != 0 and v != ignore_index)
     else:
         values = [organ_value(o if isinstance(o, str) else int(o)) for o in organs]
