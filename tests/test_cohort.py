@@ -192,3 +192,30 @@ def test_dicom_folder_as_single_input(tmp_path):
     shutil.copytree(src, dst)
     scans, _ = find_inputs(dst)
     assert scans == [dst]
+
+
+@pytest.mark.slow
+def test_cli_label_on_a_folder_with_a_scheduler(tmp_path, cluster, capsys):
+    from napari_ctorgans.cli import main
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    ct.write_volume(scans / "p5.nii.gz", _phantom(5))
+    ct.write_volume(scans / "p6.nii.gz", _phantom(6, lungs=False))
+    (scans / "broken.nrrd").write_text("NRRD0004\nthis is not a header\n")
+    out = tmp_path / "labels"
+    argv = ["label", str(scans), "-o", str(out), "--scheduler", cluster.scheduler_address, "--require", "lungs",
+            "--no-progress", "--organs", "lungs"]
+    assert main(argv) == 1  # two scans failed: the exit status says so
+    text = capsys.readouterr().out
+    assert "3 scans: 1 ok, 0 skipped, 2 failed" in text and "no lungs found" in text
+    labels = ct.read_labels(out / "p5_labels.nii.gz").array
+    assert set(np.unique(labels)) == {0, 3}  # --organs reached the labeller: lungs only
+    assert main(argv) == 1
+    assert "1 skipped" in capsys.readouterr().out
+    # several files on the command line are a cohort too; a single file without -o is an error
+    assert main(["label", str(scans / "p5.nii.gz"), str(scans / "p6.nii.gz"), "--scheduler",
+                 cluster.scheduler_address, "--no-progress"]) == 0
+    assert (scans / "p6_labels.nii.gz").exists()
+    assert main(["label", str(scans / "p5.nii.gz")]) == 1
+    assert "-o/--output is required for a single scan" in capsys.readouterr().err
