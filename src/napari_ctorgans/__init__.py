@@ -12,6 +12,8 @@ pulls in torch, numba or napari until they are needed.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from ._version import __version__
@@ -73,3 +75,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+# Public functions that share their name with the sub-package implementing them (``ct.augment`` lives in
+# ``napari_ctorgans.augment``, ``ct.train`` in ``napari_ctorgans.train``). Importing such a sub-package makes
+# Python bind it as an attribute of this package; keep the public name bound to the function instead.
+# (Import the implementation modules with ``from napari_ctorgans.augment import ...``.)
+_FUNCTION_OVER_SUBPACKAGE = {name for name, (mod, attr) in _LAZY.items() if attr == name and mod == f".{name}"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTION_OVER_SUBPACKAGE and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
