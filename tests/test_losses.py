@@ -275,3 +275,17 @@ def test_bad_input_errors_name_the_argument():
         losses.class_weights(target, "cubic", num_classes=3)
     with pytest.raises(ValueError, match="outside"):
         losses.class_weights(target, "simple", num_classes=2)
+
+
+def test_power_below_one_has_finite_gradient_at_zero():
+    probs = torch.tensor([[[0.0, 0.3, 1.0, 0.0], [1.0, 0.7, 0.0, 1.0]]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[0, 0, 1, 1]])
+    loss = losses.iou_loss(probs, target, power=0.5)
+    loss.backward()
+    assert torch.isfinite(probs.grad).all()
+    # value is exact: p = 0 contributes 0 to every sum
+    p = probs.detach()
+    pm = p**0.5
+    y = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).double()
+    inter, sp, sy = (pm * y).sum(-1), pm.sum(-1), y.sum(-1)
+    assert float(loss) == pytest.approx(float((1 - inter / (sp + sy - inter)).mean()), rel=1e-12)

@@ -166,9 +166,11 @@ def _overlap_loss(
     p, y, mask = _prepare(probs, target, ignore_index)
     n_classes = p.shape[1]
     w = _as_weights(weights, n_classes, p)
-    if power != 1.0:
-        # clamp so that d(p^m)/dp stays finite at p = 0 for m < 1
-        p = p.clamp_min(torch.finfo(p.dtype).tiny) ** power if power < 1 else p**power
+    if power > 1.0:
+        p = p**power
+    elif power < 1.0:
+        # p^m with the (infinite) derivative at p = 0 replaced by 0, the value kept exact
+        p = torch.where(p > 0, p.clamp_min(torch.finfo(p.dtype).tiny) ** power, torch.zeros_like(p))
     if mask is not None:
         p = p * mask
     dims = tuple(range(2, p.ndim))
