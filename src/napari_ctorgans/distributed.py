@@ -47,6 +47,7 @@ __all__ = [
     "global_batch_items",
     "convert_sync_batchnorm",
     "CPUSyncBatchNorm",
+    "sync_batchnorm_requested",
     "broadcast_object",
     "cleanup",
 ]
@@ -228,6 +229,13 @@ def _convert_cpu(module: torch.nn.Module) -> torch.nn.Module:
     for name, child in module.named_children():
         out.add_module(name, _convert_cpu(child))
     return out
+
+
+def sync_batchnorm_requested(config: Any = None) -> bool:
+    """Whether batch norm should be synchronised: ``config.sync_batchnorm`` or ``CTORGANS_SYNC_BATCHNORM=1``."""
+    if config is not None and bool(getattr(config, "sync_batchnorm", False)):
+        return True
+    return os.environ.get("CTORGANS_SYNC_BATCHNORM", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def cleanup() -> None:
