@@ -30,7 +30,7 @@ def abdomen(abdomen_3mm, abdomen_3mm_labels):
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-@pytest.mark.parametrize("out_shape", [None, (64, 80, 72)])
+@pytest.mark.parametrize("out_shape", [None, (64, 80, 72), (130, 90, 136)])
 def test_equals_scipy_affine_transform(abdomen, seed, out_shape):
     img, lab = abdomen
     params = _no_photometric()

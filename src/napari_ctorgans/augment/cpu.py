@@ -27,8 +27,9 @@ bspline_x = _jit(_r.bspline_x)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _interior_range(b0, s0, n0, b1, s1, n1, b2, s2, n2, nx):
-    """Conservative x range [lo, hi) of a row where 0 <= b_k + s_k x < n_k - 1 on every axis (no edge checks)."""
+def _x_range(b0, s0, n0, b1, s1, n1, b2, s2, n2, nx, low, high_off, pad):
+    """x range [lo, hi) of a row where ``low <= b_k + s_k x < n_k + high_off`` on every axis, widened by ``pad``
+    voxels at both ends (``pad`` < 0 shrinks it: a conservative inner range)."""
     lo = 0.0
     hi = float(nx)
     for k in range(3):
@@ -38,22 +39,25 @@ def _interior_range(b0, s0, n0, b1, s1, n1, b2, s2, n2, nx):
             b, s, n = b1, s1, n1
         else:
             b, s, n = b2, s2, n2
-        top = n - 1.0 - 1e-6
-        bot = 1e-6
+        top = n + high_off
         if s == 0.0:
-            if b < bot or b >= top:
+            if b < low or b >= top:
                 return 0, 0
         elif s > 0.0:
-            lo = max(lo, (bot - b) / s)
+            lo = max(lo, (low - b) / s)
             hi = min(hi, (top - b) / s)
         else:
             lo = max(lo, (top - b) / s)
-            hi = min(hi, (bot - b) / s)
-    ilo = int(math.ceil(lo)) + 1
-    ihi = int(math.floor(hi)) - 1
-    if ihi < ilo:
+            hi = min(hi, (low - b) / s)
+    if hi < lo:
         return 0, 0
-    return max(ilo, 0), min(ihi, nx)
+    ilo = int(math.floor(lo)) - pad
+    ihi = int(math.ceil(hi)) + pad
+    ilo = min(max(ilo, 0), nx)
+    ihi = min(max(ihi, 0), nx)
+    if ihi <= ilo:
+        return 0, 0
+    return ilo, ihi
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -86,8 +90,15 @@ def _augment_kernel(
             if use_elastic:
                 bspline_row(ctrl, row, fz, fy, spacing)
                 xa, xb = 0, 0
+                ga, gb = 0, nx
             else:
-                xa, xb = _interior_range(b0, m02, iz_, b1, m12, iy_, b2, m22, ix_, nx)
+                # [xa, xb): all 8 trilinear neighbours inside (shrunk by 2 voxels for rounding safety);
+                # outside [ga, gb): every neighbour outside (widened by 2 voxels); in between: edge checks
+                xa, xb = _x_range(b0, m02, iz_, b1, m12, iy_, b2, m22, ix_, nx, 1e-6, -1.0 - 1e-6, -2)
+                ga, gb = _x_range(b0, m02, iz_, b1, m12, iy_, b2, m22, ix_, nx, -1.0, 0.0, 2)
+                if xa < xb:
+                    ga = min(ga, xa)
+                    gb = max(gb, xb)
             # fast path: every trilinear neighbour is inside the volume, no edge checks, no branches
             base = (z * ny + y) * nx
             if sigma > 0.0 and not occluded:
@@ -132,8 +143,20 @@ def _augment_kernel(
                         v = v + noise[x]
                     v = (v - win_a) * win_scale
                     out_img[z, y, x] = min(max(v, 0.0), 1.0)
-            # general path: the rest of the row (near or beyond the edges, or with the elastic term)
+            # entirely outside the input: background label, out-of-volume value (+ noise, window)
             for x in range(nx):
+                if x >= ga and x < gb:
+                    continue
+                if use_labels:
+                    out_lab[z, y, x] = out_label
+                if not occluded:
+                    v = out_value
+                    if sigma > 0.0:
+                        v = v + noise[x]
+                    v = (v - win_a) * win_scale
+                    out_img[z, y, x] = min(max(v, 0.0), 1.0)
+            # general path: near the edges, or with the elastic term
+            for x in range(ga, gb):
                 if x >= xa and x < xb:
                     continue
                 fx = float(x)

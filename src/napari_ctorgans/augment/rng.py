@@ -9,7 +9,7 @@ Noise model
 -----------
 ``normal_from_hash`` turns one 64-bit hash into an approximately standard normal number by summing its four
 16-bit words (an Irwin-Hall sum of 4 uniforms, rescaled to mean 0 and variance 1). The approximation has the exact
-mean and variance, is bounded to +-3.46 sigma and has kurtosis 2.4 instead of 3; for augmentation noise this is
+mean and variance, is bounded to +-3.46 sigma and has kurtosis 2.7 instead of 3; for augmentation noise this is
 indistinguishable in practice and it costs a handful of integer operations instead of a log, sqrt and cos.
 """
 
