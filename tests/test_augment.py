@@ -71,6 +71,9 @@ def test_noise_std_and_independence():
     n = hu.size
     assert abs(hu.mean()) < 4 * 80 / np.sqrt(n)
     assert abs(hu.std() - 80.0) < 0.02 * 80.0  # std of a sample std ~ sigma / sqrt(2n) = 0.3 HU
+    kurtosis = np.mean((hu - hu.mean()) ** 4) / hu.var() ** 2
+    assert abs(kurtosis - 2.7) < 0.1  # Irwin-Hall n=4 approximation, documented in augment/rng.py
+    assert np.abs(hu).max() <= 3.47 * 80.0
     corr = np.corrcoef(hu[:, :, :-1].ravel(), hu[:, :, 1:].ravel())[0, 1]
     assert abs(corr) < 0.02
     out2, _ = augment(img, None, params, seed=6)
