@@ -46,16 +46,16 @@ def test_ball_shape_and_symmetry():
 
 
 @pytest.mark.parametrize("op", list(SCIPY))
-@pytest.mark.parametrize("method", ["fft", "direct", "edt"])
 @pytest.mark.parametrize("border_value", [0, 1])
 @pytest.mark.parametrize("diameter", [10.0, 25.0])
-def test_exact_vs_scipy_3mm(air_mask, op, method, border_value, diameter):
+def test_exact_vs_scipy_3mm(air_mask, op, border_value, diameter):
     sp = (3.0, 3.0, 3.0)
     k = M.ball(diameter, sp)
     ref = SCIPY[op](air_mask, k, border_value=border_value)
-    out = getattr(M, op)(air_mask, diameter, sp, method=method, border_value=border_value, backend="cpu")
-    assert out.dtype == bool and out.shape == air_mask.shape
-    assert int(np.count_nonzero(out != ref)) == 0
+    for method in ("fft", "direct", "edt"):
+        out = getattr(M, op)(air_mask, diameter, sp, method=method, border_value=border_value, backend="cpu")
+        assert out.dtype == bool and out.shape == air_mask.shape
+        assert int(np.count_nonzero(out != ref)) == 0, method
 
 
 @pytest.mark.parametrize("diameter", [7.0, 25.0])
