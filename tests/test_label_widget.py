@@ -58,6 +58,11 @@ def test_auto_label_all_then_grow(make_napari_viewer, qtbot, abdomen_3mm, abdome
     assert np.count_nonzero(data == 3) > 0  # lungs not erased
     d = 2 * np.count_nonzero((data == 1) & liver) / (np.count_nonzero(data == 1) + np.count_nonzero(liver))
     assert d >= 0.75
+    # napari's undo reverts the grown organ and nothing else
+    widget.result_layer.undo()
+    after = np.asarray(widget.result_layer.data)
+    assert not np.any(after == 1)
+    assert np.count_nonzero(after == 3) == np.count_nonzero(data == 3)
 
 
 def test_cancel_keeps_viewer_usable(make_napari_viewer, qtbot):

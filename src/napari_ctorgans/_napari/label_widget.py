@@ -26,6 +26,15 @@ def _digest(data: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(data).view(np.uint8)).hexdigest()
 
 
+def _paint(layer, where: np.ndarray, values) -> None:
+    """Write ``values`` at ``where`` through the layer's edit history, so napari's undo reverts it."""
+    idx = np.nonzero(where)
+    if not idx[0].size:
+        return
+    vals = values[idx] if isinstance(values, np.ndarray) else values
+    layer.data_setitem(idx, vals)
+
+
 class AutoLabelWidget(QWidget):
     """Pick a CT Image layer and run the automatic labelers in a worker thread; grow organs from Points seeds."""
 
@@ -191,8 +200,8 @@ class AutoLabelWidget(QWidget):
         if edited or layer is None or layer not in self.viewer.layers or layer.data.shape != labels.shape:
             self.result_layer = None  # keep the user's edits: results go to a new layer
         layer = self._target_layer(ct_layer, labels.shape)
-        layer.data = labels
-        layer.metadata["ctorgans_digest"] = _digest(labels)
+        _paint(layer, labels != np.asarray(layer.data), labels)
+        layer.metadata["ctorgans_digest"] = _digest(np.asarray(layer.data))
         found = ", ".join(ORGANS[int(v)].name for v in np.unique(labels) if v in ORGANS and v)
         self.status.setText(f"{what}: {found or 'nothing found'}")
 
@@ -210,11 +219,8 @@ class AutoLabelWidget(QWidget):
         region = grow_region(vol, seeds, opening_mm=float(self.opening.value()))
         layer = self._target_layer(ct_layer, vol.shape)
         value = int(self.organ_combo.currentData())
-        data = np.asarray(layer.data)
-        paint = region & (data == 0)
-        data = data.copy()
-        data[paint] = value
-        layer.data = data
-        layer.metadata["ctorgans_digest"] = _digest(data)
+        paint = region & (np.asarray(layer.data) == 0)
+        _paint(layer, paint, value)
+        layer.metadata["ctorgans_digest"] = _digest(np.asarray(layer.data))
         self.status.setText(f"{ORGANS[value].name}: {int(paint.sum())} voxels grown")
         return paint
