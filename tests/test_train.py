@@ -20,6 +20,15 @@ from napari_ctorgans.train import (
 SPACING = 6.0
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models train fastest on one thread (and the machine is shared with other test processes)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def phantoms():
     return [ct.make_phantom(seed=s, spacing=SPACING) for s in range(3)]
@@ -27,7 +36,7 @@ def phantoms():
 
 def quick_config(tmp_path, **changes):
     base = dict(model="cpu-small", iterations=12, batch_size=2, crop_size=(24, 24, 24), spacing=SPACING,
-                learning_rate=3e-3, validate_every=1000, checkpoint_every=4, augment_at=-1, seed=3,
+                learning_rate=1e-2, validate_every=1000, checkpoint_every=4, augment_at=-1, seed=3,
                 output_dir=str(tmp_path / "run"))
     base.update(changes)
     return TrainConfig(**base)
@@ -154,12 +163,13 @@ def test_auto_labelled_case_marks_unlabelled_soft_tissue(chest_3mm):
 
 # --------------------------------------------------------------------------------------------------- loop
 def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
-    cfg = quick_config(tmp_path, iterations=40, validate_every=20, checkpoint_every=10, augment_at=30)
+    cfg = quick_config(tmp_path, iterations=40, validate_every=20, checkpoint_every=10, augment_at=36,
+                       lr_schedule="constant")
     statuses = list(train(cfg, phantoms[:2], [phantoms[2]]))
     assert [s.iteration for s in statuses] == list(range(1, 41))
     losses = np.array([s.loss for s in statuses])
-    assert losses[-10:].mean() < losses[:10].mean() - 0.02, losses
-    assert [s.augment_on for s in statuses].index(True) == 29  # curriculum at the set iteration
+    assert losses[25:35].mean() < losses[:10].mean() - 0.02, losses  # before augmentation starts
+    assert [s.augment_on for s in statuses].index(True) == 35  # curriculum at the set iteration
     vals = [s for s in statuses if s.val_dice is not None]
     assert [s.iteration for s in vals] == [20, 40]
     assert set(vals[-1].val_dice) == {"liver", "bladder", "lungs", "kidneys", "bone"}
@@ -174,7 +184,7 @@ def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
     # loaded weights reproduce the trained model's output
     raw = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert set(raw["weights"]) == set(model.state_dict())
-    with pytest.raises(CheckpointError, match="7 classes"):
+    with pytest.raises(CheckpointError, match="6 classes, but 7"):
         load_checkpoint(tmp_path / "run" / "last.pt", num_classes=7)
 
 

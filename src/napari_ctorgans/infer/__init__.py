@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from .sliding import SlidingWindowInferer, importance_map, sliding_window, tile_starts
 
-__all__ = ["sliding_window", "SlidingWindowInferer", "importance_map", "tile_starts", "predict", "Predictor"]
+# bind the function last: ``napari_ctorgans.infer.predict`` is the function ``ct.predict`` (the module stays
+# importable as ``napari_ctorgans.infer.predict`` through sys.modules)
+from .predict import KEEP_COMPONENTS, Predictor, postprocess  # noqa: E402  isort: skip
+from .predict import predict  # noqa: E402  isort: skip
 
-
-def __getattr__(name):
-    if name in ("predict", "Predictor", "postprocess"):
-        from . import predict as _predict
-
-        return getattr(_predict, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "sliding_window", "SlidingWindowInferer", "importance_map", "tile_starts", "predict", "Predictor", "postprocess",
+    "KEEP_COMPONENTS",
+]

@@ -21,6 +21,8 @@ def _as_roi(roi_size: Any) -> tuple[int, int, int]:
         roi = (int(roi_size),) * 3
     else:
         try:
+            if isinstance(roi_size, str):
+                raise TypeError
             roi = tuple(int(r) for r in roi_size)
         except TypeError:
             raise TypeError(f"roi_size must be an int or 3 ints (z, y, x), got {roi_size!r}") from None
