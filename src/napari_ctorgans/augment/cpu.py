@@ -72,6 +72,13 @@ def _augment_kernel(
     lflat = labels.reshape(lz * ly * lx)
     sy = ix_
     sz = iy_ * ix_
+    u1 = np.uint64(1)
+    usy = np.uint64(sy)
+    usy1 = np.uint64(sy + 1)
+    usz = np.uint64(sz)
+    usz1 = np.uint64(sz + 1)
+    uszy = np.uint64(sz + sy)
+    uszy1 = np.uint64(sz + sy + 1)
     m00, m01, m02 = mat[0, 0], mat[0, 1], mat[0, 2]
     m10, m11, m12 = mat[1, 0], mat[1, 1], mat[1, 2]
     m20, m21, m22 = mat[2, 0], mat[2, 1], mat[2, 2]
@@ -101,6 +108,8 @@ def _augment_kernel(
                     gb = max(gb, xb)
             # fast path: every trilinear neighbour is inside the volume, no edge checks, no branches
             base = (z * ny + y) * nx
+            img_row = out_img[z, y]
+            lab_row = out_lab[z, y] if use_labels else out_lab[0, 0]
             if sigma > 0.0 and not occluded:
                 # noise for the whole row first: pure integer arithmetic that the compiler vectorises
                 for x in range(nx):
@@ -121,17 +130,18 @@ def _augment_kernel(
                     liz = fz0 + (1 if tz >= 0.5 else 0)
                     liy = fy0 + (1 if ty >= 0.5 else 0)
                     lix = fx0 + (1 if tx >= 0.5 else 0)
-                    out_lab[z, y, x] = lflat[(liz * ly + liy) * lx + lix]
+                    lab_row[x] = lflat[np.uint64((liz * ly + liy) * lx + lix)]
                 if not occluded:
-                    i = fz0 * sz + fy0 * sy + fx0
+                    # unsigned indices: no negative-index wraparound test on the 8 loads
+                    i = np.uint64(fz0 * sz + fy0 * sy + fx0)
                     v000 = float(flat[i])
-                    v001 = float(flat[i + 1])
-                    v010 = float(flat[i + sy])
-                    v011 = float(flat[i + sy + 1])
-                    v100 = float(flat[i + sz])
-                    v101 = float(flat[i + sz + 1])
-                    v110 = float(flat[i + sz + sy])
-                    v111 = float(flat[i + sz + sy + 1])
+                    v001 = float(flat[i + u1])
+                    v010 = float(flat[i + usy])
+                    v011 = float(flat[i + usy1])
+                    v100 = float(flat[i + usz])
+                    v101 = float(flat[i + usz1])
+                    v110 = float(flat[i + uszy])
+                    v111 = float(flat[i + uszy1])
                     c00 = v000 + tx * (v001 - v000)
                     c01 = v010 + tx * (v011 - v010)
                     c10 = v100 + tx * (v101 - v100)
@@ -142,7 +152,7 @@ def _augment_kernel(
                     if sigma > 0.0:
                         v = v + noise[x]
                     v = (v - win_a) * win_scale
-                    out_img[z, y, x] = min(max(v, 0.0), 1.0)
+                    img_row[x] = min(max(v, 0.0), 1.0)
             # entirely outside the input: background label, out-of-volume value (+ noise, window)
             for x in range(nx):
                 if x >= ga and x < gb:
