@@ -64,8 +64,21 @@ class AutoLabelWidget(QWidget):
         self.closing.setSuffix(" mm")
         self.closing.setToolTip("ball diameter of the bone closing (the paper uses 2.5 cm)")
 
+        self.air_hu = QDoubleSpinBox()
+        self.air_hu.setRange(-1000, 0)
+        self.air_hu.setValue(-400.0)
+        self.air_hu.setSuffix(" HU")
+        self.air_hu.setToolTip("air threshold of the lung labeler (the paper uses -150 HU)")
+        self.bone_hu = QDoubleSpinBox()
+        self.bone_hu.setRange(0, 2000)
+        self.bone_hu.setValue(150.0)
+        self.bone_hu.setSuffix(" HU")
+        self.bone_hu.setToolTip("bone seed threshold tau2 (the paper uses 200 HU, its code 175 HU)")
+
         form = QFormLayout()
         form.addRow("CT layer", self.image_combo)
+        form.addRow("lung air below", self.air_hu)
+        form.addRow("bone above", self.bone_hu)
         form.addRow("bone closing", self.closing)
         buttons = QHBoxLayout()
         self.buttons = {}
@@ -133,6 +146,10 @@ class AutoLabelWidget(QWidget):
 
         layer, vol = self._ct()
         closing = float(self.closing.value())
+        params = {
+            "lungs": {"air_hu": float(self.air_hu.value())},
+            "bones": {"closing_mm": closing, "bone_hu": float(self.bone_hu.value())},
+        }
 
         @thread_worker
         def work():
@@ -144,7 +161,7 @@ class AutoLabelWidget(QWidget):
             organs = ["lungs", "bone"] if what == "all" else [what]
             out = np.zeros(vol.shape, dtype=np.uint8)
             for i, organ in enumerate(organs):
-                part = auto_label(vol, organs=[organ], bones={"closing_mm": closing})
+                part = auto_label(vol, organs=[organ], **params)
                 out[(part > 0) & (out == 0)] = part[(part > 0) & (out == 0)]
                 yield i + 1
             return out
