@@ -47,7 +47,8 @@ def main() -> None:
     n = ct.read_volume(DATA / "chest_native.nii.gz")
     z0 = n.shape[0] // 2 - args.native_slices // 2
     cases.append((f"chest native {args.native_slices} sl", n.array[z0 : z0 + args.native_slices] < -150, n.spacing))
-    print(f"{'data':24s} {'shape':>16s} {'ball':>6s} {'scipy s':>8s} " + " ".join(f"{m + ' s':>8s} {'x':>6s}" for m in ("fft", "direct", "edt")) + "  auto  peak MB (fft)")
+    methods = " ".join(f"{m + ' s':>8s} {'x':>6s}" for m in ("fft", "direct", "edt"))
+    print(f"{'data':24s} {'shape':>16s} {'ball':>6s} {'scipy s':>8s} {methods}  auto  peak MB (fft)")
     for name, mask, sp in cases:
         for d in (10.0, 25.0):
             k = M.ball(d, sp)

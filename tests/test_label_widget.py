@@ -11,10 +11,8 @@ pytestmark = pytest.mark.gui
 
 
 def _wait(qtbot, widget):
-    worker = widget.worker
-    if worker is not None:
-        with qtbot.waitSignal(worker.finished, timeout=120_000):
-            pass
+    # the widget clears .worker in its own slot on `finished` (connected before the worker started: no race)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=240_000)
 
 
 def test_auto_label_all_then_grow(make_napari_viewer, qtbot, abdomen_3mm, abdomen_3mm_labels):
@@ -24,9 +22,8 @@ def test_auto_label_all_then_grow(make_napari_viewer, qtbot, abdomen_3mm, abdome
     image = viewer.add_image(abdomen_3mm.array, name="CT", **abdomen_3mm.napari_kwargs())
     widget = AutoLabelWidget(viewer)
     assert widget.image_combo.currentText() == "CT"
-    worker = widget.run("all")
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    widget.run("all")
+    _wait(qtbot, widget)
     layer = viewer.layers[RESULT_NAME]
     assert np.allclose(layer.scale, image.scale) and np.allclose(layer.translate, image.translate)
     assert np.array_equal(np.asarray(layer.data), ct.auto_label(abdomen_3mm))
@@ -35,9 +32,8 @@ def test_auto_label_all_then_grow(make_napari_viewer, qtbot, abdomen_3mm, abdome
     edited = np.asarray(layer.data).copy()
     edited[0, 0, 0] = 1
     layer.data = edited
-    worker = widget.run("lungs")
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    widget.run("lungs")
+    _wait(qtbot, widget)
     labels_layers = [ly for ly in viewer.layers if ly.name.startswith(RESULT_NAME)]
     assert len(labels_layers) == 2
     assert np.asarray(layer.data)[0, 0, 0] == 1
@@ -72,9 +68,8 @@ def test_cancel_keeps_viewer_usable(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(vol.array, name="phantom", **vol.napari_kwargs())
     widget = AutoLabelWidget(viewer)
-    worker = widget.run("all")
+    widget.run("all")
     widget.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    _wait(qtbot, widget)
     assert widget.cancel_button.isEnabled() is False
     assert all(b.isEnabled() for b in widget.buttons.values())

@@ -152,3 +152,16 @@ def test_cli_label_writes_in_input_geometry(tmp_path):
     assert main(["label", str(src), "-o", str(out)]) == 1  # exists, no --overwrite
     assert main(["label", str(src), "-o", str(out), "--overwrite"]) == 0
     assert set(np.unique(ct.read_labels(out).array)) == {0, 3, 5}
+
+
+def test_grow_seed_outside_band_warns_empty():
+    a = np.full((12, 16, 16), -1000, dtype=np.int16)
+    a[2:10, 3:13, 3:13] = 40
+    v = ct.Volume(a, spacing=3.0)
+    with pytest.warns(UserWarning, match="HU band"):
+        out = ct.grow_region(v, [[6, 8, 8]], band_hu=(500, 600))
+    assert not out.any()
+    grown = ct.grow_region(v, [[6, 8, 8]], opening_mm=0, closing_mm=0)
+    assert grown[6, 8, 8] and not grown[0].any()
+    with pytest.raises(ValueError, match="band_hu"):
+        ct.grow_region(v, [[6, 8, 8]], band_hu=(600, 500))

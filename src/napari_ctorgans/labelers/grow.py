@@ -19,7 +19,9 @@ def _check_seeds(seeds, shape) -> np.ndarray:
     if pts.ndim == 1:
         pts = pts[None]
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
-        raise ValueError(f"seeds must be an (N, 3) array of (z, y, x) voxel positions with N >= 1, got shape {pts.shape}")
+        raise ValueError(
+            f"seeds must be an (N, 3) array of (z, y, x) voxel positions with N >= 1, got shape {pts.shape}"
+        )
     idx = np.round(pts).astype(int)
     inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
     if not inside.all():
@@ -104,7 +106,9 @@ def grow_region(
     band = (img >= lo) & (img <= hi)
     seed_ok = band[tuple(idx.T)]
     if not seed_ok.any():
-        warnings.warn(f"no seed lies in the HU band [{lo:.0f}, {hi:.0f}]; the region is empty", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"no seed lies in the HU band [{lo:.0f}, {hi:.0f}]; the region is empty", UserWarning, stacklevel=2
+        )
         return np.zeros(arr.shape, dtype=bool)
     region = band
     if opening_mm > 0:

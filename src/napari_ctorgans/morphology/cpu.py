@@ -6,7 +6,6 @@ voxels outside the volume; they return ``scipy.ndimage.binary_dilation(mask, ker
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
