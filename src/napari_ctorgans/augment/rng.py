@@ -45,7 +45,7 @@ def hash64(key, index):
 def normal_from_hash(h):
     """Approximately N(0, 1) from one 64-bit hash (sum of its four 16-bit words, see the module docstring)."""
     s = (h & _MASK16) + ((h >> _S16) & _MASK16) + ((h >> _S32) & _MASK16) + (h >> _S48)
-    return (float(np.int64(s)) - _NORM_MEAN) * _NORM_SCALE
+    return (float(np.int32(s)) - _NORM_MEAN) * _NORM_SCALE
 
 
 def trilinear(flat, nz, ny, nx, pz, py, px, out_value):
