@@ -132,7 +132,7 @@ def augment(
         img = np.asarray(image)
         if img.dtype.kind not in "iuf":
             raise TypeError(f"image must be a real-valued array, got dtype {img.dtype}")
-        if img.dtype not in (np.float32, np.int16, np.float64, np.int32):
+        if img.dtype != np.float32:  # one compiled kernel per labels dtype (HU are exact in float32)
             img = img.astype(np.float32)
         img = np.ascontiguousarray(img)
         lab = None if labels is None else np.ascontiguousarray(labels)

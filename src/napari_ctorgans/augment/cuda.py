@@ -87,7 +87,7 @@ def augment_cuda(image, labels, drawn, out_value, out_label, *, out=None):
             raise ValueError("backend='cuda' needs torch CUDA tensors or numpy arrays, got a CPU tensor")
         stream = cuda.external_stream(torch.cuda.current_stream(image.device).cuda_stream)
         img = image.detach().contiguous()
-        if img.dtype not in (torch.float32, torch.int16, torch.float64, torch.int32):
+        if img.dtype != torch.float32:
             img = img.float()
         lab = None if labels is None else labels.detach().contiguous()
         if out is None:
@@ -103,7 +103,7 @@ def augment_cuda(image, labels, drawn, out_value, out_label, *, out=None):
     else:
         stream = cuda.default_stream()
         img = np.ascontiguousarray(image)
-        if img.dtype not in (np.float32, np.int16, np.float64, np.int32):
+        if img.dtype != np.float32:
             img = img.astype(np.float32)
         lab = None if labels is None else np.ascontiguousarray(labels)
         d_flat = cuda.to_device(img.reshape(-1), stream=stream)
