@@ -13,17 +13,3 @@ from .sampling import draw_transform
 
 __all__ = ["AugmentParams", "augment", "PrefetchQueue", "draw_transform", "OUT_VALUE_HU", "OUT_LABEL"]
 
-
-# ``napari_ctorgans.augment`` is both this sub-package and the public function ``ct.augment``: once the package is
-# imported, Python binds the name on the parent package to the module. Making the module callable keeps
-# ``ct.augment(image, labels, params, seed=...)`` working whichever of the two the parent holds.
-import sys as _sys
-import types as _types
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return augment(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
