@@ -39,6 +39,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "label_body": (".labelers", "label_body"),
     "auto_label": (".labelers", "auto_label"),
     "grow_region": (".labelers", "grow_region"),
+    "split_lungs": (".labelers", "split_lungs"),
     # augmentation
     "AugmentParams": (".augment", "AugmentParams"),
     "augment": (".augment", "augment"),
