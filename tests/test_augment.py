@@ -252,3 +252,23 @@ def test_bad_inputs():
         augment(img[0], None, None, seed=0)
     with pytest.raises(TypeError, match="params must be an AugmentParams"):
         augment(img, None, {"noise_sigma": (0, 1)}, seed=0)
+
+
+def test_label_dtypes_and_torch_cpu_tensors(phantom):
+    import torch
+
+    vol, lab = phantom
+    img = vol.array[::3, ::3, ::3].astype(np.float32).copy()
+    lab = lab[::3, ::3, ::3].copy()
+    p = AugmentParams(elastic_magnitude=0)
+    ref, ref_lab = augment(img, lab, p, seed=4)
+    for dtype in (np.int64,):  # each labels dtype compiles its own kernel: keep the list short
+        out, lout = augment(img, lab.astype(dtype), p, seed=4)
+        assert lout.dtype == dtype
+        np.testing.assert_array_equal(lout, ref_lab)
+    out, lout = augment(img, lab > 0, p, seed=4)
+    assert lout.dtype == bool
+    np.testing.assert_array_equal(lout, ref_lab > 0)
+    out, lout = augment(torch.from_numpy(img), torch.from_numpy(lab), p, seed=4)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(lout, ref_lab)
