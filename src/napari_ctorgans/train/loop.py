@@ -136,17 +136,22 @@ def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, win
     return out
 
 
-def _make_batch(cases, config, rng, augment_on, params, window):
+def _make_batch(cases, config, rng, augment_on, params, window, items=None):
     from ..augment import AugmentParams, augment
 
     crop = tuple(config.crop_size)
     context = tuple(int(math.ceil(c * 0.15)) for c in crop) if augment_on else None
     xs, ys = [], []
     fixed = AugmentParams.none(window=window)
-    for _ in range(config.batch_size):
-        case = cases[int(rng.integers(len(cases)))]
-        seed = int(rng.integers(2**31 - 1))
-        img, lab = random_crop(case, crop, rng, foreground_prob=config.foreground_prob, context=context)
+    # [distributed] (case, crop seed) pairs: this process's share of the global batch, drawn from ``rng``
+    if items is None:
+        from ..distributed import global_batch_items
+
+        items = global_batch_items(rng, len(cases), config.batch_size, rank_=0, world_size_=1)
+    for case_index, seed in items:
+        case = cases[case_index]
+        crop_rng = np.random.default_rng(seed)
+        img, lab = random_crop(case, crop, crop_rng, foreground_prob=config.foreground_prob, context=context)
         if augment_on:
             xi, yi = augment(img, lab, params, seed=seed, out_shape=crop)[:2]
         else:
@@ -240,6 +245,11 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
     # denormal floats (tiny activations late in training) slow CPU kernels several-fold; flush them to zero
     torch.set_flush_denormal(True)
     device = _device(config)
+    # [distributed] join torchrun's process group (nothing happens in a single process); one device per process
+    from .. import distributed as _dist
+
+    dist_ctx = _dist.setup(device=device)
+    device = dist_ctx.device
     use_amp = bool(config.amp and device.type == "cuda")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -305,28 +315,32 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
 
     def save_last() -> str | None:
         nonlocal saved_at
-        if last_path is None:
+        if last_path is None or not dist_ctx.is_main:  # [distributed] rank 0 writes
             return None
         save_checkpoint(last_path, payload())
         saved_at = state["iteration"]
         return str(last_path)
 
-    if last_path is not None:
+    if last_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
         last_path.parent.mkdir(parents=True, exist_ok=True)
         (last_path.parent / "config.json").write_text(json.dumps({**config.to_dict(), "window": list(window)},
                                                                  indent=2) + "\n")
+    # [distributed] DistributedDataParallel (synchronised batch norm when asked) around the same parameters;
+    # ``model`` stays the plain module for checkpoints and validation
+    net = dist_ctx.wrap(model, sync_batchnorm=_dist.sync_batchnorm_requested(config))
     model.train()
     try:
         for it in range(state["iteration"] + 1, config.iterations + 1):
             lr = learning_rate_at(config, it)
             for group in opt.param_groups:
                 group["lr"] = lr
-            x, y = _make_batch(cases, config, rng, state["augment_on"], params, window)
+            x, y = _make_batch(cases, config, rng, state["augment_on"], params, window,
+                               items=dist_ctx.batch_items(rng, len(cases), config.batch_size))  # [distributed]
             x, y = x.to(device), y.to(device)
             try:
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = model(x)
+                    logits = net(x)  # [distributed] the DDP wrapper (the model itself in one process)
                 loss = loss_fn(logits.float(), y)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -342,7 +356,7 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
                     f"out of memory at iteration {it} with batch_size={config.batch_size} and crop_size="
                     f"{config.crop_size}; lower them (e.g. --crop-size 48) and resume from {last_path}"
                 ) from exc
-            loss_value = float(loss.detach())
+            loss_value = float(dist_ctx.mean(float(loss.detach())))  # [distributed] mean over processes
             state["iteration"] = it
             state["losses"].append(loss_value)
             msg = ""
@@ -362,12 +376,14 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
             best = False
             ckpt = None
             if val_cases and (it % config.validate_every == 0 or it == config.iterations):
-                val_dice = validate(model, val_cases, config, window, device)
+                # [distributed] rank 0 validates; every process gets its result (same early-stop decision)
+                val_dice = dist_ctx.broadcast(validate(model, val_cases, config, window, device)
+                                              if dist_ctx.is_main else None)
                 score = float(np.mean(list(val_dice.values()))) if val_dice else 0.0
                 state["val_history"].append({"iteration": it, "dice": val_dice, "score": score})
                 if state["best_score"] is None or score > state["best_score"]:
                     state["best_score"], state["since_best"], best = score, 0, True
-                    if best_path is not None:
+                    if best_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
                         save_checkpoint(best_path, payload())
                         ckpt = str(best_path)
                 else:
@@ -390,3 +406,4 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
         # stopped early (generator closed) or failed: keep the progress made so far, written atomically
         if last_path is not None and state["iteration"] > saved_at:
             save_last()
+        dist_ctx.teardown()  # [distributed] leave the process group joined by setup
