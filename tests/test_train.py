@@ -163,20 +163,20 @@ def test_auto_labelled_case_marks_unlabelled_soft_tissue(chest_3mm):
 
 # --------------------------------------------------------------------------------------------------- loop
 def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
-    cfg = quick_config(tmp_path, iterations=40, validate_every=20, checkpoint_every=10, augment_at=36,
+    cfg = quick_config(tmp_path, iterations=32, validate_every=16, checkpoint_every=8, augment_at=31,
                        lr_schedule="constant")
     statuses = list(train(cfg, phantoms[:2], [phantoms[2]]))
-    assert [s.iteration for s in statuses] == list(range(1, 41))
+    assert [s.iteration for s in statuses] == list(range(1, 33))
     losses = np.array([s.loss for s in statuses])
-    assert losses[25:35].mean() < losses[:10].mean() - 0.02, losses  # before augmentation starts
-    assert [s.augment_on for s in statuses].index(True) == 35  # curriculum at the set iteration
+    assert losses[20:30].mean() < losses[:10].mean() - 0.02, losses  # before augmentation starts
+    assert [s.augment_on for s in statuses].index(True) == 30  # curriculum at the set iteration
     vals = [s for s in statuses if s.val_dice is not None]
-    assert [s.iteration for s in vals] == [20, 40]
+    assert [s.iteration for s in vals] == [16, 32]
     assert set(vals[-1].val_dice) == {"liver", "bladder", "lungs", "kidneys", "bone"}
     assert statuses[-1].done and statuses[-1].checkpoint.endswith("last.pt")
 
     model, info = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert info["iteration"] == 40 and info["train_config"]["iterations"] == 40
+    assert info["iteration"] == 32 and info["train_config"]["iterations"] == 32
     assert info["model_config"]["num_classes"] == 6 and info["organs"][3]["name"] == "lungs"
     assert not model.training
     best_model, best = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -277,3 +277,35 @@ def test_checkpoint_loading_refuses_code_and_damage(tmp_path):
     torch.save({"state_dict": {}}, other)
     with pytest.raises(CheckpointError, match="not a napari-ctorgans checkpoint"):
         read_checkpoint(other)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_cli_train_then_predict(tmp_path, phantoms, capsys):
+    from napari_ctorgans.cli import main
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for i, (vol, lab) in enumerate(phantoms[:2]):
+        ct.write_volume(cases / f"volume-{i}.nii.gz", vol)
+        ct.write_labels(cases / f"labels-{i}.nii.gz", lab, like=vol)
+    out = tmp_path / "run"
+    args = ["train", "--cases", str(cases), "--output-dir", str(out), "--iterations", "3", "--crop-size", "24",
+            "--batch-size", "1", "--augment-at", "-1", "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    assert read_checkpoint(out / "last.pt")["iteration"] == 3
+    assert main(args) == 1  # refuses to overwrite the run
+    assert "resume=True" in capsys.readouterr().err
+    assert main([*args[:-2], "--iterations", "4", "--resume"]) == 0
+    assert read_checkpoint(out / "last.pt")["iteration"] == 4
+    pred = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(cases / "volume-1.nii.gz"), "--checkpoint", str(out / "last.pt"), "-o", str(pred)]) == 0
+    labels = ct.read_labels(pred)
+    assert labels.shape == phantoms[1][0].shape
+    assert main(["predict", str(cases / "volume-1.nii.gz"), "-c", str(out / "last.pt"), "-o", str(pred)]) == 1
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in (0, 1):
+        (scans / f"volume-{i}.nii.gz").write_bytes((cases / f"volume-{i}.nii.gz").read_bytes())
+    folder = tmp_path / "preds"
+    assert main(["predict", str(scans), "-c", str(out / "last.pt"), "-o", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["volume-0_labels.nii.gz", "volume-1_labels.nii.gz"]

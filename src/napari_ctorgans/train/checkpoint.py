@@ -67,6 +67,11 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}; pass the path of a .pt file written by ct.train")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated, corrupted or not a PyTorch checkpoint "
+            f"({path.stat().st_size} bytes, not a zip archive); use last.pt/best.pt from a training run or train again"
+        )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:

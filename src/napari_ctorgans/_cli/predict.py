@@ -1,0 +1,84 @@
+"""``ctorgans predict INPUT --checkpoint C -o OUT``: segment a CT (or a folder of CTs) with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+_SCAN = re.compile(r"\.(nii\.gz|nii|nrrd|mha|mhd)$", re.IGNORECASE)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="segment CT scans with a trained model",
+        description="Predict organ labels with a checkpoint from 'ctorgans train'; the label map is written in the "
+        "input's geometry. INPUT may be a folder of scans (OUT is then a folder).",
+    )
+    p.add_argument("input", help="CT file, DICOM series folder, or a folder of CT files")
+    p.add_argument("--checkpoint", "-c", required=True, help="best.pt or last.pt from 'ctorgans train'")
+    p.add_argument("-o", "--output", required=True, help="label file (or folder when INPUT is a folder of files)")
+    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1)")
+    p.add_argument("--mode", default="gaussian", choices=("gaussian", "constant"), help="tile blending")
+    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
+    p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run)
+
+
+def _inputs(path: Path) -> list[Path] | None:
+    """Scan files of a folder, or None when the folder is one DICOM series."""
+    if not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if _SCAN.search(p.name))
+    return files or None
+
+
+def _out_name(scan: Path) -> str:
+    m = _SCAN.search(scan.name)
+    stem = scan.name[: m.start()] if m else scan.name
+    return f"{stem}_labels.nii.gz"
+
+
+def run(args: argparse.Namespace) -> int:
+    import napari_ctorgans as ct
+    from napari_ctorgans.infer.predict import Predictor
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=device)
+    src = Path(args.input)
+    files = _inputs(src)
+    if files is None:
+        jobs = [(src, Path(args.output))]
+    else:
+        out_dir = Path(args.output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [(f, out_dir / _out_name(f)) for f in files]
+    for scan, out in jobs:
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        vol = ct.read_volume(scan)
+        bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm else None
+
+        def progress(done, total, bar=bar):
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+        labels = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
+                            tta=args.tta, postprocess_labels=not args.no_postprocess, device=device,
+                            progress=progress)
+        if bar is not None:
+            bar.close()
+        path = ct.write_labels(out, labels, like=vol, overwrite=args.overwrite)
+        found = [ct.ORGANS[int(v)].name for v in __import__("numpy").unique(labels) if v and int(v) in ct.ORGANS]
+        print(f"wrote {path} ({', '.join(found) or 'no organ found'})")
+    return 0

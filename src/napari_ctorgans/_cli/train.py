@@ -1,0 +1,97 @@
+"""``ctorgans train --cases DIR --output-dir D``: train a model with a progress bar; checkpoints in D."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a segmentation model on labelled cases",
+        description="Train a model on a folder of cases (CT-ORG: volume-N.nii.gz + labels-N.nii.gz, or MSD/nnU-Net: "
+        "imagesTr/ + labelsTr/). Checkpoints last.pt and best.pt go to --output-dir.",
+    )
+    p.add_argument("--cases", required=True, help="folder of training cases")
+    p.add_argument("--val-cases", default=None, help="folder of validation cases (per-organ Dice)")
+    p.add_argument("--output-dir", required=True, help="folder for last.pt, best.pt and config.json")
+    p.add_argument("--preset", default="cpu-quick", help="training preset (cpu-quick, paper)")
+    p.add_argument("--config", default=None, help="a TrainConfig JSON file (overrides the preset)")
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--crop-size", type=int, nargs="+", default=None, help="one size or three (z y x), in voxels")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--loss", default=None, help="iou, dice or cross_entropy")
+    p.add_argument("--weighting", default=None, choices=("uniform", "simple", "square"), help="class weighting")
+    p.add_argument("--model", default=None, help="model preset (e.g. cpu-small)")
+    p.add_argument("--augment", default=None, help="augmentation parameters JSON file (ct.AugmentParams)")
+    p.add_argument("--augment-at", type=int, default=None, help="iteration to switch augmentation on (default: "
+                   "when the loss stops falling; -1 never)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto, cpu or cuda")
+    p.add_argument("--cache-dir", default=None, help="where resampled cases are cached")
+    p.add_argument("--init", default=None, help="start from the weights of this checkpoint (fine-tuning)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    g.add_argument("--overwrite", action="store_true", help="replace the checkpoints in --output-dir")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from ..train import TrainConfig
+
+    cfg = TrainConfig.from_json(Path(args.config)) if args.config else TrainConfig.preset(args.preset)
+    changes = {
+        "iterations": args.iterations, "batch_size": args.batch_size, "learning_rate": args.lr, "loss": args.loss,
+        "class_weighting": args.weighting, "model": args.model, "seed": args.seed, "device": args.device,
+        "init_checkpoint": args.init, "augment_at": args.augment_at,
+    }
+    if args.crop_size:
+        if len(args.crop_size) not in (1, 3):
+            raise ValueError(f"--crop-size takes one size or three (z y x), got {args.crop_size}")
+        changes["crop_size"] = tuple(args.crop_size) * (3 if len(args.crop_size) == 1 else 1)
+    if args.augment:
+        changes["augment"] = json.loads(Path(args.augment).read_text())
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return cfg.replace(output_dir=args.output_dir, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    cfg = build_config(args)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    gen = train(cfg, args.cases, args.val_cases, resume=args.resume, overwrite=args.overwrite,
+                cache_dir=args.cache_dir)
+    bar = tqdm(total=cfg.iterations, desc="train", unit="it", file=sys.stderr) if tqdm else None
+    last = None
+    try:
+        for status in gen:
+            last = status
+            for w in status.warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            if bar is not None:
+                if bar.n == 0 and status.iteration > 1:
+                    bar.update(status.iteration - 1)
+                post = {"loss": f"{status.loss:.4f}", "lr": f"{status.lr:.2g}", "aug": int(status.augment_on)}
+                if status.val_score is not None:
+                    post["val_dice"] = f"{status.val_score:.3f}"
+                bar.set_postfix(post)
+                bar.update(1)
+            if status.message:
+                print(status.message, file=sys.stderr)
+    finally:
+        gen.close()
+        if bar is not None:
+            bar.close()
+    if last is not None:
+        print(f"trained {last.iteration} iterations in {last.elapsed:.0f} s; checkpoints in {cfg.output_dir}")
+        if last.val_dice:
+            print("validation Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in last.val_dice.items()))
+    return 0

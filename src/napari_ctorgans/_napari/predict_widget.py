@@ -1,0 +1,163 @@
+"""The "Predict" dock widget: a CT layer + a checkpoint -> an editable Labels layer, aligned with the CT."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+DIGEST_KEY = "ctorgans_prediction_digest"
+
+
+def _digest(data) -> str:
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(data)).view(np.uint8)).hexdigest()
+
+
+class _Progress(QObject):
+    """Carries tile progress from the worker thread to the GUI thread (queued signal)."""
+
+    tiles = Signal(int, int)
+
+
+class PredictWidget(QWidget):
+    """Predict organs in a CT layer with a checkpoint (or the model just trained in the Train widget)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result_layer = None
+        self._progress = _Progress()
+        self._progress.tiles.connect(self._on_tiles)
+
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("CT Image layer in Hounsfield units")
+        self.checkpoint = QComboBox()
+        self.checkpoint.setEditable(True)
+        self.checkpoint.setToolTip("a .pt checkpoint from training (models trained in this session are listed)")
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.9)
+        self.overlap.setSingleStep(0.05)
+        self.overlap.setValue(0.5)
+        self.tta = QCheckBox("mirroring TTA (8x slower)")
+        self.post = QCheckBox("keep largest components, fill holes")
+        self.post.setChecked(True)
+        self.button = QPushButton("Predict")
+        self.button.clicked.connect(self.run)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("CT layer", self.image_combo)
+        form.addRow("checkpoint", self.checkpoint)
+        form.addRow("tile overlap", self.overlap)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.tta)
+        layout.addWidget(self.post)
+        layout.addWidget(self.button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch()
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+
+    def _refresh(self, *_):
+        from napari.layers import Image
+
+        from .train_widget import TRAINED_CHECKPOINTS
+
+        current = self.image_combo.currentText()
+        self.image_combo.clear()
+        self.image_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
+        if current and self.image_combo.findText(current) >= 0:
+            self.image_combo.setCurrentText(current)
+        text = self.checkpoint.currentText()
+        self.checkpoint.clear()
+        self.checkpoint.addItems(list(reversed(TRAINED_CHECKPOINTS)))
+        if text:
+            self.checkpoint.setCurrentText(text)
+
+    def _on_tiles(self, done: int, total: int):
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def run(self):
+        """Start the prediction in a worker thread; returns the worker (or None when the inputs are missing)."""
+        from napari.qt.threading import thread_worker
+
+        from ..infer.predict import Predictor, predict
+        from .layers import volume_from_layer
+
+        name = self.image_combo.currentText()
+        path = self.checkpoint.currentText().strip()
+        if not name or not path:
+            self.status.setText("choose a CT layer and a checkpoint first")
+            return None
+        layer = self.viewer.layers[name]
+        try:
+            vol = volume_from_layer(layer)
+            predictor = Predictor.from_checkpoint(path)
+        except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+            self.status.setText(f"cannot predict: {exc}")
+            return None
+        overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
+        emit = self._progress.tiles.emit
+
+        @thread_worker
+        def work():
+            return predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
+
+        self.worker = work()
+        self.worker.returned.connect(lambda labels: self._show(labels, layer))
+        self.worker.errored.connect(lambda exc: self.status.setText(f"prediction failed: {exc}"))
+        self.worker.finished.connect(self._finished)
+        self.button.setEnabled(False)
+        self.status.setText("predicting...")
+        self.worker.start()
+        return self.worker
+
+    def _finished(self):
+        self.button.setEnabled(True)
+        self.worker = None
+
+    def _show(self, labels: np.ndarray, ct_layer):
+        from .layers import labels_layer_kwargs, volume_from_layer
+
+        vol = volume_from_layer(ct_layer)
+        name = f"{ct_layer.name} prediction"
+        kwargs = labels_layer_kwargs(vol, name=name)
+        kwargs["scale"], kwargs["translate"] = tuple(ct_layer.scale), tuple(ct_layer.translate)
+        target = self.viewer.layers[name] if name in self.viewer.layers else None
+        if target is not None and target.metadata.get(DIGEST_KEY) == _digest(target.data) \
+                and np.shape(target.data) == labels.shape:
+            target.data = labels  # our own earlier prediction, unedited: refresh it in place
+            layer = target
+        else:
+            if target is not None:  # the user edited it (or it is theirs): keep it, add a new layer
+                i = 2
+                while f"{name} [{i}]" in self.viewer.layers:
+                    i += 1
+                kwargs["name"] = f"{name} [{i}]"
+            layer = self.viewer.add_labels(labels, **kwargs)
+        layer.metadata[DIGEST_KEY] = _digest(labels)
+        self.result_layer = layer
+        found = [int(v) for v in np.unique(labels) if v]
+        from ..organs import ORGANS
+
+        self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
+                                                   or "no organ found") + " (editable: paint, fill, erase)")
