@@ -307,11 +307,14 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
             "window": list(window),
             "spacing": float(config.spacing),
             "optimizer": opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state},
+            "rng": dict(rng_done),  # [distributed] random state at the end of the last completed iteration
             "state": {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()},
         }
 
     saved_at = state["iteration"]
+    # [distributed] a crash inside an iteration (a lost process, out of memory) has already drawn that iteration's
+    # batch: checkpoints keep the random state of the last completed iteration so a resume replays exactly
+    rng_done = {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}
 
     def save_last() -> str | None:
         nonlocal saved_at
@@ -358,6 +361,7 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
                 ) from exc
             loss_value = float(dist_ctx.mean(float(loss.detach())))  # [distributed] mean over processes
             state["iteration"] = it
+            rng_done.update(torch=torch.get_rng_state(), numpy=rng.bit_generator.state)  # [distributed]
             state["losses"].append(loss_value)
             msg = ""
             # curriculum: augmentation on at a set iteration, or once the training loss stops falling
