@@ -1,8 +1,19 @@
 """Bone: the skeleton above a bone threshold, closed with a large ball, limited to tissue, holes filled per slice.
 
 The paper keeps the largest component above 200 HU; on a thin slab the ribs are separate pieces, and with contrast
-the aorta and kidneys exceed 200 HU too. Here every piece above ``bone_hu`` that contains cortical bone
-(``cortex_hu``) is kept, and contrast-filled vessels touching a vertebra are cut off where they are far from cortex.
+the aorta and kidneys exceed 200 HU too. Here (``keep="cortex"``):
+
+1. *homogeneous soft tissue* is found slice by slice: voxels whose local mean (a ``window_mm`` square) lies in
+   ``soft_hu`` and whose local standard deviation is below ``soft_std``. Contrast-filled blood (aorta, vessels),
+   costal cartilage, intervertebral discs and the spinal canal are homogeneous; marrow is trabecular and cortex is
+   above ``cortex_hu``. The mask is grown by ``soft_mm`` (the partial-volume rim of a vessel), never into cortex;
+2. seeds are the voxels above ``bone_hu`` that are not homogeneous tissue brighter than ``bone_hu - 40``; every
+   connected piece that holds cortex (``cortex_hu``) and at least ``min_piece_ml`` is kept;
+3. the outer boundary follows ``edge_hu`` (a closing adds marrow and fills concavities but does not move the outer
+   cortical boundary), the closing with a ``closing_mm`` ball keeps only voxels above ``tissue_hu`` and outside
+   the homogeneous tissue;
+4. holes of every axial slice are filled, except holes that are mostly homogeneous soft tissue
+   (``fill_max_soft``): the disc between two endplate rims and the canal inside a vertebral arch stay empty.
 """
 
 from __future__ import annotations
@@ -16,20 +27,94 @@ from ._common import (
     bbox,
     check_mask_like,
     check_positive,
+    check_range,
     fill_holes_axial,
     largest_component,
     looks_like_ct,
 )
 from .body import label_body
 
+# in-plane 4-connectivity: holes are labelled slice by slice
+_AXIAL = np.zeros((3, 3, 3), dtype=bool)
+_AXIAL[1] = ndi.generate_binary_structure(2, 1)
+
+
+def homogeneous_tissue(arr: np.ndarray, spacing, *, soft_hu=(0.0, 450.0), soft_std: float = 20.0,
+                       window_mm: float = 5.0) -> np.ndarray:
+    """Voxels of homogeneous tissue: local mean within ``soft_hu`` and local standard deviation below ``soft_std``.
+
+    The statistics are computed in each axial slice over a square of about ``window_mm`` (at least 3 voxels), in
+    float32 one slice at a time (no full-size float temporaries).
+    """
+    lo, hi = soft_hu
+    size = [max(3, 2 * int(round(window_mm / s / 2)) + 1) for s in spacing[1:]]
+    out = np.zeros(arr.shape, dtype=bool)
+    for z in range(arr.shape[0]):
+        sl = arr[z].astype(np.float32)
+        m = ndi.uniform_filter(sl, size)
+        var = ndi.uniform_filter(sl * sl, size)
+        var -= m * m
+        out[z] = (m > lo) & (m < hi) & (var < soft_std * soft_std)
+    return out
+
+
+#: (in-plane voxel size mm, edge_hu, tissue_hu) at the fine and the coarse end; linear in between
+_THRESHOLDS = ((1.0, 250.0, 130.0), (3.0, 150.0, 60.0))
+
+
+def default_thresholds(spacing) -> tuple[float, float]:
+    """Default ``(edge_hu, tissue_hu)`` of :func:`label_bones` for a voxel spacing (z, y, x) in mm.
+
+    Partial-volume averaging lowers the HU of the thin cortical rim and of marrow/cortex mixtures as voxels grow,
+    so both thresholds fall with the in-plane voxel size: (250, 130) HU at 1 mm and finer, (150, 60) HU at 3 mm
+    and coarser, linear in between (values measured on the DICOM slab at 0.98 mm and the abdomen at 3 mm).
+    """
+    (s0, e0, t0), (s1, e1, t1) = _THRESHOLDS
+    w = float(np.clip((float(np.mean(spacing[1:])) - s0) / (s1 - s0), 0.0, 1.0))
+    return e0 + w * (e1 - e0), t0 + w * (t1 - t0)
+
+
+def _check_hu(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number of HU or None for the default, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number of HU, got {value!r}")
+    return v
+
+
+def _fill_holes_not_soft(bone: np.ndarray, soft: np.ndarray, a: np.ndarray, max_soft: float,
+                        marrow_hu: float) -> np.ndarray:
+    """Fill the axial holes of ``bone`` except those darker than ``marrow_hu`` on average with at least a fraction
+    ``max_soft`` of ``soft`` voxels (disc, spinal canal)."""
+    holes = fill_holes_axial(bone)
+    holes &= ~bone
+    lab, n = ndi.label(holes, structure=_AXIAL)
+    if n == 0:
+        return bone
+    total = np.bincount(lab.ravel(), minlength=n + 1)
+    nsoft = np.bincount(lab[soft], minlength=n + 1)
+    mean = np.bincount(lab.ravel(), weights=a.ravel(), minlength=n + 1) / np.maximum(total, 1)
+    fill = (nsoft < max_soft * total) | (mean >= marrow_hu)
+    fill[0] = False
+    return bone | fill[lab]
+
 
 def label_bones(
     volume,
     *,
     bone_hu: float = 150.0,
-    tissue_hu: float = 60.0,
+    edge_hu: float | None = None,
+    tissue_hu: float | None = None,
     cortex_hu: float = 600.0,
     cortex_mm: float = 0.0,
+    soft_hu=(0.0, 450.0),
+    soft_std: float = 25.0,
+    soft_mm: float = 3.0,
+    window_mm: float = 5.0,
+    fill_max_soft: float = 0.2,
+    marrow_hu: float = 100.0,
     closing_mm: float = 25.0,
     min_piece_ml: float = 0.05,
     keep: str = "cortex",
@@ -46,19 +131,41 @@ def label_bones(
         CT in Hounsfield units (or an ndarray together with ``spacing``).
     bone_hu : float
         tau2 of the paper: bone seeds are HU > ``bone_hu`` (200; the paper's code used 175).
-    tissue_hu : float
+    edge_hu : float, optional
+        With ``keep="cortex"``: only voxels of the kept pieces above this value enter the closing, so the outer
+        boundary of bone follows ``edge_hu`` instead of ``bone_hu``. Default: :func:`default_thresholds` (250 HU
+        for voxels of 1 mm in-plane, 150 HU for 3 mm).
+    tissue_hu : float, optional
         tau1: after the closing, only voxels above it are kept (removes soft tissue bridged between bones).
+        Default: :func:`default_thresholds` (130 HU for voxels of 1 mm in-plane, 60 HU for 3 mm); the paper's
+        literal recipe uses 0.
     cortex_hu : float
         With ``keep="cortex"``, a piece is bone when it holds voxels above this value (contrast-filled vessels
-        and kidneys stay below it), and only its voxels within ``cortex_mm`` of such voxels are kept.
+        and kidneys stay below it).
     cortex_mm : float
-        Distance (mm) from cortical voxels within which bone seeds are kept (cuts vessels touching a vertebra).
+        When positive, bone seeds farther than this distance (mm) from cortical voxels are dropped (0: off).
+    soft_hu : (float, float)
+        With ``keep="cortex"``: HU range of the local mean of homogeneous soft tissue (contrast blood, cartilage,
+        disc, spinal canal), which is never bone.
+    soft_std : float
+        Local standard deviation (HU) below which tissue counts as homogeneous; trabecular marrow is above it.
+        Raise it for noisy (low-dose) scans.
+    soft_mm : float
+        The homogeneous tissue is grown by a ball of this diameter (mm), never into cortex, to take the
+        partial-volume rim of vessels along.
+    window_mm : float
+        In-plane size of the square (mm, at least 3 voxels) of the local mean and standard deviation.
+    fill_max_soft, marrow_hu : float
+        An axial hole is left empty when at least a fraction ``fill_max_soft`` of it is homogeneous soft tissue
+        and its mean is below ``marrow_hu`` (disc between endplate rims, spinal canal inside the arch); every
+        other hole (marrow, fatty or not) is filled. ``fill_max_soft=1`` fills every hole as the paper does.
     closing_mm : float
         Diameter of the closing ball (2.5 cm).
     min_piece_ml : float
         Smallest piece kept, in millilitres.
     keep : {"cortex", "largest"}
-        "largest" is the paper's literal recipe (largest connected component only).
+        "largest" is the paper's literal recipe (largest connected component above ``bone_hu``, closed, limited to
+        ``tissue_hu``, every axial hole filled; the ``edge_hu`` and soft-tissue steps are not applied).
     fill_holes : bool
         Fill the holes of every axial slice (marrow of pelvis and femurs).
     body : ndarray of bool, optional
@@ -73,9 +180,17 @@ def label_bones(
     ndarray of bool
     """
     arr, sp = as_ct(volume, spacing)
+    auto_edge, auto_tissue = default_thresholds(sp)
+    edge_hu = auto_edge if edge_hu is None else _check_hu(edge_hu, "edge_hu")
+    tissue_hu = auto_tissue if tissue_hu is None else _check_hu(tissue_hu, "tissue_hu")
     closing_mm = check_positive(closing_mm, "closing_mm", allow_zero=True)
     cortex_mm = check_positive(cortex_mm, "cortex_mm", allow_zero=True)
     min_piece_ml = check_positive(min_piece_ml, "min_piece_ml", allow_zero=True)
+    soft_std = check_positive(soft_std, "soft_std", allow_zero=True)
+    soft_mm = check_positive(soft_mm, "soft_mm", allow_zero=True)
+    window_mm = check_positive(window_mm, "window_mm")
+    fill_max_soft = check_positive(fill_max_soft, "fill_max_soft", allow_zero=True)
+    soft_hu = check_range(soft_hu, "soft_hu")
     if keep not in ("cortex", "largest"):
         raise ValueError(f"keep must be 'cortex' or 'largest', got {keep!r}")
     empty = np.zeros(arr.shape, dtype=bool)
@@ -92,10 +207,19 @@ def label_bones(
         return empty
     a = arr[box]
     seeds = seeds[box]
+    soft = None
     if keep == "largest":
         bone = largest_component(seeds)
     else:
         cortex = a > cortex_hu
+        soft = homogeneous_tissue(a, sp, soft_hu=soft_hu, soft_std=soft_std, window_mm=window_mm)
+        grown = soft
+        if soft_mm > 0 and soft.any():
+            grown = morphology.dilate(soft, soft_mm, sp, backend=backend) & ~cortex
+        # contrast blood and bright cartilage are not seeds (homogeneous and brighter than about bone_hu)
+        bright = grown & ~(a <= bone_hu - 40) if soft_mm > 0 else soft
+        seeds &= ~bright
+        del bright
         if cortex_mm > 0 and cortex.any():
             seeds &= morphology.dilate(cortex, 2 * cortex_mm, sp, backend=backend)
         lab, n = ndi.label(seeds)
@@ -103,20 +227,24 @@ def label_bones(
             return empty
         ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(sp)) / 1000.0
         has_cortex = np.zeros(n + 1, dtype=bool)
-        has_cortex[np.unique(lab[a > cortex_hu])] = True
+        has_cortex[np.unique(lab[cortex])] = True
         has_cortex[0] = False
         good = np.flatnonzero(has_cortex & (ml >= min_piece_ml))
         if good.size == 0:
             return empty
         bone = np.isin(lab, good)
+        del lab
+        bone &= a > edge_hu
     if closing_mm > 0:
         # closing that does not shrink at the volume border: outside counts as bone for the erosion
-        grown = morphology.dilate(bone, closing_mm, sp, backend=backend, border_value=0)
-        bone = morphology.erode(grown, closing_mm, sp, backend=backend, border_value=1)
-        del grown
+        dil = morphology.dilate(bone, closing_mm, sp, backend=backend, border_value=0)
+        bone = morphology.erode(dil, closing_mm, sp, backend=backend, border_value=1)
+        del dil
     bone &= a > tissue_hu
+    if soft is not None:
+        bone &= ~grown
     if fill_holes:
-        bone = fill_holes_axial(bone)
+        bone = fill_holes_axial(bone) if soft is None else _fill_holes_not_soft(bone, soft, a, fill_max_soft, marrow_hu)
     out = empty
     out[box] = bone
     return out
