@@ -219,3 +219,32 @@ def test_cli_label_on_a_folder_with_a_scheduler(tmp_path, cluster, capsys):
     assert (scans / "p6_labels.nii.gz").exists()
     assert main(["label", str(scans / "p5.nii.gz")]) == 1
     assert "-o/--output is required for a single scan" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_cohort_with_a_checkpoint(tmp_path, cluster):
+    """task="predict": each worker loads the checkpoint once; a damaged checkpoint fails every scan cleanly."""
+    from napari_ctorgans.infer.predict import predict
+
+    cfg = ct.TrainConfig.preset("cpu-quick", iterations=2, crop_size=(32, 32, 32), spacing=8.0, batch_size=1,
+                                device="cpu", output_dir=str(tmp_path / "run"))
+    for _ in ct.train(cfg, [ct.make_phantom(seed=0, spacing=8.0)]):
+        pass
+    checkpoint = tmp_path / "run" / "last.pt"
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    vol, _ = ct.make_phantom(seed=7, spacing=8.0)
+    ct.write_volume(scans / "p7.nii.gz", vol)
+    summary = run_cohort(scans, task="predict", checkpoint=checkpoint, scheduler=cluster.scheduler_address,
+                         progress=False, output_dir=tmp_path / "pred", options={"overlap": 0.25})
+    assert [r.status for r in summary] == ["ok"], str(summary)
+    out = ct.read_labels(tmp_path / "pred" / "p7_pred.nii.gz")
+    vol = ct.read_volume(scans / "p7.nii.gz")
+    assert out.shape == vol.shape
+    np.testing.assert_array_equal(out.array, predict(vol, checkpoint, overlap=0.25))  # same as in this process
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:200])
+    failed = run_cohort(scans, task="predict", checkpoint=bad, scheduler=cluster.scheduler_address,
+                        progress=False, output_dir=tmp_path / "pred_bad")
+    assert [r.status for r in failed] == ["failed"]
+    assert bad.name in failed[0].error, str(failed)

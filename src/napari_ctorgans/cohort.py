@@ -285,19 +285,19 @@ def is_complete(output: str | os.PathLike) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- the task
-_MODEL_CACHE: dict[tuple, Any] = {}
+_PREDICTORS: dict[tuple, Any] = {}
 
 
 def _predictor(checkpoint: str):
     """One loaded model per worker process and checkpoint file (reloaded when the file changes)."""
+    from .infer.predict import Predictor
+
     p = Path(checkpoint)
     key = (str(p.resolve()), p.stat().st_mtime_ns)
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()
-        from .train import load_checkpoint
-
-        _MODEL_CACHE[key] = load_checkpoint(p)
-    return _MODEL_CACHE[key]
+    if key not in _PREDICTORS:
+        _PREDICTORS.clear()
+        _PREDICTORS[key] = Predictor.from_checkpoint(p)
+    return _PREDICTORS[key]
 
 
 def _compute(volume, task: str, checkpoint: str | None, options: dict):
@@ -307,14 +307,9 @@ def _compute(volume, task: str, checkpoint: str | None, options: dict):
         from .labelers import auto_label
 
         return auto_label(volume, **options)
-    from .infer import predict
+    from .infer.predict import predict
 
-    try:
-        model = _predictor(checkpoint)
-    except Exception:  # noqa: BLE001 - fall back to letting predict load the file itself
-        model = checkpoint
-    labels = predict(volume, model, **options)
-    return np.asarray(labels)
+    return np.asarray(predict(volume, _predictor(checkpoint), **options))
 
 
 def _organ_values(names: Sequence[str]) -> list[tuple[str, int]]:
