@@ -1,8 +1,8 @@
 """Data-parallel training on two CPU processes (Gloo, launched by torchrun).
 
-The worker script below uses the helpers of ``napari_ctorgans.distributed`` exactly as the training loop does
-(setup, wrap with SyncBatchNorm, global-batch sampling of cases and crop seeds, loss averaging, rank-0
-checkpoints, teardown) on crops of real phantoms, with a small 3D network that has batch norm.
+``ct.train`` runs under ``torchrun`` on phantoms with a small U-Net that has batch norm (synchronised across
+processes): two processes with a batch of 2 follow the loss curve of one process with a batch of 4, and a
+two-process run killed mid-way resumes from its checkpoint (on one process) and reproduces the uninterrupted curve.
 """
 
 from __future__ import annotations
@@ -21,126 +21,10 @@ import torch
 
 from napari_ctorgans import distributed as D
 
-WORKER = textwrap.dedent(
-    r'''
-    import json, os, signal, sys
-    import numpy as np
-    import torch
-    import napari_ctorgans as ct
-    from napari_ctorgans import distributed as D
-
-    out, steps, batch, die_at, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    torch.set_num_threads(1)
-    ctx = D.setup(device="cpu")
-    cases = []
-    for seed in range(3):
-        vol, lab = ct.make_phantom(seed=seed, spacing=12.0)
-        img = np.clip((vol.array.astype(np.float32) + 1000.0) / 1000.0, 0, 2)
-        cases.append((img, np.minimum(lab, 3).astype(np.int64)))
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv3d(1, 6, 3, padding=1), torch.nn.BatchNorm3d(6), torch.nn.ReLU(),
-        torch.nn.Conv3d(6, 4, 1),
-    )
-    model = ctx.wrap(net, sync_batchnorm=True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    rng = np.random.default_rng(123)
-    losses, start = [], 0
-    ckpt = os.path.join(out, "last.pt")
-    if resume == "resume":
-        state = torch.load(ckpt, weights_only=False)
-        ctx.unwrap(model).load_state_dict(state["weights"])
-        opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        losses, start = state["losses"], state["iteration"]
-    crop = 8
-    for it in range(start + 1, steps + 1):
-        xs, ys = [], []
-        for case_index, seed in ctx.batch_items(rng, len(cases), batch):
-            img, lab = cases[case_index]
-            r = np.random.default_rng(seed)
-            z, y, x = (int(r.integers(0, s - crop + 1)) for s in img.shape)
-            xs.append(img[z:z + crop, y:y + crop, x:x + crop])
-            ys.append(lab[z:z + crop, y:y + crop, x:x + crop])
-        x_t = torch.from_numpy(np.stack(xs))[:, None].to(ctx.device)
-        y_t = torch.from_numpy(np.stack(ys)).to(ctx.device)
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x_t), y_t)
-        loss.backward()
-        opt.step()
-        losses.append(ctx.mean(float(loss.detach())))
-        if ctx.is_main and it % 2 == 0:
-            tmp = ckpt + ".tmp"
-            torch.save({"weights": ctx.unwrap(model).state_dict(), "optimizer": opt.state_dict(),
-                        "rng": rng.bit_generator.state, "losses": losses, "iteration": it}, tmp)
-            os.replace(tmp, ckpt)
-        ctx.barrier()
-        if it == die_at and ctx.rank == ctx.world_size - 1:
-            os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of the run
-    rank_mean = ctx.mean(float(ctx.rank))  # a collective: every rank calls it
-    if ctx.is_main:
-        with open(os.path.join(out, "losses.json"), "w") as fh:
-            json.dump({"losses": losses, "world_size": ctx.world_size, "rank_checks": rank_mean}, fh)
-    ctx.teardown()
-    '''
-)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _run(tmp: Path, *, nproc: int, steps: int, batch: int, die_at: int = -1, resume: bool = False):
-    script = tmp / "worker.py"
-    script.write_text(WORKER)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script), str(tmp), str(steps),
-           str(batch), str(die_at), "resume" if resume else "fresh"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-
-
-def _losses(tmp: Path) -> list[float]:
-    return json.loads((tmp / "losses.json").read_text())["losses"]
-
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory) -> Path:
-    """One process, global batch of 4, 8 steps: the curve the other runs must reproduce."""
-    one = tmp_path_factory.mktemp("one_process")
-    r1 = _run(one, nproc=1, steps=8, batch=4)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    return one
-
-
-@pytest.mark.slow
-def test_two_processes_match_one_process_with_doubled_batch(tmp_path, reference_run):
-    one, two = reference_run, tmp_path / "two"
-    two.mkdir()
-    r2 = _run(two, nproc=2, steps=8, batch=2)
-    assert r2.returncode == 0, r2.stderr[-3000:]
-    info = json.loads((two / "losses.json").read_text())
-    assert info["world_size"] == 2 and info["rank_checks"] == pytest.approx(0.5)  # all_reduce mean of 0 and 1
-    a, b = _losses(one), _losses(two)
-    assert len(a) == len(b) == 8
-    assert a[-1] < a[0]  # it learns
-    np.testing.assert_allclose(b, a, rtol=2e-4, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_from_checkpoint_on_another_process_count(tmp_path, reference_run):
-    ref, run = reference_run, tmp_path / "run"
-    run.mkdir()
-    killed = _run(run, nproc=2, steps=8, batch=2, die_at=5)
-    assert killed.returncode != 0 and not (run / "losses.json").exists()
-    state = torch.load(run / "last.pt", weights_only=False)
-    assert state["iteration"] == 4  # the last checkpoint before the crash
-    # resume the two-process run as a single process with the same global batch
-    resumed = _run(run, nproc=1, steps=8, batch=4, resume=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    np.testing.assert_allclose(_losses(run), _losses(ref), rtol=2e-4, atol=1e-5)
 
 
 def test_global_batch_items_split_the_single_process_batch():
@@ -188,3 +72,81 @@ def test_setup_names_missing_torchrun_variables(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two' is not an integer"):
         D.setup(device="cpu")
+
+TRAIN_WORKER = textwrap.dedent(
+    r'''
+    import json, os, signal, sys
+    import torch
+    import napari_ctorgans as ct
+
+    out, iters, batch, die_at, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    torch.set_num_threads(1)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    cfg = ct.TrainConfig(
+        model={"arch": "unet3d", "base_width": 4, "levels": 2, "norm": "batch", "num_classes": 6},
+        iterations=iters, batch_size=batch, crop_size=(16, 16, 16), spacing=8.0, learning_rate=3e-3,
+        lr_schedule="cosine", warmup=0, loss="cross_entropy", class_weighting="simple", augment_at=-1,
+        checkpoint_every=2, validate_every=1000, foreground_prob=0.7, amp=False, device="cpu", seed=3,
+        output_dir=os.path.join(out, "run"),
+    )
+    cases = [ct.make_phantom(seed=s, spacing=8.0) for s in range(3)]
+    seen = []
+    for status in ct.train(cfg, cases, resume=mode == "resume", overwrite=mode == "fresh"):
+        seen.append([status.iteration, status.loss])
+        if status.iteration == die_at and rank == world - 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of the run
+    if rank == 0:
+        with open(os.path.join(out, f"curve_{mode}.json"), "w") as fh:
+            json.dump({"curve": seen, "world_size": world}, fh)
+    '''
+)
+
+
+def _train(tmp: Path, *, nproc: int, iters: int, batch: int, die_at: int = -1, mode: str = "fresh"):
+    script = tmp / "train_worker.py"
+    script.write_text(TRAIN_WORKER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script), str(tmp), str(iters),
+           str(batch), str(die_at), mode]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CTORGANS_SYNC_BATCHNORM": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+
+
+def _curve(tmp: Path, mode: str = "fresh") -> dict[int, float]:
+    return {int(i): float(v) for i, v in json.loads((tmp / f"curve_{mode}.json").read_text())["curve"]}
+
+
+@pytest.fixture(scope="module")
+def train_reference(tmp_path_factory) -> Path:
+    """ct.train on one process with a batch of 4 for 6 iterations."""
+    one = tmp_path_factory.mktemp("train_one")
+    r = _train(one, nproc=1, iters=6, batch=4)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return one
+
+
+@pytest.mark.slow
+def test_train_on_two_processes_matches_doubled_batch(tmp_path, train_reference):
+    r = _train(tmp_path, nproc=2, iters=6, batch=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ref, two = _curve(train_reference), _curve(tmp_path)
+    assert sorted(two) == list(range(1, 7))
+    np.testing.assert_allclose([two[i] for i in range(1, 7)], [ref[i] for i in range(1, 7)], rtol=1e-4, atol=1e-6)
+    # only rank 0 wrote: one checkpoint, one config.json
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.json").exists()
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ck["iteration"] == 6 and not any(k.startswith("module.") for k in ck["weights"])
+
+
+@pytest.mark.slow
+def test_train_killed_mid_way_resumes_on_one_process(tmp_path, train_reference):
+    killed = _train(tmp_path, nproc=2, iters=6, batch=2, die_at=3)
+    assert killed.returncode != 0
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    # the last periodic checkpoint (2), or the one rank 0 writes when its peer's death stops the loop (3)
+    assert ck["iteration"] in (2, 3)
+    resumed = _train(tmp_path, nproc=1, iters=6, batch=4, mode="resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref, after = _curve(train_reference), _curve(tmp_path, "resume")
+    assert sorted(after) == list(range(ck["iteration"] + 1, 7))
+    np.testing.assert_allclose([after[i] for i in after], [ref[i] for i in after], rtol=1e-4, atol=1e-6)
