@@ -17,9 +17,11 @@ def register(subparsers) -> None:
         description="Predict organ labels with a checkpoint from 'ctorgans train'; the label map is written in the "
         "input's geometry. INPUT may be a folder of scans (OUT is then a folder).",
     )
-    p.add_argument("input", help="CT file, DICOM series folder, or a folder of CT files")
+    p.add_argument("input", nargs="+", help="CT file, DICOM series folder, or a folder of CT files; several files, "
+                   "a .txt list of paths, or --scheduler/--workers run a cohort on Dask (see the cohort options)")
     p.add_argument("--checkpoint", "-c", required=True, help="best.pt or last.pt from 'ctorgans train'")
-    p.add_argument("-o", "--output", required=True, help="label file (or folder when INPUT is a folder of files)")
+    p.add_argument("-o", "--output", default=None, help="label file (or folder when INPUT is a folder of files; "
+                   "a cohort writes next to the inputs without it)")
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1)")
     p.add_argument("--mode", default="gaussian", choices=("gaussian", "constant"), help="tile blending")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
@@ -27,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    from .cohort import add_cohort_arguments  # cohort: several files / a list / --scheduler / --workers
+
+    add_cohort_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -47,6 +52,18 @@ def _out_name(scan: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
     from napari_ctorgans.infer.predict import Predictor
+
+    from .cohort import run_cohort_command, wants_cohort
+
+    # [cohort] several inputs, a list of paths, a scheduler or a worker count: one Dask task per scan
+    if args.scheduler or args.workers or len(args.input) > 1 or (
+            wants_cohort(args.input) and not Path(args.input[0]).is_dir()):
+        return run_cohort_command(args, task="predict", inputs=args.input, options={
+            "overlap": args.overlap, "mode": args.mode, "batch_size": args.batch_size, "tta": args.tta,
+            "postprocess_labels": not args.no_postprocess, "device": args.device})
+    args.input = args.input[0]
+    if args.output is None:
+        raise ValueError("-o/--output is required for a single scan or a folder without --workers/--scheduler")
 
     try:
         from tqdm import tqdm
