@@ -4,16 +4,21 @@ The paper keeps the largest component above 200 HU; on a thin slab the ribs are 
 the aorta and kidneys exceed 200 HU too. Here (``keep="cortex"``):
 
 1. *homogeneous soft tissue* is found slice by slice: voxels whose local mean (a ``window_mm`` square) lies in
-   ``soft_hu`` and whose local standard deviation is below ``soft_std``. Contrast-filled blood (aorta, vessels),
-   costal cartilage, intervertebral discs and the spinal canal are homogeneous; marrow is trabecular and cortex is
-   above ``cortex_hu``. The mask is grown by ``soft_mm`` (the partial-volume rim of a vessel), never into cortex;
-2. seeds are the voxels above ``bone_hu`` that are not homogeneous tissue brighter than ``bone_hu - 40``; every
-   connected piece that holds cortex (``cortex_hu``) and at least ``min_piece_ml`` is kept;
-3. the outer boundary follows ``edge_hu`` (a closing adds marrow and fills concavities but does not move the outer
-   cortical boundary), the closing with a ``closing_mm`` ball keeps only voxels above ``tissue_hu`` and outside
-   the homogeneous tissue;
-4. holes of every axial slice are filled, except holes that are mostly homogeneous soft tissue
-   (``fill_max_soft``): the disc between two endplate rims and the canal inside a vertebral arch stay empty.
+   ``soft_hu`` and whose local standard deviation is below ``soft_std``. Contrast-filled blood, costal cartilage,
+   intervertebral discs and the spinal canal are homogeneous; marrow is trabecular and cortex is above
+   ``cortex_hu``. The mask is grown by ``soft_mm`` (the partial-volume rim of a vessel), never into cortex;
+2. large vessels are the bright homogeneous tissue that survives an opening with a ``vessel_mm`` ball and is not
+   enclosed by cortex rings; everything within ``vessel_wall_mm`` of their lumen (wall, calcified plaques) is
+   not bone;
+3. seeds are the voxels above ``bone_hu`` outside the bright homogeneous tissue and the vessels; every connected
+   piece that holds cortex (``cortex_hu``) and at least ``min_piece_ml`` is kept;
+4. only voxels of these pieces above ``edge_hu`` enter the closing with a ``closing_mm`` ball, so the outer
+   boundary follows ``edge_hu`` while the closing adds marrow; the result keeps voxels above ``tissue_hu`` outside
+   the homogeneous tissue (``edge_hu`` and ``tissue_hu`` default to values that fall with the voxel size, see
+   :func:`default_thresholds`);
+5. holes of every axial slice are filled, except holes darker than ``marrow_hu`` that are at least
+   ``fill_max_soft`` homogeneous soft tissue: the disc between two endplate rims and the canal inside a
+   vertebral arch stay empty.
 """
 
 from __future__ import annotations
@@ -59,19 +64,31 @@ def homogeneous_tissue(arr: np.ndarray, spacing, *, soft_hu=(0.0, 450.0), soft_s
 
 
 #: (in-plane voxel size mm, edge_hu, tissue_hu) at the fine and the coarse end; linear in between
-_THRESHOLDS = ((1.0, 250.0, 130.0), (3.0, 150.0, 60.0))
+_THRESHOLDS = ((1.0, 240.0, 120.0), (3.0, 150.0, 60.0))
 
 
 def default_thresholds(spacing) -> tuple[float, float]:
     """Default ``(edge_hu, tissue_hu)`` of :func:`label_bones` for a voxel spacing (z, y, x) in mm.
 
     Partial-volume averaging lowers the HU of the thin cortical rim and of marrow/cortex mixtures as voxels grow,
-    so both thresholds fall with the in-plane voxel size: (250, 130) HU at 1 mm and finer, (150, 60) HU at 3 mm
+    so both thresholds fall with the in-plane voxel size: (240, 120) HU at 1 mm and finer, (150, 60) HU at 3 mm
     and coarser, linear in between (values measured on the DICOM slab at 0.98 mm and the abdomen at 3 mm).
     """
     (s0, e0, t0), (s1, e1, t1) = _THRESHOLDS
     w = float(np.clip((float(np.mean(spacing[1:])) - s0) / (s1 - s0), 0.0, 1.0))
     return e0 + w * (e1 - e0), t0 + w * (t1 - t0)
+
+
+def _not_enclosed(mask: np.ndarray, cortex: np.ndarray) -> np.ndarray:
+    """Drop the components of ``mask`` lying mostly inside cortex rings (axial holes of ``cortex``): marrow."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    inside = np.bincount(lab[fill_holes_axial(cortex)], minlength=n + 1)
+    total = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = inside < 0.5 * total
+    keep[0] = False
+    return keep[lab]
 
 
 def _check_hu(value, name: str) -> float:
@@ -113,6 +130,8 @@ def label_bones(
     soft_std: float = 25.0,
     soft_mm: float = 3.0,
     window_mm: float = 5.0,
+    vessel_mm: float = 10.0,
+    vessel_wall_mm: float = 15.0,
     fill_max_soft: float = 0.2,
     marrow_hu: float = 100.0,
     closing_mm: float = 25.0,
@@ -133,11 +152,11 @@ def label_bones(
         tau2 of the paper: bone seeds are HU > ``bone_hu`` (200; the paper's code used 175).
     edge_hu : float, optional
         With ``keep="cortex"``: only voxels of the kept pieces above this value enter the closing, so the outer
-        boundary of bone follows ``edge_hu`` instead of ``bone_hu``. Default: :func:`default_thresholds` (250 HU
+        boundary of bone follows ``edge_hu`` instead of ``bone_hu``. Default: :func:`default_thresholds` (240 HU
         for voxels of 1 mm in-plane, 150 HU for 3 mm).
     tissue_hu : float, optional
         tau1: after the closing, only voxels above it are kept (removes soft tissue bridged between bones).
-        Default: :func:`default_thresholds` (130 HU for voxels of 1 mm in-plane, 60 HU for 3 mm); the paper's
+        Default: :func:`default_thresholds` (120 HU for voxels of 1 mm in-plane, 60 HU for 3 mm); the paper's
         literal recipe uses 0.
     cortex_hu : float
         With ``keep="cortex"``, a piece is bone when it holds voxels above this value (contrast-filled vessels
@@ -155,6 +174,12 @@ def label_bones(
         partial-volume rim of vessels along.
     window_mm : float
         In-plane size of the square (mm, at least 3 voxels) of the local mean and standard deviation.
+    vessel_mm : float
+        Large contrast-filled vessels (aorta, cava) are the homogeneous tissue brighter than ``bone_hu - 40`` that
+        survives an opening with a ball of this diameter (mm; trabecular marrow does not).
+    vessel_wall_mm : float
+        Everything within a ball of this diameter (mm) around the lumen of a large vessel is not bone: the wall
+        and its calcified plaques, which are as bright as cortex and often touch a vertebra (0: off).
     fill_max_soft, marrow_hu : float
         An axial hole is left empty when at least a fraction ``fill_max_soft`` of it is homogeneous soft tissue
         and its mean is below ``marrow_hu`` (disc between endplate rims, spinal canal inside the arch); every
@@ -189,6 +214,8 @@ def label_bones(
     soft_std = check_positive(soft_std, "soft_std", allow_zero=True)
     soft_mm = check_positive(soft_mm, "soft_mm", allow_zero=True)
     window_mm = check_positive(window_mm, "window_mm")
+    vessel_mm = check_positive(vessel_mm, "vessel_mm", allow_zero=True)
+    vessel_wall_mm = check_positive(vessel_wall_mm, "vessel_wall_mm", allow_zero=True)
     fill_max_soft = check_positive(fill_max_soft, "fill_max_soft", allow_zero=True)
     soft_hu = check_range(soft_hu, "soft_hu")
     if keep not in ("cortex", "largest"):
@@ -217,7 +244,15 @@ def label_bones(
         if soft_mm > 0 and soft.any():
             grown = morphology.dilate(soft, soft_mm, sp, backend=backend) & ~cortex
         # contrast blood and bright cartilage are not seeds (homogeneous and brighter than about bone_hu)
-        bright = grown & ~(a <= bone_hu - 40) if soft_mm > 0 else soft
+        bright = grown & ~(a <= bone_hu - 40) if soft_mm > 0 else soft.copy()
+        vessels = None
+        if vessel_wall_mm > 0 and vessel_mm > 0:
+            lumen = morphology.opening(soft & ~(a <= bone_hu - 40), vessel_mm, sp, backend=backend)
+            lumen = _not_enclosed(lumen, cortex)
+            if lumen.any():
+                vessels = morphology.dilate(lumen, vessel_wall_mm, sp, backend=backend)
+                bright |= vessels
+            del lumen
         seeds &= ~bright
         del bright
         if cortex_mm > 0 and cortex.any():
@@ -243,6 +278,8 @@ def label_bones(
     bone &= a > tissue_hu
     if soft is not None:
         bone &= ~grown
+        if vessels is not None:
+            bone &= ~vessels
     if fill_holes:
         bone = fill_holes_axial(bone) if soft is None else _fill_holes_not_soft(bone, soft, a, fill_max_soft, marrow_hu)
     out = empty
