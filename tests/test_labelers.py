@@ -84,6 +84,18 @@ def test_bone_dicom_slab(abdomen_dicom, abdomen_dicom_labels):
     assert dice(ct.label_bones(abdomen_dicom, soft_std=0), ref) < ours - 0.03
 
 
+def test_bone_enhancing_liver_is_not_a_vessel(abdomen_dicom, abdomen_dicom_labels):
+    """A bright homogeneous liver (strong enhancement) survives the vessel opening; its size rules it out."""
+    lab = abdomen_dicom_labels.array
+    arr = abdomen_dicom.array.copy()
+    liver = lab == 1
+    arr[liver] = (0.5 * arr[liver] + 0.5 * np.median(arr[liver]) + 80).astype(arr.dtype)
+    v = ct.Volume(arr, spacing=abdomen_dicom.spacing)
+    guarded = dice(ct.label_bones(v), lab == 5)
+    assert guarded >= 0.80
+    assert guarded > dice(ct.label_bones(v, vessel_max_mm=1000), lab == 5)
+
+
 def test_bone_default_thresholds_follow_voxel_size():
     from napari_ctorgans.labelers.bones import default_thresholds
 
@@ -115,6 +127,7 @@ def test_homogeneous_tissue_matches_scipy(abdomen_3mm):
         (dict(edge_hu="high"), TypeError, "edge_hu"),
         (dict(tissue_hu=float("nan")), ValueError, "tissue_hu"),
         (dict(vessel_mm=-1), ValueError, "vessel_mm"),
+        (dict(vessel_max_mm=0), ValueError, "vessel_max_mm"),
         (dict(window_mm=0), ValueError, "window_mm"),
         (dict(soft_std=-5), ValueError, "soft_std"),
     ],

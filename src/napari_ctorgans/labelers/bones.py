@@ -7,9 +7,9 @@ the aorta and kidneys exceed 200 HU too. Here (``keep="cortex"``):
    ``soft_hu`` and whose local standard deviation is below ``soft_std``. Contrast-filled blood, costal cartilage,
    intervertebral discs and the spinal canal are homogeneous; marrow is trabecular and cortex is above
    ``cortex_hu``. The mask is grown by ``soft_mm`` (the partial-volume rim of a vessel), never into cortex;
-2. large vessels are the bright homogeneous tissue that survives an opening with a ``vessel_mm`` ball and is not
-   enclosed by cortex rings; everything within ``vessel_wall_mm`` of their lumen (wall, calcified plaques) is
-   not bone;
+2. large vessels are the bright homogeneous tissue that survives an opening with a ``vessel_mm`` ball, is not
+   enclosed by cortex rings and is at most ``vessel_max_mm`` across; everything within ``vessel_wall_mm`` of
+   their lumen (wall, calcified plaques) is not bone;
 3. seeds are the voxels above ``bone_hu`` outside the bright homogeneous tissue and the vessels; every connected
    piece that holds cortex (``cortex_hu``) and at least ``min_piece_ml`` is kept;
 4. only voxels of these pieces above ``edge_hu`` enter the closing with a ``closing_mm`` ball, so the outer
@@ -91,6 +91,17 @@ def _not_enclosed(mask: np.ndarray, cortex: np.ndarray) -> np.ndarray:
     return keep[lab]
 
 
+def _vessel_sized(mask: np.ndarray, spacing, max_mm: float) -> np.ndarray:
+    """Keep the axial cross-sections of ``mask`` no larger than a disc of diameter ``max_mm`` (not an organ)."""
+    lab, n = ndi.label(mask, structure=_AXIAL)
+    if n == 0:
+        return mask
+    area = np.bincount(lab.ravel(), minlength=n + 1) * float(spacing[1] * spacing[2])
+    keep = area <= np.pi * (max_mm / 2.0) ** 2
+    keep[0] = False
+    return keep[lab]
+
+
 def _check_hu(value, name: str) -> float:
     try:
         v = float(value)
@@ -132,6 +143,7 @@ def label_bones(
     window_mm: float = 5.0,
     vessel_mm: float = 10.0,
     vessel_wall_mm: float = 15.0,
+    vessel_max_mm: float = 40.0,
     fill_max_soft: float = 0.2,
     marrow_hu: float = 100.0,
     closing_mm: float = 25.0,
@@ -177,6 +189,9 @@ def label_bones(
     vessel_mm : float
         Large contrast-filled vessels (aorta, cava) are the homogeneous tissue brighter than ``bone_hu - 40`` that
         survives an opening with a ball of this diameter (mm; trabecular marrow does not).
+    vessel_max_mm : float
+        Largest vessel diameter (mm): lumen cross-sections of a larger area are an enhancing organ (a bright
+        liver, spleen or kidney), not a vessel, and get no wall.
     vessel_wall_mm : float
         Everything within a ball of this diameter (mm) around the lumen of a large vessel is not bone: the wall
         and its calcified plaques, which are as bright as cortex and often touch a vertebra (0: off).
@@ -216,6 +231,7 @@ def label_bones(
     window_mm = check_positive(window_mm, "window_mm")
     vessel_mm = check_positive(vessel_mm, "vessel_mm", allow_zero=True)
     vessel_wall_mm = check_positive(vessel_wall_mm, "vessel_wall_mm", allow_zero=True)
+    vessel_max_mm = check_positive(vessel_max_mm, "vessel_max_mm")
     fill_max_soft = check_positive(fill_max_soft, "fill_max_soft", allow_zero=True)
     soft_hu = check_range(soft_hu, "soft_hu")
     if keep not in ("cortex", "largest"):
@@ -248,7 +264,7 @@ def label_bones(
         vessels = None
         if vessel_wall_mm > 0 and vessel_mm > 0:
             lumen = morphology.opening(soft & ~(a <= bone_hu - 40), vessel_mm, sp, backend=backend)
-            lumen = _not_enclosed(lumen, cortex)
+            lumen = _vessel_sized(_not_enclosed(lumen, cortex), sp, vessel_max_mm)
             if lumen.any():
                 vessels = morphology.dilate(lumen, vessel_wall_mm, sp, backend=backend)
                 bright |= vessels
