@@ -204,3 +204,15 @@ def test_phantom_has_every_organ_and_realistic_hu():
     assert not np.array_equal(a.array, c.array)
     small, small_labels = ct.make_phantom(seed=0, spacing=6.0, shape=(30, 40, 50))
     assert small.shape == small_labels.shape == (30, 40, 50)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti_is_refused(tmp_path, phantom, suffix):
+    vol, _ = phantom
+    whole = ct.write_volume(tmp_path / f"whole{suffix}", vol)
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        ct.read_volume(cut)
+    np.testing.assert_array_equal(ct.read_volume(whole).array, vol.array)

@@ -58,6 +58,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sliding_window": (".infer", "sliding_window"),
     "SlidingWindowInferer": (".infer", "SlidingWindowInferer"),
     "predict": (".infer", "predict"),
+    "Predictor": (".infer", "Predictor"),
+    # scale-out
+    "run_cohort": (".cohort", "run_cohort"),
+    "distributed": (".distributed", None),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -99,6 +99,37 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def _check_not_truncated(path: Path) -> None:
+    """Refuse a cut-off NIfTI file (an interrupted copy or download), which would otherwise read as zeros."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    try:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        info.ReadImageInformation()
+    except RuntimeError:
+        return  # reported by the reader itself
+    nbytes = int(np.prod(info.GetSize())) * info.GetNumberOfComponents() * np.dtype(
+        sitk.GetArrayViewFromImage(sitk.Image([1] * info.GetDimension(), info.GetPixelID())).dtype
+    ).itemsize
+    size = path.stat().st_size
+    if name.endswith(".gz"):
+        # the gzip trailer holds the uncompressed size modulo 2**32: a truncated file ends in arbitrary bytes
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        expected = nbytes % 2**32
+        ok = 0 <= (isize - expected) % 2**32 <= 1 << 20  # header and extensions come on top of the voxels
+    else:
+        ok = size >= nbytes
+    if not ok:
+        raise ValueError(
+            f"{path} is truncated or damaged (the file holds less data than its header announces); "
+            "copy or download it again"
+        )
+
+
 def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume:
     """Read a CT volume in Hounsfield units, reoriented so axis 0 runs inferior -> superior.
 
@@ -133,6 +164,7 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume
         return _read_dicom(p, series, None)
     if _is_dicom_file(p) or p.suffix.lower() == ".dcm":
         return _read_dicom(p.parent, series, p)
+    _check_not_truncated(p)
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
