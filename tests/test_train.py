@@ -290,7 +290,7 @@ def test_cli_train_then_predict(tmp_path, phantoms, capsys):
         ct.write_labels(cases / f"labels-{i}.nii.gz", lab, like=vol)
     out = tmp_path / "run"
     args = ["train", "--cases", str(cases), "--output-dir", str(out), "--iterations", "3", "--crop-size", "24",
-            "--batch-size", "1", "--augment-at", "-1", "--cache-dir", str(tmp_path / "cache")]
+            "--batch-size", "1", "--augment-at", "-1", "--spacing", "6", "--cache-dir", str(tmp_path / "cache")]
     assert main(args) == 0
     assert read_checkpoint(out / "last.pt")["iteration"] == 3
     assert main(args) == 1  # refuses to overwrite the run
@@ -298,7 +298,8 @@ def test_cli_train_then_predict(tmp_path, phantoms, capsys):
     assert main([*args[:-2], "--iterations", "4", "--resume"]) == 0
     assert read_checkpoint(out / "last.pt")["iteration"] == 4
     pred = tmp_path / "pred.nii.gz"
-    assert main(["predict", str(cases / "volume-1.nii.gz"), "--checkpoint", str(out / "last.pt"), "-o", str(pred)]) == 0
+    assert main(["predict", str(cases / "volume-1.nii.gz"), "--checkpoint", str(out / "last.pt"), "-o", str(pred),
+                 "--overlap", "0.25"]) == 0
     labels = ct.read_labels(pred)
     assert labels.shape == phantoms[1][0].shape
     assert main(["predict", str(cases / "volume-1.nii.gz"), "-c", str(out / "last.pt"), "-o", str(pred)]) == 1
@@ -307,5 +308,5 @@ def test_cli_train_then_predict(tmp_path, phantoms, capsys):
     for i in (0, 1):
         (scans / f"volume-{i}.nii.gz").write_bytes((cases / f"volume-{i}.nii.gz").read_bytes())
     folder = tmp_path / "preds"
-    assert main(["predict", str(scans), "-c", str(out / "last.pt"), "-o", str(folder)]) == 0
+    assert main(["predict", str(scans), "-c", str(out / "last.pt"), "-o", str(folder), "--overlap", "0.25"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["volume-0_labels.nii.gz", "volume-1_labels.nii.gz"]

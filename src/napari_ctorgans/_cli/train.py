@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop-size", type=int, nargs="+", default=None, help="one size or three (z y x), in voxels")
     p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--spacing", type=float, default=None, help="working spacing in mm (default 3)")
     p.add_argument("--loss", default=None, help="iou, dice or cross_entropy")
     p.add_argument("--weighting", default=None, choices=("uniform", "simple", "square"), help="class weighting")
     p.add_argument("--model", default=None, help="model preset (e.g. cpu-small)")
@@ -47,7 +48,7 @@ def build_config(args: argparse.Namespace):
     changes = {
         "iterations": args.iterations, "batch_size": args.batch_size, "learning_rate": args.lr, "loss": args.loss,
         "class_weighting": args.weighting, "model": args.model, "seed": args.seed, "device": args.device,
-        "init_checkpoint": args.init, "augment_at": args.augment_at,
+        "init_checkpoint": args.init, "augment_at": args.augment_at, "spacing": args.spacing,
     }
     if args.crop_size:
         if len(args.crop_size) not in (1, 3):
