@@ -162,6 +162,7 @@ def test_auto_labelled_case_marks_unlabelled_soft_tissue(chest_3mm):
 
 
 # --------------------------------------------------------------------------------------------------- loop
+@pytest.mark.slow
 def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
     cfg = quick_config(tmp_path, iterations=32, validate_every=16, checkpoint_every=8, augment_at=31,
                        lr_schedule="constant")
@@ -280,6 +281,7 @@ def test_checkpoint_loading_refuses_code_and_damage(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_train_then_predict(tmp_path, phantoms, capsys):
     from napari_ctorgans.cli import main
 
