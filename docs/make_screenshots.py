@@ -19,11 +19,24 @@ OUT = Path(__file__).with_name("images")
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct"
 
 
+def _settle(seconds: float = 1.0) -> None:
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    end = time.time() + seconds
+    while time.time() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
 def _save(viewer, name: str, canvas_only: bool = False) -> None:
     OUT.mkdir(exist_ok=True)
     import imageio.v3 as iio
 
-    iio.imwrite(OUT / name, viewer.screenshot(canvas_only=canvas_only, flash=False))
+    _settle()
+    shot = viewer.screenshot(canvas_only=True, flash=False) if canvas_only else viewer.window.screenshot(flash=False)
+    iio.imwrite(OUT / name, shot)
     print("wrote", OUT / name)
 
 
