@@ -1,0 +1,106 @@
+"""The Evaluate dock widget in a real viewer: metrics table, CSV export, organ statistics, mismatched grids."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+import napari_ctorgans as ct
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return ct.make_phantom(seed=3, spacing=(6.0, 5.0, 5.0), shape=(30, 40, 44))
+
+
+def _add(viewer, phantom):
+    from napari_ctorgans._napari.layers import image_layer_kwargs, labels_layer_kwargs
+
+    vol, labels = phantom
+    viewer.add_image(vol.array, **image_layer_kwargs(vol, name="scan"))
+    pred = np.roll(labels, 1, axis=1)  # a perturbed copy: shifted by one voxel, one organ partly erased
+    pred[:5][pred[:5] == 5] = 0
+    viewer.add_labels(labels, **labels_layer_kwargs(vol, name="reference"))
+    viewer.add_labels(pred, **labels_layer_kwargs(vol, name="prediction"))
+    return vol, labels, pred
+
+
+def test_table_matches_metrics_and_exports_csv(make_napari_viewer, qtbot, phantom, tmp_path):
+    from napari_ctorgans._napari.evaluate_widget import METRIC_COLUMNS, EvaluateWidget
+
+    viewer = make_napari_viewer()
+    w = EvaluateWidget(viewer)
+    vol, labels, pred = _add(viewer, phantom)  # layers added after the widget: combos follow
+    assert {w.pred_combo.itemText(i) for i in range(w.pred_combo.count())} == {"reference", "prediction"}
+    w.pred_combo.setCurrentText("prediction")
+    w.ref_combo.setCurrentText("reference")
+    w.tolerance.setValue(3.0)
+    worker = w.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    expected = ct.metrics.evaluate(pred, labels, spacing=vol.spacing, tolerance_mm=3.0)
+    assert w.table.rowCount() == len(expected) >= 4
+    for i, row in enumerate(expected):
+        assert w.table.item(i, 0).text() == row.organ
+        for j, (_, attr) in enumerate(METRIC_COLUMNS[1:], start=1):
+            value = getattr(row, attr)
+            shown = float(w.table.item(i, j).text())
+            assert shown == pytest.approx(value, abs=1e-4) or (math.isinf(value) and math.isinf(shown))
+    assert any(r.dice < 1.0 for r in expected)  # the perturbation is visible
+    out = w.export_csv(tmp_path / "m.csv")
+    back = list(csv.DictReader(out.open()))
+    assert [r["organ"] for r in back] == [r.organ for r in expected]
+    for r, e in zip(back, expected):
+        assert float(r["dice"]) == pytest.approx(e.dice, rel=1e-5)
+        assert float(r["hd95"]) == pytest.approx(e.hd95, rel=1e-5)
+        assert float(r["tolerance_mm"]) == 3.0
+
+
+def test_organ_statistics(make_napari_viewer, phantom):
+    from napari_ctorgans._napari.evaluate_widget import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    vol, labels, _ = _add(viewer, phantom)
+    w = EvaluateWidget(viewer)
+    w.stats_labels_combo.setCurrentText("reference")
+    w.stats_image_combo.setCurrentText("scan")
+    stats = w.compute_statistics()
+    present = sorted(int(v) for v in np.unique(labels) if v)
+    assert [s["label"] for s in stats] == present
+    voxel_ml = np.prod(vol.spacing) / 1000.0
+    for s in stats:
+        mask = labels == s["label"]
+        assert s["volume_ml"] == pytest.approx(np.count_nonzero(mask) * voxel_ml, rel=1e-9)
+        assert s["mean_hu"] == pytest.approx(vol.array[mask].mean(), rel=1e-6)
+        assert s["std_hu"] == pytest.approx(vol.array[mask].std(), rel=1e-6)
+    assert w.stats_table.rowCount() == len(stats)
+    lungs = next(s for s in stats if s["organ"] == "lungs")
+    assert lungs["mean_hu"] < -500  # air-filled, as in the phantom
+
+
+def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
+    from napari_ctorgans._napari.evaluate_widget import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    _, labels = phantom
+    viewer.add_labels(labels, name="reference", scale=(6.0, 5.0, 5.0))
+    viewer.add_labels(labels[:-2], name="cropped", scale=(6.0, 5.0, 5.0))
+    w = EvaluateWidget(viewer)
+    w.pred_combo.setCurrentText("cropped")
+    w.ref_combo.setCurrentText("reference")
+    assert w.run() is None
+    assert "shape" in w.status.text() and "same grid" in w.status.text()
+    assert w.table.rowCount() == 0
+    with pytest.raises(ValueError, match="press Evaluate first"):
+        w.export_csv("unused.csv")
+    # statistics over a CT of another shape: a message, no exception
+    viewer.add_image(np.zeros((3, 4, 5), np.int16), name="small")
+    w.stats_labels_combo.setCurrentText("reference")
+    w.stats_image_combo.setCurrentText("small")
+    assert w.compute_statistics() == []
+    assert "choose the CT" in w.status.text()
