@@ -69,6 +69,21 @@ def _write_series(folder, array, uid, *, spacing=(2.0, 0.8, 0.8), origin=(-100.0
         writer.Execute(img)
 
 
+def test_non_ct_modality_warns(tmp_path):
+    arr = np.random.default_rng(1).integers(0, 800, (4, 16, 16)).astype(np.int16)
+    _write_series(tmp_path, arr, "1.2.826.0.1.3680043.2.1125.303")
+    for f in sorted(tmp_path.iterdir()):  # relabel the series as MR
+        img = sitk.ReadImage(str(f))
+        img.SetMetaData("0008|0060", "MR")
+        w = sitk.ImageFileWriter()
+        w.KeepOriginalImageUIDOn()
+        w.SetFileName(str(f))
+        w.Execute(img)
+    with pytest.warns(UserWarning, match="modality 'MR', not CT"):
+        vol = ct.read_volume(tmp_path)
+    assert vol.metadata["modality"] == "MR"
+
+
 def test_several_series_in_one_folder_is_a_clear_error(tmp_path):
     rng = np.random.default_rng(0)
     a = rng.integers(-1000, 1000, (6, 16, 16)).astype(np.int16)
@@ -216,3 +231,21 @@ def test_truncated_nifti_is_refused(tmp_path, phantom, suffix):
     with pytest.raises(ValueError, match="truncated or damaged"):
         ct.read_volume(cut)
     np.testing.assert_array_equal(ct.read_volume(whole).array, vol.array)
+
+
+def test_phantom_partial_volume_edges_and_rotation():
+    sharp, labels = ct.make_phantom(seed=0, noise_hu=0, partial_volume=0)
+    soft, _ = ct.make_phantom(seed=0, noise_hu=0)
+    # blurred edges: values between lung (-860) and soft tissue (35) appear only at boundaries
+    between = lambda a: np.count_nonzero((a > -700) & (a < -150))  # noqa: E731
+    assert between(soft.array) > 5 * max(between(sharp.array), 1)
+    np.testing.assert_array_equal(ct.make_phantom(seed=0, noise_hu=0)[1], labels)  # labels stay sharp
+    # seeds rotate the patient about the long axis: the spine's centre moves sideways between seeds
+    def spine_x(seed):
+        _, lab = ct.make_phantom(seed=seed, noise_hu=0)
+        z = lab.shape[0] // 2
+        ys, xs = np.nonzero(lab[z] == 5)
+        return xs[ys > lab.shape[1] * 0.6].mean()
+
+    xs = [spine_x(s) for s in range(4)]
+    assert max(xs) - min(xs) > 1.0

@@ -3,12 +3,14 @@
 The anatomy is laid out in the canonical orientation (axis 0 inferior -> superior, axis 1 anterior -> posterior,
 axis 2 patient right -> left), sized in millimetres for a 360 x 300 x 420 mm field of view and scaled to other
 fields of view. It has what makes real scans hard for naive labelers: a trachea, bowel gas and an air-filled
-exam couch under the patient.
+exam couch under the patient. Each seed varies organ sizes and positions and the patient's rotation about the long
+axis; edges are blurred as by a scanner's point spread (partial volume) before noise is added.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from .volume import Volume, as_spacing
 
@@ -20,7 +22,9 @@ def _ellipsoid(z, y, x, centre, radii):
     return ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((x - centre[2]) / radii[2]) ** 2 <= 1.0
 
 
-def make_phantom(*, seed: int = 0, spacing=3.0, shape=None, noise_hu: float = 20.0) -> tuple[Volume, np.ndarray]:
+def make_phantom(
+    *, seed: int = 0, spacing=3.0, shape=None, noise_hu: float = 20.0, partial_volume: float = 0.5
+) -> tuple[Volume, np.ndarray]:
     """Make a procedural thorax-abdomen-pelvis CT with CT-ORG labels.
 
     Parameters
@@ -33,6 +37,8 @@ def make_phantom(*, seed: int = 0, spacing=3.0, shape=None, noise_hu: float = 20
         Voxel counts; default covers a 420 x 300 x 360 mm field of view. The anatomy scales with the field of view.
     noise_hu : float
         Standard deviation of the image noise in HU.
+    partial_volume : float
+        Gaussian blur (in voxels) of the noiseless image, giving partial-volume edges; labels stay sharp.
 
     Returns
     -------
@@ -60,6 +66,12 @@ def make_phantom(*, seed: int = 0, spacing=3.0, shape=None, noise_hu: float = 20
     y = ((np.arange(shape[1], dtype=np.float32) + 0.5) * sp[1] - extent[1] / 2)[None, :, None] / k[1]
     x = ((np.arange(shape[2], dtype=np.float32) + 0.5) * sp[2] - extent[2] / 2)[None, None, :] / k[2]
     jit = lambda s: float(rng.uniform(-s, s))  # noqa: E731
+    # the patient lies slightly rotated about the long axis; the couch stays level
+    theta = np.deg2rad(jit(6.0))
+    x_couch, y_couch = x, y
+    x, y = (np.cos(theta) * x + np.sin(theta) * y).astype(np.float32), (np.cos(theta) * y - np.sin(theta) * x).astype(
+        np.float32
+    )
 
     hu = np.full(shape, -1000.0, dtype=np.float32)
     labels = np.zeros(shape, dtype=np.uint8)
@@ -137,11 +149,13 @@ def make_phantom(*, seed: int = 0, spacing=3.0, shape=None, noise_hu: float = 20
 
     # exam couch: an air-filled plastic shell under the patient
     couch_y0 = ay + 12.0
-    couch = (y > couch_y0) & (y < couch_y0 + 30) & (np.abs(x) < 170)
-    couch_air = (y > couch_y0 + 3) & (y < couch_y0 + 27) & (np.abs(x) < 165)
+    couch = (y_couch > couch_y0) & (y_couch < couch_y0 + 30) & (np.abs(x_couch) < 170)
+    couch_air = (y_couch > couch_y0 + 3) & (y_couch < couch_y0 + 27) & (np.abs(x_couch) < 165)
     hu[np.broadcast_to(couch, shape)] = 100.0
     hu[np.broadcast_to(couch_air, shape)] = -950.0
 
+    # partial-volume edges: the scanner's point spread blurs every boundary over about a voxel
+    hu = ndimage.gaussian_filter(hu, sigma=partial_volume, mode="nearest") if partial_volume > 0 else hu
     if noise_hu > 0:
         hu += rng.normal(0.0, noise_hu, size=shape).astype(np.float32)
     hu = np.clip(np.round(hu), -1024, 3071).astype(np.int16)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,23 @@ def _read_dicom(folder: Path, series: str | None, file_hint: Path | None) -> Vol
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen["files"])
     image = reader.Execute()  # rescale slope/intercept are applied by GDCM
-    return from_sitk(image, path=str(folder), dicom_series=chosen["uid"], dicom_files=len(chosen["files"]))
+    modality = ""
+    try:
+        info = sitk.ImageFileReader()
+        info.SetFileName(chosen["files"][0])
+        info.ReadImageInformation()
+        modality = info.GetMetaData("0008|0060").strip() if info.HasMetaDataKey("0008|0060") else ""
+    except RuntimeError:
+        pass
+    if modality and modality.upper() != "CT":
+        warnings.warn(
+            f"DICOM series in {folder} has modality {modality!r}, not CT; HU thresholds and models assume CT "
+            "in Hounsfield units, so results on it are meaningless",
+            UserWarning,
+            stacklevel=3,
+        )
+    return from_sitk(image, path=str(folder), dicom_series=chosen["uid"], dicom_files=len(chosen["files"]),
+                     modality=modality or "CT")
 
 
 def _check_path(path: str | os.PathLike) -> Path:
