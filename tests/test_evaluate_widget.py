@@ -96,6 +96,10 @@ def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
     assert w.run() is None
     assert "shape" in w.status.text() and "same grid" in w.status.text()
     assert w.table.rowCount() == 0
+    viewer.add_labels(labels[0], name="slice")  # a 2D layer: refused with a message
+    w.pred_combo.setCurrentText("slice")
+    assert w.run() is None
+    assert "cannot evaluate" in w.status.text() and "3D" in w.status.text()
     with pytest.raises(ValueError, match="press Evaluate first"):
         w.export_csv("unused.csv")
     # statistics over a CT of another shape: a message, no exception

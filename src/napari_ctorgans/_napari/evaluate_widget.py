@@ -184,11 +184,13 @@ class EvaluateWidget(QWidget):
 
         @thread_worker
         def work():
-            return evaluate(pred_arr, ref_arr, spacing=spacing, tolerance_mm=tol, case=pred_name)
+            try:
+                return evaluate(pred_arr, ref_arr, spacing=spacing, tolerance_mm=tol, case=pred_name)
+            except (ValueError, TypeError, MemoryError) as exc:  # shown in the widget, not raised into the viewer
+                return exc
 
         self.worker = work()
         self.worker.returned.connect(self._show)
-        self.worker.errored.connect(lambda exc: self.status.setText(f"evaluation failed: {exc}"))
         self.worker.finished.connect(self._finished)
         self.button.setEnabled(False)
         self.status.setText(f"evaluating '{pred_name}' against '{ref_name}'...")
@@ -200,6 +202,9 @@ class EvaluateWidget(QWidget):
         self.worker = None
 
     def _show(self, rows):
+        if isinstance(rows, Exception):
+            self.status.setText(f"evaluation failed: {rows}")
+            return
         self.rows = list(rows)
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
