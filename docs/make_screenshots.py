@@ -59,6 +59,20 @@ def main() -> None:
     _save(viewer, "phantom_sample.png")
     viewer.layers.clear()
 
+    # 1b. the real DICOM series (2 mm slices, 0.98 mm pixels) seen from the front: true proportions
+    dicom = DATA / "abdomen_dicom"
+    if dicom.exists():
+        viewer.open(str(dicom), plugin="napari-ctorgans")
+        viewer.layers[-1].contrast_limits = (-500.0, 1300.0)
+        viewer.dims.order = (1, 0, 2)  # coronal: superior at the top after flipping the vertical axis
+        viewer.camera.orientation2d = ("up", "right")
+        viewer.dims.set_point(1, viewer.layers[-1].data_to_world((0, 300, 0))[1])
+        viewer.reset_view()
+        _save(viewer, "dicom_coronal.png")
+        viewer.dims.order = (0, 1, 2)
+        viewer.camera.orientation2d = ("down", "right")
+        viewer.layers.clear()
+
     # 2. a real CT opened from File > Open, lung window, automatic labels over it
     path = DATA / "chest_3mm.nii.gz"
     if path.exists():
@@ -84,7 +98,7 @@ def main() -> None:
 
     # 3. the widgets docked next to the phantom
     viewer.open_sample("napari-ctorgans", "phantom")
-    for name in ("Augmentation preview", "Train", "Predict"):
+    for name in ("Augmentation preview", "Train", "Predict", "Evaluate"):
         w = _dock(viewer, name)
         if w is not None:
             viewer.reset_view()

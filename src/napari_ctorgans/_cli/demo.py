@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the automatic labellers, training and prediction on the built-in phantom")
     p.add_argument("--out", default="demo-output", help="folder for the outputs (default: demo-output)")
     p.add_argument("--gui", action="store_true", help="open napari with the sample and the plugin's widgets")
-    p.add_argument("--iterations", type=int, default=60, help="training iterations of the small model (default 60)")
+    p.add_argument("--iterations", type=int, default=150,
+                   help="training iterations of the small model (default 150; 0 skips training)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -53,18 +54,18 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations > 0:
         t = _step(f"train a small 3D U-Net for {args.iterations} iterations on phantoms (CPU)")
         cases = [ct.make_phantom(seed=s) for s in range(args.seed + 1, args.seed + 4)]
-        config = ct.TrainConfig.preset("cpu-quick") if hasattr(ct.TrainConfig, "preset") else ct.TrainConfig()
-        config.iterations = args.iterations
-        config.output_dir = str(out / "training")
-        config.seed = args.seed
+        config = ct.TrainConfig.preset(
+            "cpu-quick", iterations=args.iterations, crop_size=(40, 40, 40), output_dir=str(out / "training"),
+            seed=args.seed, validate_every=max(args.iterations, 1),
+        )
         status = None
-        for status in ct.train(config, cases):
-            if status.iteration % 10 == 0:
+        for status in ct.train(config, cases, overwrite=True):  # the demo's own folder: start afresh
+            if status.iteration % 20 == 0 or status.iteration == args.iterations:
                 print(f"   iteration {status.iteration:4d}  loss {status.loss:.4f}", flush=True)
         print(f"   ({time.perf_counter() - t:.1f} s)")
         ckpt = Path(config.output_dir) / "last.pt"
         t = _step("sliding-window prediction")
-        pred = ct.predict(vol, ckpt)
+        pred = ct.predict(vol, ckpt, overlap=0.25)
         ct.write_labels(out / "predicted_labels.nii.gz", pred, like=vol, overwrite=True)
         rows = ct.metrics.evaluate(pred, truth, spacing=vol.spacing)
         summary["prediction"] = [_row(r) for r in rows]
