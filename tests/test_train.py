@@ -312,3 +312,13 @@ def test_cli_train_then_predict(tmp_path, phantoms, capsys):
     folder = tmp_path / "preds"
     assert main(["predict", str(scans), "-c", str(out / "last.pt"), "-o", str(folder), "--overlap", "0.25"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["volume-0_labels.nii.gz", "volume-1_labels.nii.gz"]
+
+
+def test_sync_batchnorm_is_a_config_field(monkeypatch):
+    from napari_ctorgans.distributed import sync_batchnorm_requested
+
+    monkeypatch.delenv("CTORGANS_SYNC_BATCHNORM", raising=False)
+    config = ct.TrainConfig.preset("cpu-quick")
+    assert config.sync_batchnorm is False and not sync_batchnorm_requested(config)
+    on = ct.TrainConfig.from_json(config.replace(sync_batchnorm=True).to_json())
+    assert on.sync_batchnorm is True and sync_batchnorm_requested(on)

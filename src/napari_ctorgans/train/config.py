@@ -78,6 +78,8 @@ class TrainConfig:
         Write ``last.pt`` every this many iterations (and at the end, on early stop and when the run is stopped).
     init_checkpoint : str or None
         Start from these weights (fine-tuning) with a fresh optimiser.
+    sync_batchnorm : bool
+        Under ``torchrun``, convert batch-norm layers to synchronised batch norm (statistics over all processes).
     """
 
     model: Any = "cpu-small"
@@ -109,6 +111,7 @@ class TrainConfig:
     output_dir: str | None = None
     checkpoint_every: int = 50
     init_checkpoint: str | None = None
+    sync_batchnorm: bool = False  # under torchrun: synchronise batch-norm statistics across processes
 
     def __post_init__(self) -> None:
         self.crop_size = _triple(self.crop_size, "crop_size")
