@@ -57,6 +57,12 @@ class PredictWidget(QWidget):
         self.button = QPushButton("Predict")
         self.button.clicked.connect(self.run)
         self.progress = QProgressBar()
+        self.labels_combo = QComboBox()
+        self.labels_combo.setToolTip("the (corrected) Labels layer of the CT layer; the latest prediction by default")
+        self.add_case_button = QPushButton("Add to training set")
+        self.add_case_button.setToolTip("snapshot the CT layer and the corrected labels as a new training case "
+                                        "in the Train widget (then press Fine-tune there)")
+        self.add_case_button.clicked.connect(lambda: self.add_to_training_set())
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -70,6 +76,10 @@ class PredictWidget(QWidget):
         layout.addWidget(self.post)
         layout.addWidget(self.button)
         layout.addWidget(self.progress)
+        correct = QFormLayout()
+        correct.addRow("corrected labels", self.labels_combo)
+        layout.addLayout(correct)
+        layout.addWidget(self.add_case_button)
         layout.addWidget(self.status)
         layout.addStretch()
         self.viewer.layers.events.inserted.connect(self._refresh)
@@ -77,7 +87,7 @@ class PredictWidget(QWidget):
         self._refresh()
 
     def _refresh(self, *_):
-        from napari.layers import Image
+        from napari.layers import Image, Labels
 
         from .train_widget import TRAINED_CHECKPOINTS
 
@@ -86,6 +96,11 @@ class PredictWidget(QWidget):
         self.image_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
         if current and self.image_combo.findText(current) >= 0:
             self.image_combo.setCurrentText(current)
+        current = self.labels_combo.currentText()
+        self.labels_combo.clear()
+        self.labels_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
+        if current and self.labels_combo.findText(current) >= 0:
+            self.labels_combo.setCurrentText(current)
         text = self.checkpoint.currentText()
         self.checkpoint.clear()
         self.checkpoint.addItems(list(reversed(TRAINED_CHECKPOINTS)))
@@ -156,8 +171,37 @@ class PredictWidget(QWidget):
             layer = self.viewer.add_labels(labels, **kwargs)
         layer.metadata[DIGEST_KEY] = _digest(labels)
         self.result_layer = layer
+        self.labels_combo.setCurrentText(layer.name)
         found = [int(v) for v in np.unique(labels) if v]
         from ..organs import ORGANS
 
         self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
                                                    or "no organ found") + " (editable: paint, fill, erase)")
+
+    def add_to_training_set(self, image: str | None = None, labels: str | None = None) -> bool:
+        """Snapshot the CT layer and its corrected Labels layer as a new case in this viewer's Train widget.
+
+        The arrays are copied (later edits do not change the case) and the geometry comes from the CT layer.
+        Returns True when the case was added; otherwise the status line says why.
+        """
+        from .layers import volume_from_layer
+        from .train_widget import train_widget_for
+
+        image = image or self.image_combo.currentText()
+        labels = labels or self.labels_combo.currentText()
+        if not image or not labels or image not in self.viewer.layers or labels not in self.viewer.layers:
+            self.status.setText("choose a CT layer and its corrected Labels layer first")
+            return False
+        trainer = train_widget_for(self.viewer)
+        if trainer is None:
+            self.status.setText("open the Train widget first (Plugins > napari-ctorgans > Train), then add the case")
+            return False
+        try:
+            vol = volume_from_layer(self.viewer.layers[image])
+            trainer.add_snapshot(vol, np.asarray(self.viewer.layers[labels].data), name=f"{image} + {labels}")
+        except (ValueError, TypeError) as exc:
+            self.status.setText(f"cannot add the case: {exc}")
+            return False
+        self.status.setText(f"added '{image}' + '{labels}' to the training set ({len(trainer.cases)} cases); "
+                            "press Fine-tune in the Train widget")
+        return True

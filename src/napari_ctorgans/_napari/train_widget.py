@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,15 @@ from qtpy.QtWidgets import (
 
 #: checkpoints written by Train widgets in this session, newest last (the Predict widget offers them)
 TRAINED_CHECKPOINTS: list[str] = []
+
+#: the open Train widgets (the Predict widget's "Add to training set" finds the one of its viewer here)
+_TRAIN_WIDGETS: "weakref.WeakSet[TrainWidget]" = weakref.WeakSet()
+
+
+def train_widget_for(viewer) -> "TrainWidget | None":
+    """The Train widget open in ``viewer`` (the most recently created one), or None."""
+    found = [w for w in list(_TRAIN_WIDGETS) if w.viewer is viewer]
+    return max(found, key=lambda w: w._serial) if found else None
 
 
 class CurvePlot(QWidget):
@@ -89,7 +99,10 @@ class TrainWidget(QWidget):
         self.checkpoint: str | None = None
         self._stop = False
         self._paused = False
-        self.cases: list[tuple[str, str]] = []  # (image layer, labels layer) names
+        # (image layer, labels layer) names, or (Volume, labels array) snapshots from "Add to training set"
+        self.cases: list[tuple] = []
+        self._serial = time.monotonic_ns()
+        _TRAIN_WIDGETS.add(self)
 
         self.image_combo, self.labels_combo = QComboBox(), QComboBox()
         add = QPushButton("Add pair")
@@ -128,6 +141,10 @@ class TrainWidget(QWidget):
 
         self.start_button, self.pause_button, self.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
         self.start_button.clicked.connect(self.start)
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.setToolTip("continue training from the current checkpoint on all cases (including "
+                                        "corrected ones) into a new output folder")
+        self.finetune_button.clicked.connect(lambda: self.fine_tune())
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
         self.progress = QProgressBar()
@@ -151,7 +168,7 @@ class TrainWidget(QWidget):
         form.addRow("augmentation", self.augment_json)
         form.addRow("output folder", self.output_dir)
         buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.stop_button):
+        for b in (self.start_button, self.finetune_button, self.pause_button, self.stop_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("cases: Image + Labels layers"))
@@ -206,6 +223,20 @@ class TrainWidget(QWidget):
         self.cases.append((image, labels))
         self.case_list.addItem(f"{image} + {labels}")
 
+    def add_snapshot(self, volume, labels, name: str = "corrected case"):
+        """Add a training case from copies of a CT Volume and its label map (later edits do not change it)."""
+        from ..volume import Volume
+
+        if not isinstance(volume, Volume):
+            raise TypeError(f"volume must be a napari_ctorgans Volume, got {type(volume).__name__}")
+        labels = np.array(labels, copy=True)
+        if labels.shape != volume.shape:
+            raise ValueError(f"labels {labels.shape} must have the CT's shape {volume.shape}")
+        snapshot = Volume.from_geometry(np.array(volume.array, copy=True), volume.geometry())
+        self.cases.append((snapshot, labels))
+        self.case_list.addItem(f"{name} (snapshot)")
+        self.status.setText(f"added {name!r} to the training set ({len(self.cases)} cases)")
+
     def config(self):
         """The TrainConfig from the widget's fields."""
         from ..train import TrainConfig
@@ -233,6 +264,9 @@ class TrainWidget(QWidget):
                 raise ValueError("add at least one Image + Labels pair (or give a folder of cases)")
             cases = []
             for img_name, lab_name in self.cases:
+                if not isinstance(img_name, str):  # a snapshot: (Volume, labels)
+                    cases.append((img_name, lab_name))
+                    continue
                 vol = volume_from_layer(self.viewer.layers[img_name])
                 lab = np.asarray(self.viewer.layers[lab_name].data)
                 if lab.shape != vol.shape:
@@ -247,16 +281,56 @@ class TrainWidget(QWidget):
 
     # running ------------------------------------------------------------------------------------------------------
     def start(self):
+        """Train with the widget's settings in a worker thread; returns the worker (None when it cannot start)."""
+        try:
+            cfg = self.config()
+        except (ValueError, TypeError, OSError) as exc:
+            self.status.setText(f"cannot start: {exc}")
+            return None
+        return self._launch(cfg, overwrite=self.overwrite.isChecked())
+
+    def fine_tune(self, checkpoint: str | None = None):
+        """Continue training from ``checkpoint`` (default: the current one) on all cases, into a new folder.
+
+        The weights come from the checkpoint (with a fresh optimiser, ``TrainConfig.init_checkpoint``), the model
+        and working spacing from the checkpoint's own configuration, the other settings from the widget. The run
+        goes to ``<output folder>-finetune-N`` (the first N that does not exist), so the previous run's checkpoints
+        are never replaced. Returns the worker, or None when it cannot start.
+        """
+        from ..train import read_checkpoint
+
+        checkpoint = checkpoint or self.checkpoint or (TRAINED_CHECKPOINTS[-1] if TRAINED_CHECKPOINTS else None)
+        if not checkpoint:
+            self.status.setText("cannot fine-tune: train a model first (or choose a checkpoint)")
+            return None
+        try:
+            info = read_checkpoint(checkpoint)
+            cfg = self.config()
+        except (ValueError, TypeError, OSError) as exc:
+            self.status.setText(f"cannot fine-tune: {exc}")
+            return None
+        base = Path(self.output_dir.text().strip() or Path(checkpoint).parent)
+        stem = base.name.split("-finetune-")[0]
+        n = 1
+        while (base.parent / f"{stem}-finetune-{n}").exists():
+            n += 1
+        out = base.parent / f"{stem}-finetune-{n}"
+        spacing = (info.get("train_config") or {}).get("spacing", cfg.spacing)
+        cfg = cfg.replace(model=dict(info["model_config"]), spacing=float(spacing), init_checkpoint=str(checkpoint),
+                          output_dir=str(out))
+        self.output_dir.setText(str(out))
+        return self._launch(cfg, overwrite=False, verb="fine-tuning")
+
+    def _launch(self, cfg, *, overwrite: bool, verb: str = "training"):
         from napari.qt.threading import thread_worker
 
         from ..train import train
 
         try:
-            cfg = self.config()
             train_cases, val_cases = self._case_data()
-            gen = train(cfg, train_cases, val_cases, overwrite=self.overwrite.isChecked())
+            gen = train(cfg, train_cases, val_cases, overwrite=overwrite)
         except (ValueError, TypeError, FileExistsError, FileNotFoundError, OSError) as exc:
-            self.status.setText(f"cannot start: {exc}")
+            self.status.setText(f"cannot {'start' if verb == 'training' else 'fine-tune'}: {exc}")
             return None
         self._stop = False
         self._paused = False
@@ -282,7 +356,7 @@ class TrainWidget(QWidget):
         self.worker.errored.connect(lambda exc: self.status.setText(f"training failed: {exc}"))
         self.worker.finished.connect(self._finished)
         self._busy(True)
-        self.status.setText("training...")
+        self.status.setText(f"{verb}...")
         self.worker.start()
         return self.worker
 
@@ -337,6 +411,7 @@ class TrainWidget(QWidget):
 
     def _busy(self, busy: bool):
         self.start_button.setEnabled(not busy)
+        self.finetune_button.setEnabled(not busy)
         self.pause_button.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.pause_button.setText("Pause")
