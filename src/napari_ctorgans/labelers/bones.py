@@ -283,7 +283,9 @@ def label_bones(
         good = np.flatnonzero(has_cortex & (ml >= min_piece_ml))
         if good.size == 0:
             return empty
-        bone = np.isin(lab, good)
+        keep_piece = np.zeros(n + 1, dtype=bool)
+        keep_piece[good] = True
+        bone = keep_piece[lab]  # a lookup table: no sorted or int64 temporaries of the label image
         del lab
         bone &= a > edge_hu
     if closing_mm > 0:
