@@ -67,7 +67,7 @@ def test_correct_then_fine_tune_raises_dice(make_napari_viewer, qtbot, tmp_path)
     np.testing.assert_array_equal(trainer.cases[0][1], truth)
     np.testing.assert_allclose(trainer.cases[0][0].spacing, vol.spacing)
 
-    trainer.iterations.setValue(30)
+    trainer.iterations.setValue(60)
     trainer.crop.setValue(24)
     trainer.lr.setValue(0.01)
     trainer.output_dir.setText(str(first))
@@ -89,7 +89,7 @@ def test_correct_then_fine_tune_raises_dice(make_napari_viewer, qtbot, tmp_path)
     after = _predict(predictor, qtbot)
     dice_after = _mean_dice(after, truth)
     print(f"mean organ Dice before {dice_before:.3f}, after fine-tuning {dice_after:.3f}")
-    assert dice_after > dice_before + 0.05, (dice_before, dice_after)
+    assert dice_after > dice_before + 0.1, (dice_before, dice_after)
 
 
 def test_add_and_fine_tune_report_missing_pieces(make_napari_viewer, tmp_path):
