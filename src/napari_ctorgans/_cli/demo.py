@@ -92,20 +92,9 @@ def _screenshot(vol, labels, png: Path) -> None:
 
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         try:
-            import napari
+            from .._napari.demo import viewer_screenshot
 
-            from .._napari.layers import image_layer_kwargs, labels_layer_kwargs
-
-            viewer = napari.Viewer(show=True)
-            viewer.add_image(vol.array, **image_layer_kwargs(vol, name="CT"))
-            lab = viewer.add_labels(labels, **labels_layer_kwargs(vol, name="labels"))
-            lab.opacity = 0.5
-            viewer.dims.set_point(0, vol.origin[0] + vol.spacing[0] * int(vol.shape[0] * 0.7))
-            viewer.reset_view()
-            import imageio.v3 as iio
-
-            iio.imwrite(png, viewer.screenshot(canvas_only=True, flash=False))
-            viewer.close()
+            viewer_screenshot(vol, labels, png)
             return
         except Exception as exc:  # fall back to the montage
             print(f"   napari screenshot unavailable ({exc}); writing a slice montage instead")
@@ -127,18 +116,6 @@ def _screenshot(vol, labels, png: Path) -> None:
 
 
 def _run_gui() -> int:
-    import napari
+    from .._napari.demo import run_gui
 
-    viewer = napari.Viewer(title="napari-ctorgans demo")
-    viewer.open_sample("napari-ctorgans", "phantom")
-    from npe2 import PluginManager
-
-    pm = PluginManager.instance()
-    manifest = pm.get_manifest("napari-ctorgans")
-    for widget in manifest.contributions.widgets or []:
-        try:
-            viewer.window.add_plugin_dock_widget("napari-ctorgans", widget.display_name)
-        except Exception as exc:  # keep the viewer usable if one widget fails
-            print(f"could not dock {widget.display_name}: {exc}")
-    napari.run()
-    return 0
+    return run_gui()
