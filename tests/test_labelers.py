@@ -222,3 +222,23 @@ def test_grow_seed_outside_band_warns_empty():
     assert grown[6, 8, 8] and not grown[0].any()
     with pytest.raises(ValueError, match="band_hu"):
         ct.grow_region(v, [[6, 8, 8]], band_hu=(600, 500))
+
+
+@pytest.mark.slow
+def test_auto_label_peak_memory_on_native_chest():
+    """The whole auto_label on a native 141 x 512 x 512 chest stays under 4x the input's size in float32."""
+    import tracemalloc
+
+    from conftest import data_file
+
+    vol = ct.read_volume(data_file("chest_native.nii.gz"))
+    tracemalloc.start()
+    try:
+        labels = ct.auto_label(vol)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    ratio = peak / (vol.array.size * 4)
+    assert ratio < 4.0, f"peak {ratio:.2f}x the float32 input"
+    assert (labels == 3).sum() * np.prod(vol.spacing) / 1e6 > 2.0  # litres of lung
+    assert (labels == 5).any()

@@ -82,11 +82,20 @@ def check_mask_like(mask, shape, name: str) -> np.ndarray:
     return m
 
 
+def label_sizes(lab: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of each label 0..n of a label image, in z-slabs (bincount copies its input to int64)."""
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    step = max(1, (1 << 22) // max(1, lab[0].size)) if lab.ndim == 3 else lab.shape[0]
+    for z in range(0, lab.shape[0], step):
+        sizes += np.bincount(lab[z : z + step].ravel(), minlength=n + 1)
+    return sizes
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(mask)
     if n == 0:
         return np.zeros_like(mask, dtype=bool)
-    sizes = np.bincount(lab.ravel())
+    sizes = label_sizes(lab, n)
     sizes[0] = 0
     return lab == int(sizes.argmax())
 

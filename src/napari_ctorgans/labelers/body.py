@@ -6,7 +6,7 @@ import numpy as np
 
 from scipy import ndimage as ndi
 
-from ._common import as_ct, check_positive, fill_holes_axial, looks_like_ct, strides
+from ._common import as_ct, check_positive, fill_holes_axial, label_sizes, looks_like_ct, strides
 
 
 def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10.0, min_part_ml: float = 20.0,
@@ -49,7 +49,7 @@ def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10
     lab, n = ndi.label(tissue)
     if n == 0:
         return np.zeros(arr.shape, dtype=bool)
-    sizes = np.bincount(lab.ravel())
+    sizes = label_sizes(lab, n)
     sizes[0] = 0
     keep = {int(sizes.argmax())}
     if thickness_mm > 0 and n > 1:
@@ -62,5 +62,8 @@ def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10
         thick_ml = np.bincount(lab[sub][thick], minlength=n + 1) * float(np.prod(csp)) / 1000.0
         thick_ml[0] = 0
         keep |= {int(i) for i in np.flatnonzero(thick_ml >= min_part_ml)}
-    body = np.isin(lab, sorted(keep))
+    table = np.zeros(n + 1, dtype=bool)
+    table[sorted(keep)] = True
+    body = table[lab]  # a lookup table: no sorted or int64 temporaries of the label image
+    del lab
     return fill_holes_axial(body)

@@ -34,6 +34,7 @@ from ._common import (
     check_positive,
     check_range,
     fill_holes_axial,
+    label_sizes,
     largest_component,
     looks_like_ct,
 )
@@ -85,7 +86,7 @@ def _not_enclosed(mask: np.ndarray, cortex: np.ndarray) -> np.ndarray:
     if n == 0:
         return mask
     inside = np.bincount(lab[fill_holes_axial(cortex)], minlength=n + 1)
-    total = np.bincount(lab.ravel(), minlength=n + 1)
+    total = label_sizes(lab, n)
     keep = inside < 0.5 * total
     keep[0] = False
     return keep[lab]
@@ -96,7 +97,7 @@ def _vessel_sized(mask: np.ndarray, spacing, max_mm: float) -> np.ndarray:
     lab, n = ndi.label(mask, structure=_AXIAL)
     if n == 0:
         return mask
-    area = np.bincount(lab.ravel(), minlength=n + 1) * float(spacing[1] * spacing[2])
+    area = label_sizes(lab, n) * float(spacing[1] * spacing[2])
     keep = area <= np.pi * (max_mm / 2.0) ** 2
     keep[0] = False
     return keep[lab]
@@ -115,18 +116,28 @@ def _check_hu(value, name: str) -> float:
 def _fill_holes_not_soft(bone: np.ndarray, soft: np.ndarray, a: np.ndarray, max_soft: float,
                         marrow_hu: float) -> np.ndarray:
     """Fill the axial holes of ``bone`` except those darker than ``marrow_hu`` on average with at least a fraction
-    ``max_soft`` of ``soft`` voxels (disc, spinal canal)."""
-    holes = fill_holes_axial(bone)
-    holes &= ~bone
-    lab, n = ndi.label(holes, structure=_AXIAL)
-    if n == 0:
-        return bone
-    total = np.bincount(lab.ravel(), minlength=n + 1)
-    nsoft = np.bincount(lab[soft], minlength=n + 1)
-    mean = np.bincount(lab.ravel(), weights=a.ravel(), minlength=n + 1) / np.maximum(total, 1)
-    fill = (nsoft < max_soft * total) | (mean >= marrow_hu)
-    fill[0] = False
-    return bone | fill[lab]
+    ``max_soft`` of ``soft`` voxels (disc, spinal canal). Works slice by slice (no full-size label image)."""
+    out = bone.copy()
+    for z in range(bone.shape[0]):
+        b = bone[z]
+        rows = np.flatnonzero(b.any(axis=1))
+        if rows.size == 0:
+            continue
+        cols = np.flatnonzero(b.any(axis=0))
+        sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        holes = ndi.binary_fill_holes(b[sl])
+        holes &= ~b[sl]
+        lab, n = ndi.label(holes, structure=_AXIAL[1])
+        if n == 0:
+            continue
+        total = np.bincount(lab.ravel(), minlength=n + 1)
+        nsoft = np.bincount(lab[soft[z][sl]], minlength=n + 1)
+        inside = lab > 0
+        mean = np.bincount(lab[inside], weights=a[z][sl][inside], minlength=n + 1) / np.maximum(total, 1)
+        fill = (nsoft < max_soft * total) | (mean >= marrow_hu)
+        fill[0] = False
+        out[z][sl] |= fill[lab]
+    return out
 
 
 def label_bones(
@@ -276,7 +287,7 @@ def label_bones(
         lab, n = ndi.label(seeds)
         if n == 0:
             return empty
-        ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(sp)) / 1000.0
+        ml = label_sizes(lab, n) * float(np.prod(sp)) / 1000.0
         has_cortex = np.zeros(n + 1, dtype=bool)
         has_cortex[np.unique(lab[cortex])] = True
         has_cortex[0] = False

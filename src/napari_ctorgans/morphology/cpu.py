@@ -33,7 +33,7 @@ def _fast_shape(shape) -> tuple[int, ...]:
 
 
 #: largest padded FFT grid processed at once (float32); bigger volumes are done in z-slabs with a halo
-MAX_FFT_VOXELS = 16_000_000
+MAX_FFT_VOXELS = 8_000_000
 
 
 def dilate_fft(m: np.ndarray, k: np.ndarray, *, border_value: int = 0, workers=None,
@@ -53,29 +53,35 @@ def dilate_fft(m: np.ndarray, k: np.ndarray, *, border_value: int = 0, workers=N
     plane = (m.shape[1] + k.shape[1]) * (m.shape[2] + k.shape[2])
     slab = max(int(max_voxels // plane) - 2 * hz, 1)
     if slab >= m.shape[0]:
-        return _dilate_fft_block(m, k, border_value, workers)
+        return _dilate_fft_block(m, k, border_value, workers, {})
     out = np.empty(m.shape, dtype=bool)
+    spectra: dict = {}  # the ball's spectrum, computed once per slab shape
     for z0 in range(0, m.shape[0], slab):
         z1 = min(z0 + slab, m.shape[0])
         a, b = max(z0 - hz, 0), min(z1 + hz, m.shape[0])
-        out[z0:z1] = _dilate_fft_block(m[a:b], k, border_value, workers)[z0 - a : z1 - a]
+        out[z0:z1] = _dilate_fft_block(m[a:b], k, border_value, workers, spectra)[z0 - a : z1 - a]
     return out
 
 
-def _dilate_fft_block(m, k, border_value, workers):
+def _ball_spectrum(k, shape, workers, spectra: dict):
+    if shape not in spectra:
+        spectra.clear()  # keep one spectrum alive at a time
+        kernel = np.zeros(shape, dtype=np.float32)
+        kernel[tuple(slice(0, n) for n in k.shape)] = k
+        spectra[shape] = scipy.fft.rfftn(kernel, s=shape, axes=(0, 1, 2), workers=workers, overwrite_x=True)
+    return spectra[shape]
+
+
+def _dilate_fft_block(m, k, border_value, workers, spectra: dict):
     half = _half(k)
     shape = _fast_shape(s + 2 * h for s, h in zip(m.shape, half))
     axes = (0, 1, 2)
-    kernel = np.zeros(shape, dtype=np.float32)
-    kernel[tuple(slice(0, n) for n in k.shape)] = k
-    kspec = scipy.fft.rfftn(kernel, s=shape, axes=axes, workers=workers, overwrite_x=True)
-    del kernel
+    kspec = _ball_spectrum(k, shape, workers, spectra)
     f = np.full(shape, 1.0 if border_value else 0.0, dtype=np.float32)
     f[tuple(slice(h, h + s) for h, s in zip(half, m.shape))] = m
     spec = scipy.fft.rfftn(f, s=shape, axes=axes, workers=workers, overwrite_x=True)
     del f
     spec *= kspec
-    del kspec
     conv = scipy.fft.irfftn(spec, s=shape, axes=axes, workers=workers, overwrite_x=True)
     del spec
     # output index j holds the sum centred at j - half; keep the centres 0..n-1 of the original volume
