@@ -30,6 +30,8 @@ def _predict(w, qtbot):
     assert worker is not None, w.status.text()
     with qtbot.waitSignal(worker.finished, timeout=300_000):
         pass
+    if w.prompt.pending:  # the earlier prediction layer holds the user's corrections: keep it
+        w.prompt.answer("new layer")
     return np.array(w.result_layer.data)
 
 

@@ -28,15 +28,31 @@ def test_auto_label_all_then_grow(make_napari_viewer, qtbot, abdomen_3mm, abdome
     assert np.allclose(layer.scale, image.scale) and np.allclose(layer.translate, image.translate)
     assert np.array_equal(np.asarray(layer.data), ct.auto_label(abdomen_3mm))
 
-    # the user edits the layer: a re-run goes to a new layer, the edit survives
+    # the user edits the layer: a re-run asks first and touches nothing until answered
+    from qtpy.QtCore import Qt
+
     edited = np.asarray(layer.data).copy()
     edited[0, 0, 0] = 1
     layer.data = edited
     widget.run("lungs")
     _wait(qtbot, widget)
+    assert widget.prompt.pending and not widget.prompt.isHidden()
+    assert "auto labels" in widget.prompt.text.text()
+    np.testing.assert_array_equal(np.asarray(layer.data), edited)
+    # "Replace" writes through the undo history: undo brings the edits back
+    qtbot.mouseClick(widget.prompt.buttons["replace"], Qt.MouseButton.LeftButton)
+    assert widget.prompt.isHidden() and not widget.prompt.pending
+    assert set(np.unique(np.asarray(layer.data))) == {0, 3}
+    layer.undo()
+    np.testing.assert_array_equal(np.asarray(layer.data), edited)
+    # "New layer" keeps the edited layer as it is
+    widget.run("lungs")
+    _wait(qtbot, widget)
+    assert widget.prompt.pending
+    qtbot.mouseClick(widget.prompt.buttons["new layer"], Qt.MouseButton.LeftButton)
     labels_layers = [ly for ly in viewer.layers if ly.name.startswith(RESULT_NAME)]
     assert len(labels_layers) == 2
-    assert np.asarray(layer.data)[0, 0, 0] == 1
+    np.testing.assert_array_equal(np.asarray(layer.data), edited)
     assert set(np.unique(np.asarray(widget.result_layer.data))) == {0, 3}
 
     # grow the liver from one click given in world coordinates

@@ -50,12 +50,30 @@ def test_prediction_is_an_aligned_editable_layer(make_napari_viewer, qtbot, chec
     with qtbot.waitSignal(w.run().finished, timeout=300_000):
         pass
     assert [lyr.name for lyr in viewer.layers] == ["scan", "scan prediction"]
-    # the user edits the prediction: the next prediction goes to a new layer, the edit survives
+    # the user edits the prediction: the next prediction asks first and touches nothing until answered
+    from qtpy.QtCore import Qt
+
     layer.data_setitem((np.array([1]), np.array([1]), np.array([1])), 2)
     edited = np.array(layer.data)
     with qtbot.waitSignal(w.run().finished, timeout=300_000):
         pass
+    assert w.prompt.pending and "scan prediction" in w.prompt.text.text()
+    np.testing.assert_array_equal(viewer.layers["scan prediction"].data, edited)
+    qtbot.mouseClick(w.prompt.buttons["discard"], Qt.MouseButton.LeftButton)
+    assert [lyr.name for lyr in viewer.layers] == ["scan", "scan prediction"]
+    np.testing.assert_array_equal(viewer.layers["scan prediction"].data, edited)
+    # "New layer" keeps the edit; "Replace" writes through the undo history
+    with qtbot.waitSignal(w.run().finished, timeout=300_000):
+        pass
+    qtbot.mouseClick(w.prompt.buttons["new layer"], Qt.MouseButton.LeftButton)
     assert [lyr.name for lyr in viewer.layers] == ["scan", "scan prediction", "scan prediction [2]"]
+    np.testing.assert_array_equal(viewer.layers["scan prediction"].data, edited)
+    fresh = np.array(viewer.layers["scan prediction [2]"].data)
+    with qtbot.waitSignal(w.run().finished, timeout=300_000):
+        pass
+    w.prompt.answer("replace")
+    np.testing.assert_array_equal(viewer.layers["scan prediction"].data, fresh)
+    viewer.layers["scan prediction"].undo()
     np.testing.assert_array_equal(viewer.layers["scan prediction"].data, edited)
 
 

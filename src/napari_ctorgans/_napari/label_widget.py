@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
@@ -18,21 +16,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..organs import ORGANS, napari_colormap
+from .layers import digest as _digest
+from .layers import paint as _paint
+from .prompt import EditedLayerPrompt
 
 RESULT_NAME = "auto labels"
-
-
-def _digest(data: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(data).view(np.uint8)).hexdigest()
-
-
-def _paint(layer, where: np.ndarray, values) -> None:
-    """Write ``values`` at ``where`` through the layer's edit history, so napari's undo reverts it."""
-    idx = np.nonzero(where)
-    if not idx[0].size:
-        return
-    vals = values[idx] if isinstance(values, np.ndarray) else values
-    layer.data_setitem(idx, vals)
 
 
 class AutoLabelWidget(QWidget):
@@ -93,6 +81,8 @@ class AutoLabelWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
         self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.prompt = EditedLayerPrompt()
         grow_form = QFormLayout()
         grow_form.addRow("seeds", self.points_combo)
         grow_form.addRow("organ", self.organ_combo)
@@ -106,6 +96,7 @@ class AutoLabelWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.cancel_button)
         layout.addWidget(self.progress)
+        layout.addWidget(self.prompt)
         layout.addLayout(grow_form)
         layout.addWidget(self.grow_button)
         layout.addWidget(self.status)
@@ -210,15 +201,26 @@ class AutoLabelWidget(QWidget):
 
     def _show(self, labels, ct_layer, what):
         layer = self.result_layer
-        edited = (
-            layer is not None and layer in self.viewer.layers
-            and layer.metadata.get("ctorgans_digest") != _digest(np.asarray(layer.data))
-        )
-        if edited or layer is None or layer not in self.viewer.layers or layer.data.shape != labels.shape:
-            self.result_layer = None  # keep the user's edits: results go to a new layer
+        alive = layer is not None and layer in self.viewer.layers and layer.data.shape == labels.shape
+        if alive and layer.metadata.get("ctorgans_digest") != _digest(layer.data):
+            # the user edited the layer since we wrote it: ask before touching it
+            self.prompt.ask(layer.name, lambda choice: self._apply(labels, ct_layer, what, choice))
+            self.status.setText(f"{what} done: '{layer.name}' has edits; choose below what to do with the result")
+            return
+        if not alive:
+            self.result_layer = None
+        self._apply(labels, ct_layer, what, "replace")
+
+    def _apply(self, labels, ct_layer, what, choice):
+        """Put a result into the viewer: ``replace`` (through the undo history), ``new layer`` or ``discard``."""
+        if choice == "discard":
+            self.status.setText(f"{what}: result discarded, '{self.result_layer.name}' kept as edited")
+            return
+        if choice == "new layer":
+            self.result_layer = None  # the edited layer stays as it is
         layer = self._target_layer(ct_layer, labels.shape)
         _paint(layer, labels != np.asarray(layer.data), labels)
-        layer.metadata["ctorgans_digest"] = _digest(np.asarray(layer.data))
+        layer.metadata["ctorgans_digest"] = _digest(layer.data)
         found = ", ".join(ORGANS[int(v)].name for v in np.unique(labels) if v in ORGANS and v)
         self.status.setText(f"{what}: {found or 'nothing found'}")
 
@@ -238,6 +240,6 @@ class AutoLabelWidget(QWidget):
         value = int(self.organ_combo.currentData())
         paint = region & (np.asarray(layer.data) == 0)
         _paint(layer, paint, value)
-        layer.metadata["ctorgans_digest"] = _digest(np.asarray(layer.data))
+        layer.metadata["ctorgans_digest"] = _digest(layer.data)
         self.status.setText(f"{ORGANS[value].name}: {int(paint.sum())} voxels grown")
         return paint

@@ -54,6 +54,22 @@ def volume_from_layer(layer) -> Volume:
     return Volume(data, spacing=tuple(layer.scale), origin=tuple(layer.translate))
 
 
+def digest(data) -> str:
+    """Fingerprint of a layer's data: tells whether the user edited a layer since a widget wrote it."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(data)).view(np.uint8)).hexdigest()
+
+
+def paint(layer, where: np.ndarray, values) -> None:
+    """Write ``values`` at ``where`` through the Labels layer's edit history, so napari's undo reverts it."""
+    idx = np.nonzero(where)
+    if not idx[0].size:
+        return
+    vals = values[idx] if isinstance(values, np.ndarray) else values
+    layer.data_setitem(idx, vals)
+
+
 def _stem(path: str | None) -> str | None:
     if not path:
         return None

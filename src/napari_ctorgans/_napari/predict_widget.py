@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
@@ -18,11 +16,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .layers import digest as _digest
+from .prompt import EditedLayerPrompt
+
 DIGEST_KEY = "ctorgans_prediction_digest"
-
-
-def _digest(data) -> str:
-    return hashlib.sha1(np.ascontiguousarray(np.asarray(data)).view(np.uint8)).hexdigest()
 
 
 class _Progress(QObject):
@@ -65,6 +62,7 @@ class PredictWidget(QWidget):
         self.add_case_button.clicked.connect(lambda: self.add_to_training_set())
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.prompt = EditedLayerPrompt()
 
         form = QFormLayout()
         form.addRow("CT layer", self.image_combo)
@@ -76,6 +74,7 @@ class PredictWidget(QWidget):
         layout.addWidget(self.post)
         layout.addWidget(self.button)
         layout.addWidget(self.progress)
+        layout.addWidget(self.prompt)
         correct = QFormLayout()
         correct.addRow("corrected labels", self.labels_combo)
         layout.addLayout(correct)
@@ -151,19 +150,37 @@ class PredictWidget(QWidget):
         self.worker = None
 
     def _show(self, labels: np.ndarray, ct_layer):
-        from .layers import labels_layer_kwargs, volume_from_layer
-
-        vol = volume_from_layer(ct_layer)
         name = f"{ct_layer.name} prediction"
-        kwargs = labels_layer_kwargs(vol, name=name)
-        kwargs["scale"], kwargs["translate"] = tuple(ct_layer.scale), tuple(ct_layer.translate)
         target = self.viewer.layers[name] if name in self.viewer.layers else None
-        if target is not None and target.metadata.get(DIGEST_KEY) == _digest(target.data) \
-                and np.shape(target.data) == labels.shape:
-            target.data = labels  # our own earlier prediction, unedited: refresh it in place
-            layer = target
+        if target is not None and np.shape(target.data) == labels.shape:
+            if target.metadata.get(DIGEST_KEY) == _digest(target.data):
+                self._apply(labels, ct_layer, "refresh")  # our own earlier prediction, unedited
+            else:  # the user edited it (or it is theirs): ask before touching it
+                self.prompt.ask(name, lambda choice: self._apply(labels, ct_layer, choice))
+                self.status.setText(f"prediction done: '{name}' has edits; choose below what to do with the result")
+            return
+        self._apply(labels, ct_layer, "new layer")
+
+    def _apply(self, labels: np.ndarray, ct_layer, choice: str):
+        """``refresh`` or ``replace`` the existing prediction layer, add a ``new layer``, or ``discard``."""
+        from ..organs import ORGANS
+        from .layers import labels_layer_kwargs, paint, volume_from_layer
+
+        name = f"{ct_layer.name} prediction"
+        if choice == "discard":
+            self.status.setText(f"prediction discarded; '{name}' kept as edited")
+            return
+        if choice == "refresh":
+            layer = self.viewer.layers[name]
+            layer.data = labels
+        elif choice == "replace":  # through the edit history: undo in that layer brings the edits back
+            layer = self.viewer.layers[name]
+            paint(layer, labels != np.asarray(layer.data), labels)
         else:
-            if target is not None:  # the user edited it (or it is theirs): keep it, add a new layer
+            vol = volume_from_layer(ct_layer)
+            kwargs = labels_layer_kwargs(vol, name=name)
+            kwargs["scale"], kwargs["translate"] = tuple(ct_layer.scale), tuple(ct_layer.translate)
+            if name in self.viewer.layers:
                 i = 2
                 while f"{name} [{i}]" in self.viewer.layers:
                     i += 1
@@ -173,8 +190,6 @@ class PredictWidget(QWidget):
         self.result_layer = layer
         self.labels_combo.setCurrentText(layer.name)
         found = [int(v) for v in np.unique(labels) if v]
-        from ..organs import ORGANS
-
         self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
                                                    or "no organ found") + " (editable: paint, fill, erase)")
 
