@@ -108,3 +108,33 @@ def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
     w.stats_image_combo.setCurrentText("small")
     assert w.compute_statistics() == []
     assert "choose the CT" in w.status.text()
+
+
+def test_reference_and_prediction_from_files(make_napari_viewer, qtbot, phantom, tmp_path, abdomen_3mm_labels):
+    from napari_ctorgans._napari.evaluate_widget import EvaluateWidget
+
+    vol, labels = phantom
+    pred = labels.copy()
+    pred[pred == 4] = 0  # the kidneys are missed
+    ct.write_labels(tmp_path / "ref.nii.gz", labels, like=vol)
+    ct.write_labels(tmp_path / "pred.nrrd", pred, like=vol)
+    viewer = make_napari_viewer()
+    w = EvaluateWidget(viewer)
+    ref_layer = w.open_labels_file(tmp_path / "ref.nii.gz", "reference")
+    pred_layer = w.open_labels_file(tmp_path / "pred.nrrd", "prediction")
+    assert w.ref_combo.currentText() == ref_layer.name and w.pred_combo.currentText() == pred_layer.name
+    np.testing.assert_allclose(ref_layer.scale, vol.spacing)
+    with qtbot.waitSignal(w.run().finished, timeout=120_000):
+        pass
+    dice = {w.table.item(i, 0).text(): float(w.table.item(i, 1).text()) for i in range(w.table.rowCount())}
+    assert dice["kidneys"] == 0.0 and dice["liver"] == 1.0
+    # a real reference on another grid: opened, then refused with the reason
+    real = tmp_path / "real.nii.gz"
+    ct.write_labels(real, abdomen_3mm_labels.array, like=abdomen_3mm_labels)
+    w.open_labels_file(real, "reference")
+    assert w.run() is None and "same grid" in w.status.text()
+    # not a label map: a message, no layer
+    (tmp_path / "bad.nii.gz").write_bytes(b"garbage")
+    n = len(viewer.layers)
+    assert w.open_labels_file(tmp_path / "bad.nii.gz") is None and "cannot open" in w.status.text()
+    assert len(viewer.layers) == n

@@ -86,6 +86,12 @@ class EvaluateWidget(QWidget):
         self.tolerance.setValue(2.0)
         self.tolerance.setSuffix(" mm")
         self.tolerance.setToolTip("surface Dice tolerance")
+        self.open_pred_button = QPushButton("File...")
+        self.open_pred_button.setToolTip("open a label file (NIfTI, NRRD, MHA) as the prediction layer")
+        self.open_pred_button.clicked.connect(lambda: self._open_dialog("prediction"))
+        self.open_ref_button = QPushButton("File...")
+        self.open_ref_button.setToolTip("open a label file (NIfTI, NRRD, MHA) as the reference layer")
+        self.open_ref_button.clicked.connect(lambda: self._open_dialog("reference"))
         self.button = QPushButton("Evaluate")
         self.button.clicked.connect(self.run)
         self.table = QTableWidget(0, len(METRIC_COLUMNS))
@@ -97,8 +103,12 @@ class EvaluateWidget(QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("prediction", self.pred_combo)
-        form.addRow("reference", self.ref_combo)
+        for text, combo, opener in (("prediction", self.pred_combo, self.open_pred_button),
+                                    ("reference", self.ref_combo, self.open_ref_button)):
+            row = QHBoxLayout()
+            row.addWidget(combo, 1)
+            row.addWidget(opener)
+            form.addRow(text, row)
         form.addRow("tolerance", self.tolerance)
         buttons = QHBoxLayout()
         buttons.addWidget(self.button)
@@ -148,6 +158,34 @@ class EvaluateWidget(QWidget):
             self.ref_combo.setCurrentIndex(1 if self.pred_combo.currentIndex() == 0 else 0)
         if self.stats_image_combo.currentText() == "(none)" and images:
             self.stats_image_combo.setCurrentText(images[0])
+
+    def open_labels_file(self, path, role: str = "reference"):
+        """Open a label file as a Labels layer (organ names and colours, the file's geometry) and select it as the
+        ``prediction`` or ``reference``; returns the layer, or None with the reason in the status line."""
+        from ..io import read_labels
+        from .layers import labels_layer_kwargs
+
+        if role not in ("prediction", "reference"):
+            raise ValueError(f"role must be 'prediction' or 'reference', got {role!r}")
+        try:
+            vol = read_labels(path)
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            self.status.setText(f"cannot open {path}: {exc}")
+            return None
+        mine, other = (self.pred_combo, self.ref_combo) if role == "prediction" else (self.ref_combo, self.pred_combo)
+        keep = other.currentText()  # the other role's choice stays as it was
+        layer = self.viewer.add_labels(vol.array, **labels_layer_kwargs(vol))
+        mine.setCurrentText(layer.name)
+        if keep and keep != layer.name and other.findText(keep) >= 0:
+            other.setCurrentText(keep)
+        self.status.setText(f"opened {Path(path).name} as the {role} layer '{layer.name}'")
+        return layer
+
+    def _open_dialog(self, role: str):
+        path, _ = QFileDialog.getOpenFileName(self, f"Open {role} labels", "",
+                                              "Label maps (*.nii.gz *.nii *.nrrd *.mha *.mhd);;All files (*)")
+        if path:
+            self.open_labels_file(path, role)
 
     # ---------------------------------------------------------------------------------------------------- metrics
     def run(self):
