@@ -311,7 +311,9 @@ def test_cli_train_then_predict(tmp_path, phantoms, capsys):
         (scans / f"volume-{i}.nii.gz").write_bytes((cases / f"volume-{i}.nii.gz").read_bytes())
     folder = tmp_path / "preds"
     assert main(["predict", str(scans), "-c", str(out / "last.pt"), "-o", str(folder), "--overlap", "0.25"]) == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["volume-0_labels.nii.gz", "volume-1_labels.nii.gz"]
+    # a folder is a cohort: one task per scan on a local Dask cluster, outputs mirrored under -o
+    assert sorted(p.name for p in folder.glob("*.nii.gz")) == ["volume-0_pred.nii.gz", "volume-1_pred.nii.gz"]
+    assert (folder / "ctorgans_predict_summary.csv").exists()
 
 
 def test_sync_batchnorm_is_a_config_field(monkeypatch):

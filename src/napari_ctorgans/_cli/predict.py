@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
-
-_SCAN = re.compile(r"\.(nii\.gz|nii|nrrd|mha|mhd)$", re.IGNORECASE)
 
 
 def register(subparsers) -> None:
@@ -15,7 +12,8 @@ def register(subparsers) -> None:
         "predict",
         help="segment CT scans with a trained model",
         description="Predict organ labels with a checkpoint from 'ctorgans train'; the label map is written in the "
-        "input's geometry. INPUT may be a folder of scans (OUT is then a folder).",
+        "input's geometry. A folder of scans, several files or a .txt list is a cohort: one task per scan on a "
+        "local Dask cluster (or --scheduler), outputs scan_pred.nii.gz next to the inputs or mirrored under -o.",
     )
     p.add_argument("input", nargs="+", help="CT file, DICOM series folder, or a folder of CT files; several files, "
                    "a .txt list of paths, or --scheduler/--workers run a cohort on Dask (see the cohort options)")
@@ -35,20 +33,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _inputs(path: Path) -> list[Path] | None:
-    """Scan files of a folder, or None when the folder is one DICOM series."""
-    if not path.is_dir():
-        return None
-    files = sorted(p for p in path.iterdir() if _SCAN.search(p.name))
-    return files or None
-
-
-def _out_name(scan: Path) -> str:
-    m = _SCAN.search(scan.name)
-    stem = scan.name[: m.start()] if m else scan.name
-    return f"{stem}_labels.nii.gz"
-
-
 def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
     from napari_ctorgans.infer.predict import Predictor
@@ -56,14 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from .cohort import run_cohort_command, wants_cohort
 
     # [cohort] several inputs, a list of paths, a scheduler or a worker count: one Dask task per scan
-    if args.scheduler or args.workers or len(args.input) > 1 or (
-            wants_cohort(args.input) and not Path(args.input[0]).is_dir()):
+    if args.scheduler or args.workers or len(args.input) > 1 or wants_cohort(args.input):
         return run_cohort_command(args, task="predict", inputs=args.input, options={
             "overlap": args.overlap, "mode": args.mode, "batch_size": args.batch_size, "tta": args.tta,
             "postprocess_labels": not args.no_postprocess, "device": args.device})
     args.input = args.input[0]
     if args.output is None:
-        raise ValueError("-o/--output is required for a single scan or a folder without --workers/--scheduler")
+        raise ValueError("-o/--output is required for a single scan")
 
     try:
         from tqdm import tqdm
@@ -71,14 +54,7 @@ def run(args: argparse.Namespace) -> int:
         tqdm = None
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=device)
-    src = Path(args.input)
-    files = _inputs(src)
-    if files is None:
-        jobs = [(src, Path(args.output))]
-    else:
-        out_dir = Path(args.output)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [(f, out_dir / _out_name(f)) for f in files]
+    jobs = [(Path(args.input), Path(args.output))]
     for scan, out in jobs:
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
