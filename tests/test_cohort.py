@@ -249,3 +249,22 @@ def test_predict_cohort_with_a_checkpoint(tmp_path, cluster):
                         progress=False, output_dir=tmp_path / "pred_bad")
     assert [r.status for r in failed] == ["failed"]
     assert bad.name in failed[0].error, str(failed)
+
+
+@pytest.mark.slow
+def test_worker_killed_out_of_memory_is_retried_then_reported(tmp_path):
+    """A scan too big for the workers' memory limit: the nanny kills the worker, the scan is retried on a
+    restarted worker, then reported with the fix; the other scan (on the second worker) is still written."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    ct.write_volume(scans / "small.nii.gz", _phantom(5))
+    os.symlink(data_file("chest_native.nii.gz"), scans / "big.nii.gz")
+    summary = run_cohort(scans, n_workers=2, memory_limit="750MB", retries=1, progress=False,
+                         output_dir=tmp_path / "out")
+    rows = _by_name(summary)
+    assert rows["small.nii.gz"].status == "ok" and is_complete(rows["small.nii.gz"].output)
+    big = rows["big.nii.gz"]
+    assert big.status == "failed" and "KilledWorker" in big.error
+    assert "2 different workers" in big.error  # tried twice: the first run and one retry
+    assert "out of memory" in big.error and "memory_limit" in big.error
+    assert not Path(big.output).exists()
