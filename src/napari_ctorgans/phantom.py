@@ -100,18 +100,23 @@ def make_phantom(
     # liver under the right lung (patient right = negative x)
     liver_c = (lung_z - 105.0 + jit(6), 0.0 + jit(5), -55.0 + jit(6))
     liver = _ellipsoid(z, y, x, liver_c, (55.0, 70.0, 80.0)) & inner & (labels == 0)
-    hu[liver] = 60.0
+    hu[liver] = 100.0  # portal-venous phase, as most CT-ORG scans
     labels[liver] = 1
 
     # kidneys, posterior, contrast-enhanced cortex
     kid_z = -30.0 + jit(8)
     for side in (-1, 1):
-        kid = _ellipsoid(z, y, x, (kid_z + side * 8, 45.0, side * 62.0), (45.0, 22.0, 25.0)) & (labels == 0) & inner
+        kc, kr = (kid_z + side * 8, 45.0, side * 62.0), (45.0, 22.0, 25.0)
+        fat = _ellipsoid(z, y, x, kc, tuple(r + 8.0 for r in kr)) & (labels == 0) & inner
+        hu[fat] = -80.0  # perirenal fat
+        kid = _ellipsoid(z, y, x, kc, kr) & (labels == 0) & inner
         hu[kid] = 150.0
         labels[kid] = 4
 
     # bladder, low and anterior
-    blad = _ellipsoid(z, y, x, (-150.0 + jit(6), -30.0, 0.0 + jit(5)), (28.0, 30.0, 38.0)) & inner & (labels == 0)
+    bc, br = (-150.0 + jit(6), -30.0, 0.0 + jit(5)), (28.0, 30.0, 38.0)
+    hu[_ellipsoid(z, y, x, bc, tuple(r + 8.0 for r in br)) & inner & (labels == 0)] = -80.0  # perivesical fat
+    blad = _ellipsoid(z, y, x, bc, br) & inner & (labels == 0)
     hu[blad] = 10.0
     labels[blad] = 2
 
