@@ -51,7 +51,10 @@ class TrainConfig:
     weight_decay : float
         Adam's L2 weight decay.
     loss : str
-        A loss from ``ct.losses`` ("iou", "dice", "cross_entropy", ...); ``loss_options`` go to it.
+        A loss from ``ct.losses`` ("iou", "dice", "cross_entropy", ...); ``loss_options`` go to it. The IOU and
+        Dice scores are computed over the whole mini-batch (``batch=True``; ``loss_options={"batch": False}`` scores
+        each crop on its own, where a class absent from a crop has a constant loss and its false positives there go
+        unpunished).
     class_weighting : {"uniform", "simple", "square"}
         Class weights from ``ct.losses.class_weights`` over the training labels.
     augment : dict or None
@@ -192,10 +195,12 @@ def _plain(obj: Any) -> Any:
 #: named settings (as dicts of TrainConfig fields)
 TRAIN_PRESETS: dict[str, dict] = {
     # a few minutes on a 2-core CPU: small U-Net, small crops, augmentation from a set iteration
+    # a window whose fixed middle (-950, 400) HU keeps lung parenchyma apart from outside air
     "cpu-quick": dict(
         model="cpu-small", iterations=300, batch_size=2, crop_size=(48, 48, 48), learning_rate=3e-3,
         lr_schedule="cosine", loss="iou", validate_every=50, augment_at=None, plateau_window=40,
         checkpoint_every=25, foreground_prob=0.7,
+        augment={"window_low": [-1000.0, -900.0], "window_high": [230.0, 570.0]},
     ),
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(

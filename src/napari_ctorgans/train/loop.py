@@ -269,7 +269,9 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
         notes.append("some cases are smaller than crop_size; their crops are padded with air")
 
     weights = class_weights([c.labels for c in cases], config.class_weighting, num_classes=config.num_classes)
-    loss_fn = get_loss(config.loss, weighting=weights, **config.loss_options)
+    # the IOU and Dice scores are taken over the whole mini-batch: with the paper's convention a class absent from
+    # one crop scores 0 whatever is predicted there, so per-crop scores never penalise its false positives
+    loss_fn = get_loss(config.loss, weighting=weights, **{"batch": True, **config.loss_options})
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
