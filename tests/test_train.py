@@ -324,3 +324,23 @@ def test_sync_batchnorm_is_a_config_field(monkeypatch):
     assert config.sync_batchnorm is False and not sync_batchnorm_requested(config)
     on = ct.TrainConfig.from_json(config.replace(sync_batchnorm=True).to_json())
     assert on.sync_batchnorm is True and sync_batchnorm_requested(on)
+
+
+# ------------------------------------------------------------------------------------------ weak supervision
+@pytest.mark.slow
+def test_training_on_auto_labels_of_the_real_chest(tmp_path, chest_3mm):
+    """The paper's weak supervision on a real scan: train on the labelers' output for the chest (other soft tissue
+    marked "not labelled"), predict the same scan; the predicted lungs agree with the labeler's (Dice >= 0.90)."""
+    from napari_ctorgans.train import auto_labelled_case
+
+    torch.set_num_threads(2)
+    case = auto_labelled_case(chest_3mm, spacing=3.0)
+    cfg = TrainConfig.preset("cpu-quick", iterations=200, spacing=3.0, augment_at=-1, validate_every=1000,
+                             checkpoint_every=1000, seed=0, output_dir=str(tmp_path / "run"))
+    statuses = list(train(cfg, [case]))
+    assert statuses[-1].done
+    pred = ct.predict(chest_3mm, str(tmp_path / "run" / "last.pt"), overlap=0.25)
+    reference = ct.auto_label(chest_3mm)
+    lung_dice = ct.metrics.dice(pred == 3, reference == 3)
+    print(f"lungs Dice against the labeler {lung_dice:.3f} after {cfg.iterations} iterations")
+    assert lung_dice >= 0.90

@@ -104,8 +104,10 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "paper-inception": ModelConfig(arch="inception_fcn", width=1.0, norm="batch"),
     # 003 / 3D U-Net: 4 levels, 32 -> 512 channels, ~19M parameters.
     "paper-unet": ModelConfig(arch="unet3d", base_width=32, levels=4, norm="batch"),
-    # trains on a 2-core CPU: 4 levels of 8, 16, 32, 64 channels (~0.4M parameters), instance norm (batch 1-2).
-    "cpu-small": ModelConfig(arch="unet3d", base_width=8, levels=4, norm="instance", double_in_level=False),
+    # trains on a 2-core CPU: 4 levels of 8, 16, 32, 64 channels (~0.4M parameters), batch norm: instance norm
+    # normalises each crop's features on their own and so hides the absolute HU level (lung vs outside air, liver
+    # vs muscle), which the small network then learns far more slowly.
+    "cpu-small": ModelConfig(arch="unet3d", base_width=8, levels=4, norm="batch", double_in_level=False),
 }
 
 
