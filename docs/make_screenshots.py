@@ -49,6 +49,9 @@ def _dock(viewer, display_name: str):
 
 
 def main() -> None:
+    if "--loop" in sys.argv:  # only the train/predict/correct/evaluate pictures
+        _loop()
+        return
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1280, 900)
 
@@ -104,6 +107,50 @@ def main() -> None:
             viewer.reset_view()
             _save(viewer, f"widget_{name.lower().replace(' ', '_')}.png")
             viewer.window.remove_dock_widget(w[0] if isinstance(w, tuple) else w)
+    viewer.close()
+
+    # 4. the loop: predict with a quickly trained model, correct, predict again (the question), evaluate
+    _loop()
+
+
+def _wait(worker) -> None:
+    done = []
+    worker.finished.connect(lambda: done.append(True))
+    while not done:
+        _settle(0.2)
+
+
+def _loop() -> None:
+    import tempfile
+
+    run = Path(tempfile.mkdtemp()) / "run"
+    cfg = ct.TrainConfig.preset("cpu-quick", iterations=150, augment_at=-1, validate_every=1000,
+                                output_dir=str(run))
+    for _ in ct.train(cfg, [ct.make_phantom(seed=s) for s in (1, 2)]):
+        pass
+    vol, truth = ct.make_phantom(seed=0)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 900)
+    viewer.add_image(vol.array, **image_layer_kwargs(vol, name="phantom"))
+    viewer.add_labels(truth, **labels_layer_kwargs(vol, name="reference"))
+    viewer.layers["reference"].visible = False
+    dock, predictor = viewer.window.add_plugin_dock_widget("napari-ctorgans", "Predict")
+    predictor.checkpoint.setCurrentText(str(run / "last.pt"))
+    predictor.image_combo.setCurrentText("phantom")
+    _wait(predictor.run())
+    layer = predictor.result_layer
+    layer.data_setitem((np.array([70]), np.array([50]), np.array([60])), 1)  # the user paints a correction
+    _wait(predictor.run())  # predicting again asks before touching the corrected layer
+    viewer.dims.set_point(0, float(vol.origin[0] + 70 * vol.spacing[0]))
+    viewer.reset_view()
+    _save(viewer, "loop_predict_question.png")
+    predictor.prompt.answer("new layer")
+    viewer.window.remove_dock_widget(dock)
+    dock, evaluator = viewer.window.add_plugin_dock_widget("napari-ctorgans", "Evaluate")
+    evaluator.pred_combo.setCurrentText(predictor.result_layer.name)
+    evaluator.ref_combo.setCurrentText("reference")
+    _wait(evaluator.run())
+    _save(viewer, "widget_evaluate.png")
     viewer.close()
 
 
