@@ -54,24 +54,22 @@ def run(args: argparse.Namespace) -> int:
         tqdm = None
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=device)
-    jobs = [(Path(args.input), Path(args.output))]
-    for scan, out in jobs:
-        if out.exists() and not args.overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        vol = ct.read_volume(scan)
-        bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm else None
+    scan, out = Path(args.input), Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    vol = ct.read_volume(scan)
+    bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm else None
 
-        def progress(done, total, bar=bar):
-            if bar is not None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-        labels = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
-                            tta=args.tta, postprocess_labels=not args.no_postprocess, device=device,
-                            progress=progress)
+    def progress(done, total):
         if bar is not None:
-            bar.close()
-        path = ct.write_labels(out, labels, like=vol, overwrite=args.overwrite)
-        found = [ct.ORGANS[int(v)].name for v in __import__("numpy").unique(labels) if v and int(v) in ct.ORGANS]
-        print(f"wrote {path} ({', '.join(found) or 'no organ found'})")
+            bar.total = total
+            bar.update(done - bar.n)
+
+    labels = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
+                        tta=args.tta, postprocess_labels=not args.no_postprocess, device=device, progress=progress)
+    if bar is not None:
+        bar.close()
+    path = ct.write_labels(out, labels, like=vol, overwrite=args.overwrite)
+    found = [ct.ORGANS[int(v)].name for v in __import__("numpy").unique(labels) if v and int(v) in ct.ORGANS]
+    print(f"wrote {path} ({', '.join(found) or 'no organ found'})")
     return 0

@@ -100,15 +100,20 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return lab == int(sizes.argmax())
 
 
-def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
-    """Fill, in every axial slice ``mask[z]``, the holes not connected to the slice border."""
-    out = np.zeros(mask.shape, dtype=bool)
+def axial_boxes(mask: np.ndarray):
+    """Yield ``(z, (rows, cols))``: the bounding box, as slices, of every axial slice of ``mask`` that is not empty."""
     for z in range(mask.shape[0]):
         rows = np.flatnonzero(mask[z].any(axis=1))
         if rows.size == 0:
             continue
         cols = np.flatnonzero(mask[z].any(axis=0))
-        sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        yield z, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+
+
+def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
+    """Fill, in every axial slice ``mask[z]``, the holes not connected to the slice border."""
+    out = np.zeros(mask.shape, dtype=bool)
+    for z, sl in axial_boxes(mask):
         out[z][sl] = ndi.binary_fill_holes(mask[z][sl])
     return out
 

@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 from .. import morphology
 from ._common import (
     as_ct,
+    axial_boxes,
     bbox,
     check_mask_like,
     check_positive,
@@ -118,13 +119,8 @@ def _fill_holes_not_soft(bone: np.ndarray, soft: np.ndarray, a: np.ndarray, max_
     """Fill the axial holes of ``bone`` except those darker than ``marrow_hu`` on average with at least a fraction
     ``max_soft`` of ``soft`` voxels (disc, spinal canal). Works slice by slice (no full-size label image)."""
     out = bone.copy()
-    for z in range(bone.shape[0]):
+    for z, sl in axial_boxes(bone):
         b = bone[z]
-        rows = np.flatnonzero(b.any(axis=1))
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(b.any(axis=0))
-        sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         holes = ndi.binary_fill_holes(b[sl])
         holes &= ~b[sl]
         lab, n = ndi.label(holes, structure=_AXIAL[1])
