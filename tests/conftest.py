@@ -66,3 +66,14 @@ def phantom():
     import napari_ctorgans as ct
 
     return ct.make_phantom(seed=0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small models run fastest on one torch thread (and the machine is shared with other test processes)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,15 +9,7 @@ import torch
 
 import napari_ctorgans as ct
 
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _mean_dice(pred, ref):

@@ -13,14 +13,7 @@ from napari_ctorgans.infer.predict import Predictor, postprocess
 
 monai_inferers = pytest.importorskip("monai.inferers")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (and the machine is shared with other test processes)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,7 @@ from napari_ctorgans.train import (
 
 SPACING = 6.0
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train fastest on one thread (and the machine is shared with other test processes)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
