@@ -289,3 +289,32 @@ def test_power_below_one_has_finite_gradient_at_zero():
     y = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).double()
     inter, sp, sy = (pm * y).sum(-1), pm.sum(-1), y.sum(-1)
     assert float(loss) == pytest.approx(float((1 - inter / (sp + sy - inter)).mean()), rel=1e-12)
+
+
+def test_cross_entropy_term_equals_torch_and_revives_a_saturated_class():
+    probs, target = _random_case(c=3, seed=11)
+    logits = torch.log(probs)
+    target = target.clone()
+    target[0, 0, 0] = IGNORE_LABEL
+    for name, fn in (("iou", losses.iou_loss), ("dice", losses.dice_loss)):
+        got = losses.get_loss(name, cross_entropy_weight=0.5, batch=True)(logits, target)
+        keep = target != IGNORE_LABEL
+        overlap = fn(probs.permute(0, 2, 3, 4, 1)[keep][None].permute(0, 2, 1), target[keep][None], batch=True)
+        ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_LABEL)
+        assert float(got) == pytest.approx(float(overlap + 0.5 * ce), rel=1e-5)
+    # class 2 is present but its softmax is saturated near 0 everywhere: the overlap gradient on its logits all
+    # but vanishes, the cross-entropy gradient does not
+    t = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    t[0, :2] = 2
+    z = torch.zeros(1, 3, 4, 4, 4)
+    z[:, 2] = -14.0
+    grads = []
+    for w in (0.0, 1.0):
+        zz = z.clone().requires_grad_(True)
+        losses.get_loss("iou", cross_entropy_weight=w, batch=True)(zz, t).backward()
+        grads.append(float(zz.grad[0, 2][t[0] == 2].abs().max()))
+    assert grads[0] < 1e-6 < 1e-3 < grads[1]
+    with pytest.raises(ValueError, match="cross_entropy_weight"):
+        losses.get_loss("cross_entropy", cross_entropy_weight=1.0)
+    with pytest.raises(ValueError, match="cross_entropy_weight must be"):
+        losses.get_loss("iou", cross_entropy_weight=-1.0)

@@ -14,7 +14,7 @@ The loop uses a :class:`DistContext` at five points:
 2. ``model = ctx.wrap(model, sync_batchnorm=...)``: DistributedDataParallel (optionally SyncBatchNorm first);
    ``ctx.unwrap(model)`` gives the plain module for ``state_dict``.
 3. ``items = ctx.batch_items(rng, n_cases, batch_size)``: every process draws the *global* batch of
-   ``batch_size * world_size`` (case, crop seed) pairs from the same random stream and keeps its own slice: the
+   ``batch_size * world_size`` (case, crop seed, organ slot) items from the same random stream and keeps its own slice: the
    processes see different cases and crops, and together exactly the crops one process with the global batch
    would see. The stream stays identical on all ranks, so the rank-0 random state in a checkpoint resumes all.
 4. ``loss = ctx.mean(loss)`` / ``ctx.mean_dict(metrics)``: averages across processes (the loss curve of the
@@ -125,12 +125,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def global_batch_items(rng: np.random.Generator, n_cases: int, batch_size: int, *, rank_: int | None = None,
-                       world_size_: int | None = None) -> list[tuple[int, int]]:
-    """This process's share of a global batch: a list of ``batch_size`` pairs (case index, crop seed).
+                       world_size_: int | None = None) -> list[tuple[int, int, int]]:
+    """This process's share of a global batch: ``batch_size`` items (case index, crop seed, organ slot).
 
-    All processes draw the whole global batch (``batch_size * world_size`` pairs) from ``rng`` in the same
-    order, so ``rng`` stays identical everywhere, and process ``r`` keeps pairs ``r*batch_size`` to
+    All processes draw the whole global batch (``batch_size * world_size`` items) from ``rng`` in the same
+    order, so ``rng`` stays identical everywhere, and process ``r`` keeps items ``r*batch_size`` to
     ``(r+1)*batch_size - 1``. With one process this is exactly the batch of a single run of the global size.
+    The organ slots are consecutive numbers from a random start: crop ``j`` of the global batch is centred on
+    organ ``slot % n_organs`` of its case, so the crops of one batch cover different organs (stratified).
     """
     if n_cases < 1:
         raise ValueError(f"n_cases must be >= 1, got {n_cases}")
@@ -143,6 +145,8 @@ def global_batch_items(rng: np.random.Generator, n_cases: int, batch_size: int, 
         case = int(rng.integers(n_cases))
         seed = int(rng.integers(2**31 - 1))
         items.append((case, seed))
+    start = int(rng.integers(1 << 16))
+    items = [(c, s, start + j) for j, (c, s) in enumerate(items)]
     return items[r * batch_size:(r + 1) * batch_size]
 
 
@@ -281,7 +285,7 @@ class DistContext:
         return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
     def batch_items(self, rng: np.random.Generator, n_cases: int, batch_size: int) -> list[tuple[int, int]]:
-        """This process's (case index, crop seed) pairs; see :func:`global_batch_items`."""
+        """This process's (case index, crop seed, organ slot) items; see :func:`global_batch_items`."""
         return global_batch_items(rng, n_cases, batch_size, rank_=self.rank, world_size_=self.world_size)
 
     def mean(self, value: Any) -> Any:

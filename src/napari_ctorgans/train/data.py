@@ -279,11 +279,13 @@ def auto_labelled_case(volume: Volume, *, spacing: float = 3.0, unlabelled: str 
 
 
 def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, foreground_prob: float = 0.5,
-                context: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                context: Sequence[int] | None = None, organ: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A random crop of ``size`` (plus ``context`` voxels on each side); padded with air where the case is smaller.
 
     With probability ``foreground_prob`` the crop is centred on a random labelled voxel (organs are small
-    compared with the body, and this keeps every class in the batches).
+    compared with the body, and this keeps every class in the batches). The organ is drawn at random, or is the
+    ``organ``-th (modulo their number) of the organs the case labels: the training loop gives the crops of one
+    batch different organs, so small organs are in most batches.
     """
     size = np.asarray(size, dtype=int)
     ctx = np.zeros(3, dtype=int) if context is None else np.asarray(context, dtype=int)
@@ -291,7 +293,7 @@ def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, fo
     shape = np.asarray(case.shape)
     centre = None
     if foreground_prob > 0 and rng.random() < foreground_prob:
-        fg = _foreground_index(case, rng)
+        fg = _foreground_index(case, rng, organ)
         if fg.size:
             centre = np.unravel_index(fg[rng.integers(fg.size)], case.shape)
             centre = np.asarray(centre) + rng.integers(-(size // 4), size // 4 + 1)
@@ -314,13 +316,20 @@ def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, fo
     return img, lab
 
 
-def _foreground_index(case: Case, rng: np.random.Generator) -> np.ndarray:
-    """Flat indices of one randomly chosen organ's voxels (class-balanced: small organs are drawn as often)."""
+def _organ_index(case: Case) -> list[np.ndarray]:
+    """Flat voxel indices of each organ the case labels (computed once per case)."""
     per_class = getattr(case, "_fg_index", None)
     if per_class is None:
         flat = case.labels.ravel()
         per_class = [np.flatnonzero(flat == v) for v in case.organs()]
         case._fg_index = per_class  # type: ignore[attr-defined]
+    return per_class
+
+
+def _foreground_index(case: Case, rng: np.random.Generator, organ: int | None = None) -> np.ndarray:
+    """Flat indices of one organ's voxels: random (class-balanced: small organs are drawn as often) or given."""
+    per_class = _organ_index(case)
     if not per_class:
         return np.empty(0, dtype=np.int64)
-    return per_class[int(rng.integers(len(per_class)))]
+    k = int(rng.integers(len(per_class))) if organ is None else int(organ) % len(per_class)
+    return per_class[k]

@@ -136,6 +136,37 @@ def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, win
     return out
 
 
+def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device,
+                          *, seed: Any) -> bool:
+    """Recompute the batch-norm statistics of ``model`` from ``config.bn_recalibration`` un-augmented crops.
+
+    "Precise batch norm": with the weights fixed, the statistics are the plain average over the crops (momentum
+    None) instead of running averages that lag behind the weights and come from augmented crops. The crops are
+    drawn from their own generator (``seed``), so the training's random stream is untouched and a resumed run
+    recalibrates identically. Returns False when the model has no batch norm or recalibration is off.
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not layers or config.bn_recalibration <= 0:
+        return False
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    try:
+        with torch.no_grad():
+            for _ in range(max(1, -(-config.bn_recalibration // config.batch_size))):
+                x, _ = _make_batch(cases, config, rng, False, None, window)
+                model(x.to(device))
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return True
+
+
 def _make_batch(cases, config, rng, augment_on, params, window, items=None):
     from ..augment import AugmentParams, augment
 
@@ -143,15 +174,17 @@ def _make_batch(cases, config, rng, augment_on, params, window, items=None):
     context = tuple(int(math.ceil(c * 0.15)) for c in crop) if augment_on else None
     xs, ys = [], []
     fixed = AugmentParams.none(window=window)
-    # [distributed] (case, crop seed) pairs: this process's share of the global batch, drawn from ``rng``
+    # [distributed] (case, crop seed, organ slot) items: this process's share of the global batch, drawn from ``rng``
     if items is None:
         from ..distributed import global_batch_items
 
         items = global_batch_items(rng, len(cases), config.batch_size, rank_=0, world_size_=1)
-    for case_index, seed in items:
+    # stratified organs: consecutive slots, so the crops of one batch are centred on different organs
+    for case_index, seed, organ in items:
         case = cases[case_index]
         crop_rng = np.random.default_rng(seed)
-        img, lab = random_crop(case, crop, crop_rng, foreground_prob=config.foreground_prob, context=context)
+        img, lab = random_crop(case, crop, crop_rng, foreground_prob=config.foreground_prob, context=context,
+                               organ=organ)
         if augment_on:
             xi, yi = augment(img, lab, params, seed=seed, out_shape=crop)[:2]
         else:
@@ -271,7 +304,10 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
     weights = class_weights([c.labels for c in cases], config.class_weighting, num_classes=config.num_classes)
     # the IOU and Dice scores are taken over the whole mini-batch: with the paper's convention a class absent from
     # one crop scores 0 whatever is predicted there, so per-crop scores never penalise its false positives
-    loss_fn = get_loss(config.loss, weighting=weights, **{"batch": True, **config.loss_options})
+    loss_options = {"batch": True, **config.loss_options}
+    if config.loss.lower() in ("cross_entropy", "ce", "wce", "weighted_cross_entropy"):
+        loss_options.pop("cross_entropy_weight", None)  # a preset's extra term for the overlap losses
+    loss_fn = get_loss(config.loss, weighting=weights, **loss_options)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
@@ -334,6 +370,7 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
     # ``model`` stays the plain module for checkpoints and validation
     net = dist_ctx.wrap(model, sync_batchnorm=_dist.sync_batchnorm_requested(config))
     model.train()
+    stopped = False
     try:
         for it in range(state["iteration"] + 1, config.iterations + 1):
             lr = learning_rate_at(config, it)
@@ -381,7 +418,11 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
             val_dice = score = None
             best = False
             ckpt = None
-            if val_cases and (it % config.validate_every == 0 or it == config.iterations):
+            validating = bool(val_cases) and (it % config.validate_every == 0 or it == config.iterations)
+            if validating or it == config.iterations:
+                # [distributed] each process recalibrates its own copy; rank 0 validates and saves its copy
+                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, it))
+            if validating:
                 # [distributed] rank 0 validates; every process gets its result (same early-stop decision)
                 val_dice = dist_ctx.broadcast(validate(model, val_cases, config, window, device)
                                               if dist_ctx.is_main else None)
@@ -408,8 +449,13 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
             yield status
             if stop:
                 return
+    except GeneratorExit:  # stopped by the caller (the widget's Stop, ``close()``)
+        stopped = True
+        raise
     finally:
         # stopped early (generator closed) or failed: keep the progress made so far, written atomically
         if last_path is not None and state["iteration"] > saved_at:
+            if stopped and not dist_ctx.distributed:  # a stopped run's checkpoint is used for prediction too
+                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, state["iteration"]))
             save_last()
         dist_ctx.teardown()  # [distributed] leave the process group joined by setup
