@@ -241,15 +241,15 @@ class TrainWidget(QWidget):
         """The TrainConfig from the widget's fields."""
         from ..train import TrainConfig
 
-        augment = None
-        if self.augment_json.text().strip():
-            augment = json.loads(Path(self.augment_json.text().strip()).read_text())
+        changes = {}
+        if self.augment_json.text().strip():  # otherwise the preset's augmentation
+            changes["augment"] = json.loads(Path(self.augment_json.text().strip()).read_text())
         crop = int(self.crop.value())
         return TrainConfig.preset(
             self.preset.currentText(), model=self.model.currentText(), loss=self.loss.currentText(),
             class_weighting=self.weighting.currentText(), learning_rate=float(self.lr.value()),
-            iterations=int(self.iterations.value()), crop_size=(crop, crop, crop), augment=augment,
-            output_dir=self.output_dir.text().strip() or None,
+            iterations=int(self.iterations.value()), crop_size=(crop, crop, crop),
+            output_dir=self.output_dir.text().strip() or None, **changes,
         )
 
     def _case_data(self):
