@@ -124,9 +124,8 @@ def _loop() -> None:
     import tempfile
 
     run = Path(tempfile.mkdtemp()) / "run"
-    cfg = ct.TrainConfig.preset("cpu-quick", iterations=150, augment_at=-1, validate_every=1000,
-                                output_dir=str(run))
-    for _ in ct.train(cfg, [ct.make_phantom(seed=s) for s in (1, 2)]):
+    cfg = ct.TrainConfig.preset("cpu-quick", validate_every=10**6, output_dir=str(run))  # as `ctorgans demo`
+    for _ in ct.train(cfg, [ct.make_phantom(seed=s) for s in (1, 2, 3, 4)]):
         pass
     vol, truth = ct.make_phantom(seed=0)
     viewer = napari.Viewer(show=True)

@@ -61,7 +61,7 @@ def test_correct_then_fine_tune_raises_dice(make_napari_viewer, qtbot, tmp_path)
     np.testing.assert_array_equal(trainer.cases[0][1], truth)
     np.testing.assert_allclose(trainer.cases[0][0].spacing, vol.spacing)
 
-    trainer.iterations.setValue(60)
+    trainer.iterations.setValue(150)
     trainer.crop.setValue(24)
     trainer.lr.setValue(0.01)
     trainer.output_dir.setText(str(first))
