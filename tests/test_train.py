@@ -413,3 +413,11 @@ def test_cpu_quick_preset_on_phantoms_reaches_090_for_every_organ_on_an_unseen_s
     print(f"{cfg.iterations} iterations in {minutes:.1f} min; Dice on phantom seed 100: "
           + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     assert min(scores.values()) >= 0.90, scores
+
+
+def test_cross_entropy_loss_over_a_preset_drops_the_presets_extra_term(tmp_path, phantoms):
+    cfg = ct.TrainConfig.preset("cpu-quick").replace(loss="wce")
+    assert cfg.loss_options == {"cross_entropy_weight": 0.5}
+    statuses = list(train(quick_config(tmp_path, iterations=2, loss="wce", loss_options=cfg.loss_options),
+                          phantoms[:1]))
+    assert statuses[-1].done and np.isfinite(statuses[-1].loss)

@@ -418,8 +418,7 @@ class SegmentationLoss(torch.nn.Module):
         cross_entropy_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        key = str(name).lower().replace("-", "_")
-        key = _ALIASES.get(key, key)
+        key = loss_name(name)
         if key not in LOSSES:
             raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
         self.name = key
@@ -482,6 +481,12 @@ class SegmentationLoss(torch.nn.Module):
 
 LOSSES = ("iou", "dice", "cross_entropy")
 _ALIASES = {"jaccard": "iou", "wce": "cross_entropy", "ce": "cross_entropy", "weighted_cross_entropy": "cross_entropy"}
+
+
+def loss_name(name: str) -> str:
+    """The canonical name of a loss (``"jaccard"`` -> ``"iou"``, ``"wce"`` -> ``"cross_entropy"``, ...)."""
+    key = str(name).lower().replace("-", "_")
+    return _ALIASES.get(key, key)
 
 
 def get_loss(name: str, **kwargs: Any) -> SegmentationLoss:

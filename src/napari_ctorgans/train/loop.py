@@ -272,7 +272,7 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
 def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_path, best_path, resume) -> Iterator[TrainStatus]:
     from ..augment import AugmentParams
     from ..nn import build_model
-    from ..nn.losses import class_weights, get_loss
+    from ..nn.losses import class_weights, get_loss, loss_name
 
     t0 = time.perf_counter()
     # denormal floats (tiny activations late in training) slow CPU kernels several-fold; flush them to zero
@@ -305,7 +305,7 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
     # the IOU and Dice scores are taken over the whole mini-batch: with the paper's convention a class absent from
     # one crop scores 0 whatever is predicted there, so per-crop scores never penalise its false positives
     loss_options = {"batch": True, **config.loss_options}
-    if config.loss.lower() in ("cross_entropy", "ce", "wce", "weighted_cross_entropy"):
+    if loss_name(config.loss) == "cross_entropy":
         loss_options.pop("cross_entropy_weight", None)  # a preset's extra term for the overlap losses
     loss_fn = get_loss(config.loss, weighting=weights, **loss_options)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
