@@ -14,9 +14,9 @@ The loop uses a :class:`DistContext` at five points:
 2. ``model = ctx.wrap(model, sync_batchnorm=...)``: DistributedDataParallel (optionally SyncBatchNorm first);
    ``ctx.unwrap(model)`` gives the plain module for ``state_dict``.
 3. ``items = ctx.batch_items(rng, n_cases, batch_size)``: every process draws the *global* batch of
-   ``batch_size * world_size`` (case, crop seed, organ slot) items from the same random stream and keeps its own slice: the
-   processes see different cases and crops, and together exactly the crops one process with the global batch
-   would see. The stream stays identical on all ranks, so the rank-0 random state in a checkpoint resumes all.
+   ``batch_size * world_size`` (case, crop seed, organ slot) items from the same random stream and keeps its own
+   slice: the processes see different cases and crops, and together exactly the crops one process with the global
+   batch would see. The stream stays identical on all ranks, so the rank-0 random state in a checkpoint resumes all.
 4. ``loss = ctx.mean(loss)`` / ``ctx.mean_dict(metrics)``: averages across processes (the loss curve of the
    global batch); ``ctx.broadcast(obj)`` shares a rank-0 decision (validation, early stop).
 5. ``if ctx.is_main: save_checkpoint(...)``; ``ctx.barrier()``; ``ctx.teardown()`` at the end.
@@ -284,7 +284,7 @@ class DistContext:
         """The plain module inside a DistributedDataParallel wrapper (for ``state_dict`` and validation)."""
         return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
-    def batch_items(self, rng: np.random.Generator, n_cases: int, batch_size: int) -> list[tuple[int, int]]:
+    def batch_items(self, rng: np.random.Generator, n_cases: int, batch_size: int) -> list[tuple[int, int, int]]:
         """This process's (case index, crop seed, organ slot) items; see :func:`global_batch_items`."""
         return global_batch_items(rng, n_cases, batch_size, rank_=self.rank, world_size_=self.world_size)
 

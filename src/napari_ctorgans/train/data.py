@@ -316,19 +316,13 @@ def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, fo
     return img, lab
 
 
-def _organ_index(case: Case) -> list[np.ndarray]:
-    """Flat voxel indices of each organ the case labels (computed once per case)."""
+def _foreground_index(case: Case, rng: np.random.Generator, organ: int | None = None) -> np.ndarray:
+    """Flat indices of one organ's voxels: random (class-balanced: small organs are drawn as often) or given."""
     per_class = getattr(case, "_fg_index", None)
     if per_class is None:
         flat = case.labels.ravel()
         per_class = [np.flatnonzero(flat == v) for v in case.organs()]
         case._fg_index = per_class  # type: ignore[attr-defined]
-    return per_class
-
-
-def _foreground_index(case: Case, rng: np.random.Generator, organ: int | None = None) -> np.ndarray:
-    """Flat indices of one organ's voxels: random (class-balanced: small organs are drawn as often) or given."""
-    per_class = _organ_index(case)
     if not per_class:
         return np.empty(0, dtype=np.int64)
     k = int(rng.integers(len(per_class))) if organ is None else int(organ) % len(per_class)
