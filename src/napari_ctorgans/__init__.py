@@ -32,6 +32,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "make_phantom": (".phantom", "make_phantom"),
     "ORGANS": (".organs", "ORGANS"),
     "Organ": (".organs", "Organ"),
+    "organ_statistics": (".stats", "organ_statistics"),
     # labelling
     "morphology": (".morphology", None),
     "label_lungs": (".labelers", "label_lungs"),
