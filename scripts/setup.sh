@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 libfontconfig1 libdbus-1-3 libxkbcommon0
 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-libxcb-render-util0 libxcb-shape0 libxcb-xfixes0"
+libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 dicom3tools"
 
 missing=""
 if command -v dpkg >/dev/null 2>&1; then
