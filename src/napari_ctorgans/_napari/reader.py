@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .layers import image_layer_kwargs, labels_layer_kwargs
 
-_LABEL_NAME = re.compile(r"(label|labels|seg|segmentation|mask|ctorg)", re.IGNORECASE)
 _SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
@@ -43,14 +41,18 @@ def get_reader(path):
 
 
 def read_ct(path):
-    """Read one CT volume or label map into napari layer data."""
-    from ..io import read_labels, read_volume
-    from ..io._read import looks_like_labels
+    """Read one CT volume or label map into napari layer data.
+
+    Label map or image is decided from the content (whole numbers 0..255 with few distinct values), never from
+    the file name: ``liver_mask.nii.gz`` may well be a CT.
+    """
+    from ..io import read_volume
+    from ..io._read import as_labels, looks_like_labels
 
     if isinstance(path, (list, tuple)):
         path = path[0]
     vol = read_volume(path)
-    if _LABEL_NAME.search(Path(path).name) or looks_like_labels(vol):
-        labels = read_labels(path)
+    if looks_like_labels(vol):
+        labels = as_labels(vol, path)
         return [(labels.array, labels_layer_kwargs(labels), "labels")]
     return [(vol.array, image_layer_kwargs(vol), "image")]

@@ -10,7 +10,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..volume import Volume
-from ._sitk import SUPPORTED_SUFFIXES, from_sitk
+from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, from_sitk, label_dtype
+from ._verify import Damaged, scan
 
 _SERIES_UID = "0020|000e"
 _SERIES_DESCRIPTION = "0008|103e"
@@ -116,35 +117,41 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _check_not_truncated(path: Path) -> None:
-    """Refuse a cut-off NIfTI file (an interrupted copy or download), which would otherwise read as zeros."""
-    name = path.name.lower()
-    if not name.endswith((".nii", ".nii.gz")):
-        return
+def _check_file(path: Path) -> None:
+    """Refuse an empty, cut-off or corrupted file, and a NIfTI header whose geometry cannot be used."""
     try:
-        info = sitk.ImageFileReader()
-        info.SetFileName(str(path))
-        info.ReadImageInformation()
-    except RuntimeError:
-        return  # reported by the reader itself
-    nbytes = int(np.prod(info.GetSize())) * info.GetNumberOfComponents() * np.dtype(
-        sitk.GetArrayViewFromImage(sitk.Image([1] * info.GetDimension(), info.GetPixelID())).dtype
-    ).itemsize
-    size = path.stat().st_size
-    if name.endswith(".gz"):
-        # the gzip trailer holds the uncompressed size modulo 2**32: a truncated file ends in arbitrary bytes
-        with open(path, "rb") as fh:
-            fh.seek(-4, os.SEEK_END)
-            isize = int.from_bytes(fh.read(4), "little")
-        expected = nbytes % 2**32
-        ok = 0 <= (isize - expected) % 2**32 <= 1 << 20  # header and extensions come on top of the voxels
-    else:
-        ok = size >= nbytes
-    if not ok:
+        found = scan(path)
+    except Damaged as exc:
         raise ValueError(
-            f"{path} is truncated or damaged (the file holds less data than its header announces); "
-            "copy or download it again"
+            f"cannot read {path}: it is truncated or damaged ({exc}); copy or download it again "
+            "(an interrupted transfer or a full disk causes this)"
+        ) from None
+    if found.format == "nifti":
+        _check_nifti_header(path, found.header)
+
+
+def _check_nifti_header(path: Path, hdr: dict) -> None:
+    if hdr["version"] == 2:
+        raise ValueError(
+            f"{path} is a NIfTI-2 file, which the ITK reader used here cannot open; save it as NIfTI-1, e.g. "
+            "with nibabel: nib.save(nib.Nifti1Image.from_image(nib.load(path)), 'scan_nifti1.nii.gz')"
         )
+    spatial = hdr["pixdim"][1 : 1 + min(3, hdr["ndim"])]
+    if not all(np.isfinite(p) and p != 0 for p in spatial):
+        raise ValueError(
+            f"{path} has voxel spacing pixdim[1:4] = {spatial} in its NIfTI header; zero, NaN or infinite spacing "
+            "cannot place the voxels in space (ITK would silently assume 1 mm). Set the true voxel size in the "
+            "header (e.g. nibabel: img.header.set_zooms(...)) or export the scan again"
+        )
+    for code, values, names in ((hdr["sform_code"], hdr["srow"], "srow_x/y/z (sform)"),
+                                (hdr["qform_code"], hdr["quatern"], "quatern_b/c/d, qoffset_x/y/z (qform)")):
+        if code > 0 and not all(np.isfinite(v) for v in values):
+            raise ValueError(
+                f"{path} has NaN or infinite values in {names} of its NIfTI header, so its position in space is "
+                "unknown (ITK would silently use 0). Fix the header or export the scan again"
+            )
+        if code > 0:
+            break  # ITK uses the sform when it is set, else the qform
 
 
 def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume:
@@ -181,7 +188,7 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume
         return _read_dicom(p, series, None)
     if _is_dicom_file(p) or p.suffix.lower() == ".dcm":
         return _read_dicom(p.parent, series, p)
-    _check_not_truncated(p)
+    _check_file(p)
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
@@ -199,29 +206,37 @@ def read_labels(path: str | os.PathLike) -> Volume:
     Raises
     ------
     ValueError
-        The file holds non-integer values (it is probably an image, not a label map) or negative labels.
+        The file holds non-integer values (it is probably an image, not a label map), negative labels, or labels
+        above :data:`~napari_ctorgans.io._sitk.LABEL_MAX`.
     """
-    vol = read_volume(path)
+    return as_labels(read_volume(path), path)
+
+
+def as_labels(vol: Volume, path: str | os.PathLike | None = None) -> Volume:
+    """Check that a volume read from ``path`` holds labels (integers 0..LABEL_MAX); store them compactly."""
     arr = vol.array
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{path} holds non-integer values; it looks like an image, not a label map")
-        arr = arr.astype(np.int32)
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{path} holds negative values (min {arr.min()}); label maps need values >= 0")
-    top = int(arr.max()) if arr.size else 0
-    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
-    vol.array = arr.astype(dtype, copy=False)
+    name = path or vol.path or "the label map"
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr))):
+        raise ValueError(f"{name} holds non-integer values; it looks like an image, not a label map")
+    lo, hi = (arr.min().item(), arr.max().item()) if arr.size else (0, 0)
+    if lo < 0:
+        raise ValueError(f"{name} holds negative values (min {lo:g}); label maps need values >= 0 "
+                         "(it is probably a CT image: open it with read_volume)")
+    if hi > LABEL_MAX:
+        raise ValueError(f"{name} holds the label value {hi:g}, above the largest supported label {LABEL_MAX}; "
+                         "it is probably an image or damaged, not a label map")
+    vol.array = arr.astype(label_dtype(int(hi)), copy=False)
     return vol
 
 
 def looks_like_labels(vol: Volume, max_labels: int = 32) -> bool:
-    """Heuristic: integer array with few distinct non-negative values (a label map rather than CT)."""
+    """Decide from the content: whole numbers 0..255 with few distinct values are a label map, not CT."""
     arr = vol.array
-    if arr.dtype.kind not in "biu":
-        return False
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi > 255:
+    if arr.dtype.kind not in "biuf" or not arr.size:
         return False
     sample = arr[:: max(1, arr.shape[0] // 8)]
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(sample)) or not np.array_equal(sample, np.round(sample))):
+        return False
+    if arr.min() < 0 or arr.max() > 255:
+        return False
     return len(np.unique(sample)) <= max_labels

@@ -13,6 +13,34 @@ CANONICAL = "LPS"
 
 SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
+#: The largest label value a label map may hold (files store labels as uint8, uint16 or int32).
+LABEL_MAX = 2**31 - 1
+
+#: Voxel sizes (mm) outside this range are a damaged header or a wrong unit, never a CT.
+SPACING_RANGE = (1e-4, 1e4)
+
+
+def label_dtype(top: int) -> type:
+    """The smallest dtype for labels up to ``top`` (at most :data:`LABEL_MAX`; callers refuse larger ones)."""
+    return np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
+
+
+def check_geometry(image: sitk.Image, path: str | None) -> None:
+    """Refuse a spacing or origin that cannot place the voxels in space (NaN, infinite, zero or absurd)."""
+    spacing, origin = image.GetSpacing(), image.GetOrigin()
+    lo, hi = SPACING_RANGE
+    if not all(np.isfinite(s) and lo <= s <= hi for s in spacing):
+        raise ValueError(
+            f"{path or 'image'} has voxel spacing {tuple(spacing)} mm (x, y, z); a spacing must lie between "
+            f"{lo:g} and {hi:g} mm. The header is damaged or uses another unit: fix the spacing in the header "
+            "or export the scan again"
+        )
+    if not all(np.isfinite(o) for o in origin) or not all(np.isfinite(d) for d in image.GetDirection()):
+        raise ValueError(
+            f"{path or 'image'} has origin {tuple(origin)} / direction {tuple(image.GetDirection())} with NaN or "
+            "infinite values; its position in space is unknown. Fix the header or export the scan again"
+        )
+
 
 def orientation_code(image: sitk.Image) -> str:
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
@@ -30,6 +58,7 @@ def from_sitk(image: sitk.Image, *, path: str | None = None, reorient: bool = Tr
             f"{path or 'image'} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
             "(colour or vector image); CT must be single-channel"
         )
+    check_geometry(image, path)
     source = orientation_code(image)
     if reorient and source != CANONICAL:
         image = sitk.DICOMOrient(image, CANONICAL)

@@ -11,7 +11,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..volume import Volume
-from ._sitk import SUPPORTED_SUFFIXES, to_sitk
+from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, label_dtype, to_sitk
+from ._verify import Damaged, array_digest, scan
 
 _WRITABLE = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 
@@ -21,7 +22,69 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def _check_mhd_data_file(path: Path, compress: bool) -> None:
+    """A ``.mhd`` header comes with a data file of the same stem: never replace one that is not its own."""
+    data = path.with_suffix(".zraw" if compress else ".raw")
+    if not data.exists():
+        return
+    owner = None
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for line in fh.read(1 << 16).decode("latin-1").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "ElementDataFile":
+                    owner = value.strip()
+    if owner != data.name:
+        raise FileExistsError(
+            f"{data} exists and is not the data file of {path}; writing {path.name} would replace it. "
+            f"Move {data.name} away or choose another name"
+        )
+
+
+def _verify_written(tmp: Path, image: sitk.Image, digest: str) -> None:
+    """The temporary file must announce the image's grid and hold exactly its voxels; else raise Damaged."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(tmp))
+    info.ReadImageInformation()
+    same = info.GetSize() == image.GetSize() and info.GetPixelID() == image.GetPixelID() and all(
+        np.allclose(a, b, rtol=1e-5, atol=1e-4)
+        for a, b in ((info.GetSpacing(), image.GetSpacing()), (info.GetOrigin(), image.GetOrigin()),
+                     (info.GetDirection(), image.GetDirection()))
+    )
+    if not same:
+        raise Damaged("its header does not read back as written")
+    found = scan(tmp, digest=True).digest
+    if found is None:  # a layout scan() does not follow: read the whole image back
+        found = array_digest(sitk.GetArrayViewFromImage(sitk.ReadImage(str(tmp))))
+    if found != digest:
+        raise Damaged("its voxels do not read back as written")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, exc: Exception) -> OSError:
+    text = str(exc).strip()
+    reason = text.splitlines()[-1] if text else type(exc).__name__
+    free = shutil.disk_usage(path.parent).free
+    kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+    return OSError(
+        f"could not write {path}: {reason}. {free / 1e6:.0f} MB free in {path.parent}; the disk may be full or a "
+        f"quota or file-size limit (ulimit -f) reached: free some space or choose another folder ({kept})"
+    )
+
+
 def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: bool) -> Path:
+    """Write into a temporary folder beside the target, verify the file, and only then move it into place.
+
+    A crash, a full disk or a writer that fails without raising (ITK's NIfTI writer prints "NWAD" and returns)
+    never leaves a partial file under the final name, and never replaces the previous one.
+    """
     suffix = _suffix(path)
     if suffix not in _WRITABLE:
         raise ValueError(
@@ -30,25 +93,29 @@ def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: b
         )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    if suffix == ".mhd":
+        _check_mhd_data_file(path, compress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # write everything into a temporary folder next to the target, then move into place: a crash or a full
-    # disk never leaves a half-written file under the final name.
+    digest = array_digest(sitk.GetArrayViewFromImage(image))
     tmpdir = Path(tempfile.mkdtemp(prefix=".ctorgans-", dir=path.parent))
     try:
         tmp = tmpdir / path.name
         try:
             sitk.WriteImage(image, str(tmp), useCompression=compress)
-        except RuntimeError as exc:
-            free = shutil.disk_usage(path.parent).free
-            raise OSError(
-                f"could not write {path} ({str(exc).strip().splitlines()[-1]}); {free / 1e6:.0f} MB free in "
-                f"{path.parent}: free some space or choose another folder. Nothing was overwritten."
-            ) from None
+            _verify_written(tmp, image, digest)
+            for written in tmpdir.iterdir():
+                _fsync(written)
+        except (RuntimeError, OSError, Damaged) as exc:
+            raise _write_error(path, exc) from None
         if suffix == ".mhd":  # the header names its data file: move the data first, then the header
             for extra in tmpdir.iterdir():
                 if extra.name != path.name:
                     os.replace(extra, path.parent / extra.name)
         os.replace(tmp, path)
+        try:
+            _fsync(path.parent)  # make the rename itself durable
+        except OSError:  # pragma: no cover - file systems without directory fsync
+            pass
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return path
@@ -74,13 +141,20 @@ def write_labels(
         The image the labels belong to.
     overwrite : bool
         Replace an existing file (never done silently).
+    compress : bool
+        Compress the voxels of ``.mha``, ``.mhd`` and ``.nrrd`` (``.nii.gz`` always is, ``.nii`` never).
 
     Raises
     ------
     ValueError
-        Shape mismatch, non-integer labels, or an unsupported suffix.
+        Shape mismatch, non-integer, negative or too large labels (above ``LABEL_MAX``), or an unsupported suffix.
     FileExistsError
-        The file exists and ``overwrite`` is False.
+        The file exists and ``overwrite`` is False, or (``.mhd``) a data file of the same stem that belongs to
+        another header is in the way.
+    OSError
+        The file could not be written completely (full disk, quota, file-size limit): the written file is
+        verified (complete, and its voxels read back with the same hash) before it replaces anything, so the
+        previous file is unchanged.
     """
     arr = np.asarray(labels)
     if arr.shape != like.shape:
@@ -89,10 +163,15 @@ def write_labels(
         arr = arr.astype(np.uint8)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"labels must be integers, got dtype {arr.dtype}; use labels.astype(np.uint8)")
-    if arr.size and arr.min() < 0:
-        raise ValueError("labels must be >= 0")
-    top = int(arr.max()) if arr.size else 0
-    arr = arr.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32, copy=False)
+    lo, top = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if lo < 0:
+        raise ValueError(f"labels must be >= 0, got {lo}; nothing was written to {path}")
+    if top > LABEL_MAX:
+        raise ValueError(
+            f"labels hold the value {top}, above the largest label a file stores ({LABEL_MAX}); nothing was "
+            f"written to {path}. Renumber the labels first (e.g. skimage.segmentation.relabel_sequential)"
+        )
+    arr = arr.astype(label_dtype(top), copy=False)
     image = to_sitk(arr, like, orientation=like.source_orientation)
     return _atomic_write(image, Path(path), overwrite=overwrite, compress=compress)
 

@@ -1,0 +1,260 @@
+"""Does a file hold what its header announces? Sizes, gzip/zlib checksums and a digest of the voxel bytes.
+
+Used on every read (a damaged or cut-off file is refused instead of being read as zeros or noise) and on every
+write (the temporary file must be complete and hold exactly the intended voxels before it replaces anything).
+Everything streams in chunks of :data:`CHUNK` bytes, so memory stays flat for any volume size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+CHUNK = 1 << 22  # 4 MiB
+
+_META_ITEMSIZE = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                  "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+_NRRD_ITEMSIZE = {
+    **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t", "signed char", "int8", "int8_t"), 1),
+    **dict.fromkeys(("short", "short int", "signed short", "int16", "int16_t", "ushort", "unsigned short",
+                     "uint16", "uint16_t"), 2),
+    **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t",
+                     "float"), 4),
+    **dict.fromkeys(("longlong", "long long", "int64", "int64_t", "ulonglong", "unsigned long long", "uint64",
+                     "uint64_t", "double"), 8),
+}
+
+
+class Damaged(ValueError):
+    """The file's bytes disagree with its header (cut off, bit-flipped, or a failed write)."""
+
+
+@dataclass
+class Scan:
+    """What :func:`scan` found: the voxel-byte digest (None where the layout cannot be followed) and the header."""
+
+    digest: str | None
+    format: str
+    header: dict = field(default_factory=dict)
+
+
+def array_digest(array: np.ndarray) -> str:
+    """Digest of an array's bytes in C order, hashed slab by slab (no full copy of the array)."""
+    arr = np.asarray(array)
+    h = hashlib.blake2b(digest_size=20)
+    if arr.ndim == 0 or arr.size == 0:
+        h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+    per_slab = max(1, CHUNK // max(1, arr[0].nbytes))
+    for start in range(0, arr.shape[0], per_slab):
+        h.update(memoryview(np.ascontiguousarray(arr[start : start + per_slab])).cast("B"))
+    return h.hexdigest()
+
+
+def _inflate(fh: BinaryIO, wbits: int, multi: bool) -> Iterator[bytes]:
+    """Decompress a zlib/gzip stream chunk by chunk; checksums are checked by zlib, an early end is refused."""
+    d = zlib.decompressobj(wbits)
+    data = fh.read(CHUNK)
+    try:
+        while data:
+            out = d.decompress(data, CHUNK)
+            if out:
+                yield out
+            if d.eof:
+                rest = d.unused_data or (fh.read(CHUNK) if multi else b"")
+                if not multi or not rest.strip(b"\0"):
+                    return
+                d, data = zlib.decompressobj(wbits), rest  # a further gzip member
+                continue
+            data = d.unconsumed_tail or fh.read(CHUNK)
+        tail = d.flush()
+        if tail:
+            yield tail
+    except zlib.error as exc:
+        raise Damaged(f"the compressed data is corrupt: {exc}") from None
+    if not d.eof:
+        raise Damaged("the compressed data ends early (the file was cut off)")
+
+
+def _raw(fh: BinaryIO) -> Iterator[bytes]:
+    while data := fh.read(CHUNK):
+        yield data
+
+
+def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: bool) -> str | None:
+    """Skip ``offset`` bytes, then hash ``nbytes``; refuse a stream shorter than ``offset + nbytes``."""
+    h = hashlib.blake2b(digest_size=20) if want_digest else None
+    pos = 0
+    end = offset + nbytes
+    for chunk in stream:
+        lo, hi = max(offset - pos, 0), min(end - pos, len(chunk))
+        if h is not None and hi > lo:
+            h.update(memoryview(chunk)[lo:hi])
+        pos += len(chunk)
+    if pos < end:
+        raise Damaged(f"it holds {pos - offset if pos > offset else 0} bytes of voxel data where its header "
+                      f"announces {nbytes}")
+    return h.hexdigest() if h is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------- NIfTI
+
+
+def nifti_header(head: bytes) -> dict:
+    """Parse the fields of a NIfTI-1 or NIfTI-2 header that say where the voxels are and where they lie."""
+    if len(head) < 348:
+        raise Damaged(f"its NIfTI header is incomplete ({len(head)} of 348 bytes)")
+    for order in "<>":
+        size = struct.unpack_from(order + "i", head, 0)[0]
+        if size in (348, 540):
+            break
+    else:
+        raise Damaged("its first bytes are not a NIfTI header (sizeof_hdr is neither 348 nor 540)")
+    if size == 540:
+        if len(head) < 540:
+            raise Damaged(f"its NIfTI-2 header is incomplete ({len(head)} of 540 bytes)")
+        dims, (bitpix,) = struct.unpack_from(order + "8q", head, 16), struct.unpack_from(order + "h", head, 14)
+        pixdim, (vox_offset,) = struct.unpack_from(order + "8d", head, 104), struct.unpack_from(order + "q", head, 168)
+        qform, sform = struct.unpack_from(order + "ii", head, 344)
+        quatern, srow = struct.unpack_from(order + "6d", head, 352), struct.unpack_from(order + "12d", head, 400)
+    else:
+        dims, (bitpix,) = struct.unpack_from(order + "8h", head, 40), struct.unpack_from(order + "h", head, 72)
+        pixdim, (vox_offset,) = struct.unpack_from(order + "8f", head, 76), struct.unpack_from(order + "f", head, 108)
+        qform, sform = struct.unpack_from(order + "hh", head, 252)
+        quatern, srow = struct.unpack_from(order + "6f", head, 256), struct.unpack_from(order + "12f", head, 280)
+    ndim = int(dims[0])
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]) or bitpix <= 0 or bitpix % 8:
+        raise Damaged(f"its NIfTI header is corrupt (dim {tuple(dims)}, bitpix {bitpix})")
+    if not np.isfinite(vox_offset) or vox_offset < size:
+        raise Damaged(f"its NIfTI header is corrupt (vox_offset {vox_offset})")
+    nbytes = int(np.prod([int(d) for d in dims[1 : ndim + 1]], dtype=object)) * (bitpix // 8)
+    return {"version": 1 if size == 348 else 2, "little_endian": order == "<", "ndim": ndim,
+            "dim": tuple(int(d) for d in dims[1 : ndim + 1]), "pixdim": tuple(float(p) for p in pixdim),
+            "vox_offset": int(vox_offset), "nbytes": nbytes, "qform_code": int(qform), "sform_code": int(sform),
+            "quatern": tuple(float(q) for q in quatern), "srow": tuple(float(s) for s in srow)}
+
+
+def _scan_nifti(path: Path, gz: bool, want_digest: bool) -> Scan:
+    with open(path, "rb") as fh:
+        stream = _inflate(fh, 31, multi=True) if gz else _raw(fh)
+        first = b""
+        for chunk in stream:  # collect the header (up to 544 bytes)
+            first += chunk
+            if len(first) >= 544:
+                break
+        hdr = nifti_header(first)
+        want = want_digest and hdr["little_endian"]
+        if not gz and not want:  # the size tells whether the voxels are all there; no need to read them
+            size = path.stat().st_size
+            if size < hdr["vox_offset"] + hdr["nbytes"]:
+                raise Damaged(f"it holds {max(size - hdr['vox_offset'], 0)} bytes of voxel data where its header "
+                              f"announces {hdr['nbytes']}")
+            return Scan(None, "nifti", hdr)
+        digest = _payload(_chain(first, stream), hdr["vox_offset"], hdr["nbytes"], want)
+    return Scan(digest, "nifti", hdr)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+# ------------------------------------------------------------------------------------------- MetaImage, NRRD
+
+
+def _text_header(fh: BinaryIO, meta: bool) -> tuple[dict, int]:
+    """Key/value header of a MetaImage (``key = value``, ends at ElementDataFile) or NRRD (ends at a blank line)."""
+    fields: dict[str, str] = {}
+    offset = 0
+    for _ in range(4096):
+        line = fh.readline(1 << 16)
+        if not line:
+            break
+        offset += len(line)
+        text = line.decode("latin-1").rstrip("\r\n")
+        if not meta and not text.strip():
+            return fields, offset
+        sep = "=" if meta else ":"
+        if sep in text and not text.startswith("#"):
+            key, value = text.split(sep, 1)
+            fields[key.strip().lower()] = value.strip()
+            if meta and key.strip() == "ElementDataFile":
+                return fields, offset
+    raise Damaged("its header has no end (the file was cut off inside the header, or it is not an image)")
+
+
+def _scan_meta(path: Path, want_digest: bool) -> Scan:
+    with open(path, "rb") as fh:
+        fields, offset = _text_header(fh, meta=True)
+        try:
+            count = int(np.prod([int(v) for v in fields["dimsize"].split()], dtype=object))
+            count *= int(fields.get("elementnumberofchannels", "1"))
+            itemsize = _META_ITEMSIZE[fields["elementtype"]]
+        except (KeyError, ValueError):
+            return Scan(None, "meta", fields)  # a layout we do not follow: ITK reports it
+        datafile = fields.get("elementdatafile", "")
+        if datafile != "LOCAL":
+            if " " in datafile or "%" in datafile or datafile.upper() == "LIST":
+                return Scan(None, "meta", fields)
+            path, offset = path.parent / datafile, 0
+            if not path.is_file():
+                raise Damaged(f"its data file {path} is missing")
+        compressed = fields.get("compresseddata", "false").lower() == "true"
+        little = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "false")).lower() != "true"
+        with open(path, "rb") as data:
+            data.seek(offset)
+            stream = _inflate(data, 47, multi=False) if compressed else _raw(data)
+            digest = _payload(stream, 0, count * itemsize, want_digest and little)
+    return Scan(digest, "meta", fields)
+
+
+def _scan_nrrd(path: Path, want_digest: bool) -> Scan:
+    with open(path, "rb") as fh:
+        fields, offset = _text_header(fh, meta=False)
+        itemsize = _NRRD_ITEMSIZE.get(fields.get("type", ""))
+        encoding = fields.get("encoding", "")
+        if itemsize is None or "data file" in fields or "datafile" in fields or encoding not in ("raw", "gzip", "gz"):
+            return Scan(None, "nrrd", fields)
+        try:
+            count = int(np.prod([int(v) for v in fields["sizes"].split()], dtype=object))
+        except (KeyError, ValueError):
+            return Scan(None, "nrrd", fields)
+        fh.seek(offset)
+        stream = _raw(fh) if encoding == "raw" else _inflate(fh, 31, multi=True)
+        little = fields.get("endian", "little") == "little" or itemsize == 1
+        digest = _payload(stream, 0, count * itemsize, want_digest and little)
+    return Scan(digest, "nrrd", fields)
+
+
+def scan(path: str | Path, *, digest: bool = False) -> Scan:
+    """Check that a file is complete and its compressed data intact; optionally digest its voxel bytes.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd`` (other files return an empty :class:`Scan`).
+    digest : bool
+        Also hash the voxel bytes (in file order), to compare with :func:`array_digest` of the written array.
+
+    Raises
+    ------
+    Damaged
+        The file is empty, cut off, or its compressed data fail their checksum.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_file() and path.stat().st_size == 0:
+        raise Damaged("the file is empty (0 bytes)")
+    if name.endswith((".nii", ".nii.gz")):
+        return _scan_nifti(path, name.endswith(".gz"), digest)
+    if name.endswith((".mha", ".mhd")):
+        return _scan_meta(path, digest)
+    if name.endswith(".nrrd"):
+        return _scan_nrrd(path, digest)
+    return Scan(None, "other")
