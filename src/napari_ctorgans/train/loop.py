@@ -104,10 +104,12 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(metrics.dice(pred.reshape(1, 1, -1), ref.reshape(1, 1, -1)))
 
 
-def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device) -> dict[str, float]:
+def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device,
+             progress=None) -> dict[str, float]:
     """Per-organ Dice over all tiles of the validation cases (voxels marked ignore are left out).
 
     An organ's Dice is computed over the concatenation of the cases where it is labelled (global Dice).
+    ``progress``, when given, is called as ``progress(tiles_done, tiles_total, "validation, case i of n")``.
     """
     from ..infer.sliding import sliding_window
 
@@ -115,10 +117,12 @@ def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, win
     model.eval()
     preds, refs = [], []
     try:
-        for case in cases:
+        for i, case in enumerate(cases):
             x = torch.from_numpy(window_image(case.image, window))[None, None].to(device)
+            tiles = None if progress is None else (
+                lambda done, total, what=f"validation, case {i + 1} of {len(cases)}": progress(done, total, what))
             probs = sliding_window(x, model, roi_size=config.crop_size, overlap=config.val_overlap,
-                                   mode=config.val_mode, batch_size=1, device="cpu")
+                                   mode=config.val_mode, batch_size=1, device="cpu", progress=tiles)
             pred = probs[0].argmax(0).numpy().astype(np.uint8)
             keep = case.labels != IGNORE_LABEL
             preds.append(pred[keep])
@@ -137,13 +141,14 @@ def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, win
 
 
 def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device,
-                          *, seed: Any) -> bool:
+                          *, seed: Any, progress=None) -> bool:
     """Recompute the batch-norm statistics of ``model`` from ``config.bn_recalibration`` un-augmented crops.
 
     "Precise batch norm": with the weights fixed, the statistics are the plain average over the crops (momentum
     None) instead of running averages that lag behind the weights and come from augmented crops. The crops are
     drawn from their own generator (``seed``), so the training's random stream is untouched and a resumed run
     recalibrates identically. Returns False when the model has no batch norm or recalibration is off.
+    ``progress``, when given, is called as ``progress(batches_done, batches_total, "batch norm")``.
     """
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not layers or config.bn_recalibration <= 0:
@@ -157,9 +162,12 @@ def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: Tra
     model.train()
     try:
         with torch.no_grad():
-            for _ in range(max(1, -(-config.bn_recalibration // config.batch_size))):
+            batches = max(1, -(-config.bn_recalibration // config.batch_size))
+            for b in range(batches):
                 x, _ = _make_batch(cases, config, rng, False, None, window)
                 model(x.to(device))
+                if progress is not None:
+                    progress(b + 1, batches, "batch norm")
     finally:
         for m, momentum in zip(layers, momenta):
             m.momentum = momentum
@@ -200,7 +208,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 # --------------------------------------------------------------------------------------------------- train
 def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = None, *, resume: bool = False,
-          overwrite: bool = False, cache_dir: Any = None) -> Iterator[TrainStatus]:
+          overwrite: bool = False, cache_dir: Any = None, progress=None) -> Iterator[TrainStatus]:
     """Train a segmentation model; a generator with one :class:`TrainStatus` per iteration.
 
     Parameters
@@ -218,6 +226,10 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
         Start a new run in an ``output_dir`` that already holds checkpoints (they are replaced).
     cache_dir : str, optional
         Where resampled file cases are cached.
+    progress : callable, optional
+        Called as ``progress(done, total, what)`` from the thread running the generator during the long steps
+        between two statuses: the batch-norm recalibration (``what="batch norm"``, crops batches) and the
+        validation (``what="validation, case i of n"``, tiles). A GUI shows them instead of a silent wait.
 
     Yields
     ------
@@ -266,10 +278,11 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
     if not train_list:
         raise ValueError("train_cases is empty: give at least one (image, labels) case or a folder of cases")
     val_list = load_cases(val_cases, spacing=config.spacing, cache_dir=cache_dir)
-    return _run(config, train_list, val_list, last_path, best_path, resume)
+    return _run(config, train_list, val_list, last_path, best_path, resume, progress=progress)
 
 
-def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_path, best_path, resume) -> Iterator[TrainStatus]:
+def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_path, best_path, resume,
+         progress=None) -> Iterator[TrainStatus]:
     from ..augment import AugmentParams
     from ..nn import build_model
     from ..nn.losses import class_weights, get_loss, loss_name
@@ -421,10 +434,10 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
             validating = bool(val_cases) and (it % config.validate_every == 0 or it == config.iterations)
             if validating or it == config.iterations:
                 # [distributed] each process recalibrates its own copy; rank 0 validates and saves its copy
-                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, it))
+                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, it), progress=progress)
             if validating:
                 # [distributed] rank 0 validates; every process gets its result (same early-stop decision)
-                val_dice = dist_ctx.broadcast(validate(model, val_cases, config, window, device)
+                val_dice = dist_ctx.broadcast(validate(model, val_cases, config, window, device, progress)
                                               if dist_ctx.is_main else None)
                 score = float(np.mean(list(val_dice.values()))) if val_dice else 0.0
                 state["val_history"].append({"iteration": it, "dice": val_dice, "score": score})
