@@ -54,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  orientation:     {vol.source_orientation} (held in memory as LPS, axis 0 inferior->superior)")
     print(f"  values:          min {arr.min()}  max {arr.max()}  mean {float(np.mean(arr)):.1f}")
     if "dicom_series" in vol.metadata:
-        print(f"  DICOM series:    {vol.metadata['dicom_series']!r} ({vol.metadata['dicom_files']} files)")
+        resampled = ", resampled onto an even grid" if vol.metadata.get("dicom_resampled") else ""
+        print(f"  DICOM series:    {vol.metadata['dicom_series']!r} ({len(vol.metadata['dicom_files'])} files{resampled})")
     return 0

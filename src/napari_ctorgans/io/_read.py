@@ -12,102 +12,7 @@ import SimpleITK as sitk
 from ..volume import Volume
 from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, from_sitk, label_dtype
 from ._verify import Damaged, scan
-
-_SERIES_UID = "0020|000e"
-_SERIES_DESCRIPTION = "0008|103e"
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def list_dicom_series(folder: str | os.PathLike) -> list[dict]:
-    """List the DICOM series in a folder.
-
-    Returns
-    -------
-    list of dict
-        One dict per series with ``uid``, ``files`` (sorted by slice position), ``n_slices`` and ``description``.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder")
-    reader = sitk.ImageSeriesReader()
-    series = []
-    for uid in reader.GetGDCMSeriesIDs(str(folder)):
-        files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
-        description = ""
-        try:
-            info = sitk.ImageFileReader()
-            info.SetFileName(files[0])
-            info.ReadImageInformation()
-            if info.HasMetaDataKey(_SERIES_DESCRIPTION):
-                description = info.GetMetaData(_SERIES_DESCRIPTION).strip()
-        except RuntimeError:
-            pass
-        series.append({"uid": uid, "files": files, "n_slices": len(files), "description": description})
-    return series
-
-
-def _series_of_file(path: Path) -> str:
-    info = sitk.ImageFileReader()
-    info.SetFileName(str(path))
-    info.ReadImageInformation()
-    return info.GetMetaData(_SERIES_UID).strip() if info.HasMetaDataKey(_SERIES_UID) else ""
-
-
-def _read_dicom(folder: Path, series: str | None, file_hint: Path | None) -> Volume:
-    found = list_dicom_series(folder)
-    if not found:
-        raise ValueError(
-            f"no DICOM series found in {folder}; point to a folder of DICOM slices or to a NIfTI/NRRD/MHA file"
-        )
-    if series is None and file_hint is not None:
-        series = _series_of_file(file_hint)
-    if series is None:
-        if len(found) > 1:
-            listing = "\n".join(f"  {s['uid']!r}: {s['n_slices']} slices {s['description']}" for s in found)
-            raise ValueError(
-                f"{folder} holds {len(found)} DICOM series; choose one with "
-                f"read_volume(path, series=<uid>) (CLI: --series <uid>) or open one of its files:\n{listing}"
-            )
-        chosen = found[0]
-    else:
-        matches = [s for s in found if s["uid"] == series or (s["uid"].strip() == str(series).strip())]
-        if not matches:
-            known = ", ".join(repr(s["uid"]) for s in found)
-            raise ValueError(f"DICOM series {series!r} is not in {folder}; series found: {known}")
-        chosen = matches[0]
-    if chosen["n_slices"] < 2:
-        raise ValueError(
-            f"DICOM series {chosen['uid']!r} in {folder} has a single slice; a CT volume needs the whole series"
-        )
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(chosen["files"])
-    image = reader.Execute()  # rescale slope/intercept are applied by GDCM
-    modality = ""
-    try:
-        info = sitk.ImageFileReader()
-        info.SetFileName(chosen["files"][0])
-        info.ReadImageInformation()
-        modality = info.GetMetaData("0008|0060").strip() if info.HasMetaDataKey("0008|0060") else ""
-    except RuntimeError:
-        pass
-    if modality and modality.upper() != "CT":
-        warnings.warn(
-            f"DICOM series in {folder} has modality {modality!r}, not CT; HU thresholds and models assume CT "
-            "in Hounsfield units, so results on it are meaningless",
-            UserWarning,
-            stacklevel=3,
-        )
-    return from_sitk(image, path=str(folder), dicom_series=chosen["uid"], dicom_files=len(chosen["files"]),
-                     modality=modality or "CT")
-
+from ._dicom import _is_dicom_file, _read_dicom, _series_of_file, list_dicom_series  # noqa: F401
 
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
@@ -154,7 +59,7 @@ def _check_nifti_header(path: Path, hdr: dict) -> None:
             break  # ITK uses the sform when it is set, else the qform
 
 
-def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume:
+def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_irregular: bool = False) -> Volume:
     """Read a CT volume in Hounsfield units, reoriented so axis 0 runs inferior -> superior.
 
     Parameters
@@ -163,6 +68,10 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume
         NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD, a DICOM series folder, or any file of a DICOM series.
     series : str, optional
         DICOM series instance UID, needed when a folder holds several series.
+    resample_irregular : bool
+        Read an unevenly spaced DICOM series by interpolating onto an even grid between the true slice positions
+        (with a warning). By default such a series is refused, because missing or displaced slices look the same.
+        A gantry-tilted series is always resampled onto an orthogonal grid, with a warning.
 
     Returns
     -------
@@ -185,9 +94,9 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None) -> Volume
     """
     p = _check_path(path)
     if p.is_dir():
-        return _read_dicom(p, series, None)
+        return _read_dicom(p, series, None, resample_irregular)
     if _is_dicom_file(p) or p.suffix.lower() == ".dcm":
-        return _read_dicom(p.parent, series, p)
+        return _read_dicom(p.parent, series, p, resample_irregular)
     _check_file(p)
     try:
         image = sitk.ReadImage(str(p))
