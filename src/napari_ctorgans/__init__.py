@@ -26,6 +26,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "read_labels": (".io", "read_labels"),
     "write_labels": (".io", "write_labels"),
     "write_volume": (".io", "write_volume"),
+    "write_dicom_seg": (".io.dicom_seg", "write_dicom_seg"),
+    "write_rtstruct": (".io.rtstruct", "write_rtstruct"),
     "list_dicom_series": (".io", "list_dicom_series"),
     "resample": (".resampling", "resample"),
     "gaussian_sigmas": (".resampling", "gaussian_sigmas"),

@@ -57,3 +57,51 @@ def napari_colormap(include_ignore: bool = True) -> dict[int | None, tuple]:
         colors[IGNORE_LABEL] = (0.5, 0.5, 0.5, 0.5)
     colors[None] = (1.0, 0.0, 1.0, 1.0)  # any other value
     return colors
+
+
+@dataclass(frozen=True)
+class SnomedCode:
+    """A SNOMED CT concept (scheme designator ``SCT``) as DICOM codes it."""
+
+    value: str
+    meaning: str
+
+
+_ANATOMY = SnomedCode("91723000", "Anatomical Structure")
+_TISSUE = SnomedCode("85756007", "Tissue")
+
+#: label value -> (segmented property category, segmented property type) for DICOM-SEG and RTSTRUCT;
+#: the one place for the organs' SNOMED CT codes.
+SNOMED: dict[int, tuple[SnomedCode, SnomedCode]] = {
+    1: (_ANATOMY, SnomedCode("10200004", "Liver")),
+    2: (_ANATOMY, SnomedCode("89837001", "Urinary bladder")),
+    3: (_ANATOMY, SnomedCode("39607008", "Lung")),
+    4: (_ANATOMY, SnomedCode("64033007", "Kidney")),
+    5: (_TISSUE, SnomedCode("272673000", "Bone")),
+    6: (_ANATOMY, SnomedCode("12738006", "Brain")),
+}
+
+#: codes for a segment without a CT-ORG organ (a user's own class).
+SNOMED_OTHER: tuple[SnomedCode, SnomedCode] = (_TISSUE, _TISSUE)
+
+#: other names the organs go by in segmentations made elsewhere (matched case-insensitively, after the codes).
+ORGAN_ALIASES: dict[int, tuple[str, ...]] = {
+    1: ("liver",),
+    2: ("bladder", "urinary bladder", "urinary_bladder"),
+    3: ("lung", "lungs", "left lung", "right lung", "lung_left", "lung_right"),
+    4: ("kidney", "kidneys", "left kidney", "right kidney", "kidney_left", "kidney_right"),
+    5: ("bone", "bones", "skeleton", "bone structure"),
+    6: ("brain",),
+}
+
+
+def organ_from_segment(code_value: str | None, name: str | None) -> int | None:
+    """The CT-ORG value of a segment or ROI made elsewhere, by its SNOMED CT code first, then its name."""
+    for value, (_, code) in SNOMED.items():
+        if code_value and str(code_value).strip() == code.value:
+            return value
+    key = (name or "").strip().lower()
+    for value, names in ORGAN_ALIASES.items():
+        if key in names:
+            return value
+    return None

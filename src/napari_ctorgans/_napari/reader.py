@@ -51,6 +51,12 @@ def read_ct(path):
 
     if isinstance(path, (list, tuple)):
         path = path[0]
+    from ..io.dicom_seg import dicom_kind, read_dicom_labels
+
+    kind = dicom_kind(path)
+    if kind is not None:  # DICOM-SEG or RTSTRUCT, on the grid of the CT series found next to it
+        labels = read_dicom_labels(path, None, kind)
+        return [(labels.array, labels_layer_kwargs(labels), "labels")]
     vol = read_volume(path)
     if looks_like_labels(vol):
         labels = as_labels(vol, path)

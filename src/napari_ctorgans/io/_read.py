@@ -109,8 +109,17 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
     return from_sitk(image, path=str(p))
 
 
-def read_labels(path: str | os.PathLike) -> Volume:
+def read_labels(path: str | os.PathLike, *, like: Volume | str | os.PathLike | None = None) -> Volume:
     """Read a label map (integer values, CT-ORG convention) in the canonical orientation.
+
+    Parameters
+    ----------
+    path : str or path
+        A label image (NIfTI, NRRD, MHA/MHD), a DICOM-SEG file, or an RTSTRUCT file.
+    like : Volume or path, optional
+        For DICOM-SEG and RTSTRUCT: the CT they belong to (or its series folder); the labels come on its grid.
+        Without it the CT is looked for next to the file; an RTSTRUCT needs it, a DICOM-SEG otherwise comes on
+        the grid of its own frames. Segment names are in ``metadata["segment_names"]``.
 
     Raises
     ------
@@ -118,6 +127,11 @@ def read_labels(path: str | os.PathLike) -> Volume:
         The file holds non-integer values (it is probably an image, not a label map), negative labels, or labels
         above :data:`~napari_ctorgans.io._sitk.LABEL_MAX`.
     """
+    from .dicom_seg import dicom_kind, read_dicom_labels
+
+    kind = dicom_kind(path)
+    if kind is not None:
+        return read_dicom_labels(path, like, kind)
     return as_labels(read_volume(path), path)
 
 

@@ -1,0 +1,309 @@
+"""DICOM Segmentation objects (DICOM-SEG) out of and into CT-ORG label maps, with highdicom.
+
+One segment per organ present, named and coded in SNOMED CT (:data:`napari_ctorgans.organs.SNOMED`), with the
+algorithm that made it, references to every source instance and the source's frame of reference. Reading maps
+segments to organ values by code, then name; other segments get free values and keep their names in
+``volume.metadata["segment_names"]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..organs import IGNORE_LABEL, ORGANS, SNOMED, SNOMED_OTHER, organ_from_segment
+from ..volume import Volume
+from ._dicom_source import atomic_save, check_labels, frame_indices, plane_indices, source_series
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+ALGORITHM_NAME = "napari-ctorgans"
+
+
+def segment_names(labels, values, names: dict | None) -> dict[int, str]:
+    """Names of the label values: given ones, those the label map carries, then the CT-ORG table."""
+    carried = labels.metadata.get("segment_names", {}) if isinstance(labels, Volume) else {}
+    given = {int(k): str(v) for k, v in {**carried, **(names or {})}.items()}
+    return {v: given.get(v) or (ORGANS[v].name if v in ORGANS else f"label {v}") for v in values}
+
+
+def present_values(arr: np.ndarray) -> list[int]:
+    """Label values present (background and the ignore value left out)."""
+    return [int(v) for v in np.unique(arr) if v not in (0, IGNORE_LABEL)]
+
+
+def _description(number: int, value: int, name: str, algorithm, algorithm_type: str):
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    category, prop = SNOMED.get(value, SNOMED_OTHER)
+    rgb = ORGANS[value].color if value in ORGANS and value != 0 else (0.5, 0.5, 0.5, 1.0)
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=name,
+        segmented_property_category=Code(category.value, "SCT", category.meaning),
+        segmented_property_type=Code(prop.value, "SCT", prop.meaning),
+        algorithm_type=algorithm_type,
+        algorithm_identification=algorithm,
+        display_color=hd.color.CIELabColor.from_rgb(*(int(round(c * 255)) for c in rgb[:3])),
+    )
+
+
+def write_dicom_seg(
+    path: str | os.PathLike,
+    labels,
+    like: Volume,
+    *,
+    manual_edits: bool = False,
+    names: dict[int, str] | None = None,
+    algorithm_version: str = __version__,
+    series_description: str = "CT organs",
+    overwrite: bool = False,
+) -> Path:
+    """Write a label map of a CT read from DICOM as a DICOM Segmentation object (binary, one segment per organ).
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.dcm`` file to write (written whole or not at all).
+    labels : ndarray (Z, Y, X) of int, or Volume
+        On the grid of ``like`` (CT-ORG values; others are written as ``"label N"`` or their name in ``names``).
+    like : Volume
+        The CT, read from its DICOM series (``ct.read_volume(folder)``).
+    manual_edits : bool
+        The labels were corrected by hand: the segments are flagged ``SEMIAUTOMATIC`` instead of ``AUTOMATIC``.
+    names : dict, optional
+        Segment names for label values outside the CT-ORG table.
+    algorithm_version : str
+        Version recorded in the Segment Algorithm Identification (default: this package's version).
+    overwrite : bool
+        Replace an existing file (never done silently).
+
+    Raises
+    ------
+    ValueError
+        The CT did not come from DICOM, the labels are not on its grid, or the label map is empty.
+    FileNotFoundError
+        Instances of the source series are missing.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    arr = check_labels(labels, like, "DICOM-SEG")
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    datasets = source_series(like, "DICOM-SEG")
+    values = present_values(arr)
+    lut = np.zeros(int(arr.max()) + 1, dtype=np.uint16)
+    lut[values] = np.arange(1, len(values) + 1)
+    frames = np.stack([lut[arr[idx]] for idx in frame_indices(like, datasets, "DICOM-SEG")])
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=ALGORITHM_NAME, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
+    )
+    kind = "SEMIAUTOMATIC" if manual_edits else "AUTOMATIC"
+    named = segment_names(labels, values, names)
+    seg = hd.seg.Segmentation(
+        source_images=datasets,
+        pixel_array=frames.astype(np.uint8 if len(values) < 256 else np.uint16),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_description(n, v, named[v], algorithm, kind) for n, v in enumerate(values, 1)],
+        series_instance_uid=hd.UID(),
+        series_number=901,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=ALGORITHM_NAME,
+        manufacturer_model_name=ALGORITHM_NAME,
+        software_versions=__version__,
+        device_serial_number="0",
+        series_description=series_description,
+        content_label="ORGANS",
+        content_description="CT-ORG organs" + (", corrected by hand" if manual_edits else ""),
+    )
+    return atomic_save(seg, path, overwrite=overwrite)
+
+
+def free_values(taken: set[int]):
+    """Label values for segments that are no CT-ORG organ: after the organ table, skipping taken ones."""
+    value = max(ORGANS) + 1
+    while True:
+        if value not in taken and value != IGNORE_LABEL:
+            taken.add(value)
+            yield value
+        value += 1
+
+
+def _functional(seg, i: int, name: str):
+    per = seg.PerFrameFunctionalGroupsSequence[i] if "PerFrameFunctionalGroupsSequence" in seg else None
+    if per is not None and name in per:
+        return per[name][0]
+    return seg.SharedFunctionalGroupsSequence[0][name][0]
+
+
+def _frame_planes(seg) -> list[tuple]:
+    """(segment number, position, orientation, pixel spacing) of every frame."""
+    planes = []
+    for i in range(int(seg.get("NumberOfFrames", 1))):
+        number = int(_functional(seg, i, "SegmentIdentificationSequence").ReferencedSegmentNumber)
+        position = _functional(seg, i, "PlanePositionSequence").ImagePositionPatient
+        orientation = _functional(seg, i, "PlaneOrientationSequence").ImageOrientationPatient
+        spacing = _functional(seg, i, "PixelMeasuresSequence").PixelSpacing
+        planes.append((number, position, orientation, spacing))
+    return planes
+
+
+def grid_of_planes(planes: list[tuple], rows: int, cols: int, gap: float | None = None) -> Volume:
+    """The smallest regular grid holding every plane (for a SEG read without its CT)."""
+    import SimpleITK as sitk
+
+    from ._sitk import from_sitk
+
+    iop = np.asarray(planes[0][2], dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    positions = np.array([np.asarray(p[1], dtype=float) for p in planes])
+    depth = positions @ normal
+    levels = np.unique(np.round(depth, 3))
+    step = float(gap) if gap else (float(np.diff(levels).min()) if len(levels) > 1 else 1.0)
+    n = int(round((levels[-1] - levels[0]) / step)) + 1
+    first = positions[int(np.argmin(depth))]
+    image = sitk.Image([cols, rows, n], sitk.sitkUInt8)
+    image.SetSpacing([float(planes[0][3][1]), float(planes[0][3][0]), step])
+    image.SetOrigin(first.tolist())
+    image.SetDirection(np.column_stack([iop[:3], iop[3:], normal]).ravel().tolist())
+    return from_sitk(image)
+
+
+def _frames_of(seg) -> np.ndarray:
+    frames = np.asarray(seg.pixel_array)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if str(seg.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
+        return frames >= (int(seg.get("MaximumFractionalValue", 255)) + 1) // 2
+    return frames > 0
+
+
+def read_dicom_seg(path: str | os.PathLike, like: Volume | str | os.PathLike | None = None) -> Volume:
+    """Read a DICOM-SEG file as a CT-ORG label map.
+
+    Parameters
+    ----------
+    path : str or path
+        A DICOM Segmentation object (BINARY or FRACTIONAL).
+    like : Volume or path, optional
+        The CT it belongs to (or its series folder): the labels come on its grid. Without it, the grid is the
+        smallest one holding the segmentation's frames, in the same patient coordinates.
+
+    Returns
+    -------
+    Volume
+        Integer labels; segments coded or named as a CT-ORG organ take its value, others the next free values,
+        with all names in ``metadata["segment_names"]``. Where segments overlap, the later one wins.
+    """
+    import highdicom as hd
+
+    from ._read import read_volume
+
+    try:
+        seg = hd.seg.segread(path)
+    except Exception as exc:  # noqa: BLE001 - highdicom raises several types for malformed files
+        raise ValueError(f"cannot read {path} as a DICOM Segmentation ({exc}); export it again from its source") from None
+    if isinstance(like, (str, os.PathLike)):
+        like = read_volume(like)
+    planes = _frame_planes(seg)
+    rows, cols = int(seg.Rows), int(seg.Columns)
+    if like is None:
+        gap = _functional(seg, 0, "PixelMeasuresSequence").get("SpacingBetweenSlices")
+        like = grid_of_planes(planes, rows, cols, gap)
+    value_of, names, taken = {}, {}, set(ORGANS)
+    free = free_values(taken)
+    for number in seg.segment_numbers:
+        desc = seg.get_segment_description(number)
+        value = organ_from_segment(desc.segmented_property_type.value, desc.segment_label)
+        value = value if value is not None and value not in value_of.values() else next(free)
+        value_of[number], names[value] = value, str(desc.segment_label)
+    top = max(value_of.values())
+    out = np.zeros(like.shape, dtype=np.uint8 if top < 256 else np.uint16)
+    for frame, (number, position, orientation, spacing) in zip(_frames_of(seg), planes):
+        idx = plane_indices(like, position, orientation, spacing, rows, cols)
+        if idx is None:
+            raise ValueError(
+                f"{path} has frames outside the grid of the CT {like.path}; it was made on another series. "
+                "Give the CT series it was made for (its Referenced Series)."
+            )
+        out[idx[0][frame], idx[1][frame], idx[2][frame]] = value_of[number]
+    return Volume(out, like.spacing, like.origin, like.direction, like.source_orientation, path=str(path),
+                  metadata={"segment_names": names, "dicom_seg": True})
+
+
+def referenced_instances(ds) -> set[str]:
+    """SOP Instance UIDs of the images a SEG or RTSTRUCT refers to."""
+    uids = {str(i.ReferencedSOPInstanceUID) for s in ds.get("ReferencedSeriesSequence", [])
+            for i in s.get("ReferencedInstanceSequence", [])}
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in frame.get("RTReferencedStudySequence", []):
+            for series in study.get("RTReferencedSeriesSequence", []):
+                uids |= {str(i.ReferencedSOPInstanceUID) for i in series.get("ContourImageSequence", [])}
+    return uids
+
+
+def find_source_ct(path: str | os.PathLike, limit: int = 64) -> Path | None:
+    """A CT instance next to a SEG or RTSTRUCT (its folder, sibling folders) that the object refers to."""
+    import pydicom
+
+    from ._dicom_source import _is_dicom
+
+    p = Path(path).resolve()
+    uids = referenced_instances(pydicom.dcmread(p, stop_before_pixels=True))
+    if not uids:
+        return None
+    folders = [p.parent, *sorted(d for d in p.parent.iterdir() if d.is_dir())]
+    folders += sorted(d for d in p.parent.parent.iterdir() if d.is_dir() and d != p.parent)
+    for folder in folders[:limit]:
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f != p)
+        for f in files[:limit]:
+            if not _is_dicom(f):
+                continue
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            uid = str(ds.get("SOPInstanceUID") or getattr(ds.file_meta, "MediaStorageSOPInstanceUID", ""))
+            if uid in uids:
+                return f
+            break  # one file tells whether a folder holds the series
+    return None
+
+
+def read_dicom_labels(path: str | os.PathLike, like=None, kind: str | None = None) -> Volume:
+    """Read a DICOM-SEG or RTSTRUCT as labels on the grid of ``like``, or of the CT found next to it."""
+    from .rtstruct import read_rtstruct
+
+    kind = kind or dicom_kind(path)
+    if like is None:
+        found = find_source_ct(path)
+        if found is not None:
+            from ._read import read_volume
+
+            like = read_volume(found)
+    if kind == "rtstruct":
+        return read_rtstruct(path, like)
+    return read_dicom_seg(path, like)
+
+
+def dicom_kind(path: str | os.PathLike) -> str | None:
+    """``"seg"`` or ``"rtstruct"`` for a DICOM-SEG or RTSTRUCT file, None for anything else."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - not DICOM at all
+        return None
+    sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    return {SEG_SOP_CLASS: "seg", RTSTRUCT_SOP_CLASS: "rtstruct"}.get(sop)
+
+
+__all__ = ["dicom_kind", "find_source_ct", "read_dicom_labels", "read_dicom_seg", "write_dicom_seg"]

@@ -1,0 +1,155 @@
+"""DICOM-SEG out and in on the real 20-slice abdomen series: round trip, highdicom's reading, dciodvfy, faults."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import data_file
+
+import napari_ctorgans as ct
+from napari_ctorgans.io.dicom_seg import read_dicom_seg, write_dicom_seg
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The "Error" lines of dicom3tools' validator for a file (skips the test when dicom3tools is missing)."""
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed; scripts/setup.sh installs it")
+    run = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+def series_copy(tmp_path: Path, edit=None) -> Path:
+    """A copy of the real series in tmp_path, each header passed through ``edit(ds, index, n)`` by pydicom."""
+    src = sorted(data_file("abdomen_dicom").iterdir())
+    dst = tmp_path / "series"
+    dst.mkdir()
+    for i, f in enumerate(src):
+        if edit is None:
+            shutil.copy(f, dst / f.name)
+        else:
+            ds = pydicom.dcmread(f)
+            edit(ds, i, len(src))
+            ds.save_as(dst / f.name)
+    return dst
+
+
+def feet_first(ds, i: int, n: int) -> None:
+    """Rewrite a head-first slice as the same pixels scanned feet first: rows run to the patient's right and
+    instance numbers count from the feet."""
+    x0, y0, z0 = (float(v) for v in ds.ImagePositionPatient)
+    dc = float(ds.PixelSpacing[1])
+    ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [x0 + (int(ds.Columns) - 1) * dc, y0, -z0]
+    ds.PatientPosition = "FFS"
+    ds.InstanceNumber = n - i
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, abdomen_dicom, abdomen_dicom_labels):
+    path = tmp_path_factory.mktemp("seg") / "organs.seg.dcm"
+    with pytest.warns(UserWarning, match="empty StudyInstanceUID"):
+        write_dicom_seg(path, abdomen_dicom_labels, like=abdomen_dicom)
+    return path
+
+
+def test_labels_to_dicom_seg_to_labels_is_identical(written, abdomen_dicom, abdomen_dicom_labels):
+    back = ct.read_labels(written, like=abdomen_dicom)
+    np.testing.assert_array_equal(back.array, abdomen_dicom_labels.array)
+    assert back.same_grid(abdomen_dicom) and back.metadata["segment_names"] == {1: "liver", 5: "bone"}
+    alone = ct.read_labels(written)  # no CT given: the grid of the segmentation's own frames
+    assert alone.same_grid(abdomen_dicom)
+    np.testing.assert_array_equal(alone.array, abdomen_dicom_labels.array)
+
+
+def test_highdicom_reads_the_segments_references_and_frame_of_reference(written, abdomen_dicom):
+    import highdicom as hd
+
+    seg = hd.seg.segread(written)
+    descriptions = [seg.get_segment_description(n) for n in seg.segment_numbers]
+    assert [d.segment_label for d in descriptions] == ["liver", "bone"]
+    assert [(d.segmented_property_type.value, d.segmented_property_type.scheme_designator) for d in descriptions] == [
+        ("10200004", "SCT"), ("272673000", "SCT")]
+    assert [d.segmented_property_category.meaning for d in descriptions] == ["Anatomical Structure", "Tissue"]
+    assert {d.algorithm_type.value for d in descriptions} == {"AUTOMATIC"}
+    algorithm = descriptions[0].algorithm_identification[0]
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("napari-ctorgans", ct.__version__)
+    source = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(data_file("abdomen_dicom").iterdir())]
+    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced == {ds.file_meta.MediaStorageSOPInstanceUID for ds in source}
+    assert seg.FrameOfReferenceUID == source[0].FrameOfReferenceUID
+    assert dciodvfy_errors(written) == []
+
+
+def test_manual_edits_are_semiautomatic_and_unknown_segments_keep_their_names(tmp_path, abdomen_dicom,
+                                                                           abdomen_dicom_labels):
+    import highdicom as hd
+
+    labels = abdomen_dicom_labels.array.copy()
+    labels[10, 200:220, 300:330] = 9  # a user's own class
+    path = tmp_path / "edited.dcm"
+    with pytest.warns(UserWarning):
+        write_dicom_seg(path, labels, like=abdomen_dicom, manual_edits=True, names={9: "lesion"})
+    seg = hd.seg.segread(path)
+    assert {seg.get_segment_description(n).algorithm_type.value for n in seg.segment_numbers} == {"SEMIAUTOMATIC"}
+    back = ct.read_labels(path, like=abdomen_dicom)
+    assert back.metadata["segment_names"] == {1: "liver", 5: "bone", 7: "lesion"}  # 7: the first free value
+    np.testing.assert_array_equal(back.array, np.where(labels == 9, 7, labels))
+
+
+def test_feet_first_copy_lands_on_the_same_pixels(tmp_path, abdomen_dicom_labels):
+    """highdicom's frame references and pydicom's pixels, independent of the package's own reader."""
+    import highdicom as hd
+
+    folder = series_copy(tmp_path, feet_first)
+    ff = ct.read_volume(folder)
+    original = sorted(data_file("abdomen_dicom").iterdir())
+    # the pixels of file f show what the original file f showed: its labels in the pixels' own (row, col) order
+    order = np.argsort([float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in original])
+    rank = {f.name: int(np.where(order == i)[0][0]) for i, f in enumerate(original)}
+    native = {pydicom.dcmread(folder / f.name, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID:
+              abdomen_dicom_labels.array[rank[f.name]] for f in original}
+    labels_ff = np.zeros(ff.shape, np.uint8)
+    for f in original:  # place them with the copy's own geometry, through SimpleITK's reader
+        ds = pydicom.dcmread(folder / f.name, stop_before_pixels=True)
+        heights = ff.origin[0] + ff.spacing[0] * np.arange(ff.shape[0])  # canonical axis 0: inferior -> superior
+        k = int(np.argmin(np.abs(heights - float(ds.ImagePositionPatient[2]))))
+        labels_ff[k] = native[ds.file_meta.MediaStorageSOPInstanceUID][:, ::-1]  # rows run to the right
+    path = tmp_path / "ff.dcm"
+    with pytest.warns(UserWarning):
+        write_dicom_seg(path, labels_ff, like=ff)
+    seg = hd.seg.segread(path)
+    frames = np.asarray(seg.pixel_array)
+    for i, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        value = {1: 1, 2: 5}[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]
+        np.testing.assert_array_equal(frames[i] > 0, native[uid] == value)
+    np.testing.assert_array_equal(ct.read_labels(path, like=ff).array, labels_ff)
+
+
+def test_bad_input_gets_a_clear_error_and_no_file(tmp_path, abdomen_dicom, abdomen_dicom_labels, abdomen_3mm,
+                                                 abdomen_3mm_labels):
+    out = tmp_path / "out.dcm"
+    with pytest.raises(ValueError, match=r"DICOM-SEG needs the source DICOM series.*abdomen_3mm\.nii\.gz.*--format"):
+        write_dicom_seg(out, abdomen_3mm_labels, like=abdomen_3mm)  # a NIfTI in RAS
+    with pytest.raises(ValueError, match=r"labels shape \(20, 512, 511\) does not match the CT .* labels made"):
+        write_dicom_seg(out, abdomen_dicom_labels.array[:, :, 1:], like=abdomen_dicom)
+    with pytest.raises(ValueError, match="the label map is empty"):
+        write_dicom_seg(out, np.zeros(abdomen_dicom.shape, np.uint8), like=abdomen_dicom)
+    assert not out.exists()
+    folder = series_copy(tmp_path)
+    vol = ct.read_volume(folder)
+    victim = sorted(folder.iterdir())[7]
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=r"(missing|holds 19 CT instances but the CT has 20)"):
+        write_dicom_seg(out, abdomen_dicom_labels.array, like=vol)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+    out.write_bytes(b"previous")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_dicom_seg(out, abdomen_dicom_labels.array, like=abdomen_dicom)
+    assert out.read_bytes() == b"previous"
