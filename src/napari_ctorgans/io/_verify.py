@@ -47,7 +47,7 @@ class Scan:
 def array_digest(array: np.ndarray) -> str:
     """Digest of an array's bytes in C order, hashed slab by slab (no full copy of the array)."""
     arr = np.asarray(array)
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()
     if arr.ndim == 0 or arr.size == 0:
         h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()
@@ -89,7 +89,7 @@ def _raw(fh: BinaryIO) -> Iterator[bytes]:
 
 def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: bool) -> str | None:
     """Skip ``offset`` bytes, then hash ``nbytes``; refuse a stream shorter than ``offset + nbytes``."""
-    h = hashlib.blake2b(digest_size=20) if want_digest else None
+    h = hashlib.sha256() if want_digest else None
     pos = 0
     end = offset + nbytes
     for chunk in stream:
