@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -19,6 +20,24 @@ def test_dicom_series_geometry_and_hu(abdomen_dicom):
     assert vol.array.min() == -1024  # rescale intercept applied
     assert vol.array.dtype.kind in "i"
     assert vol.source_orientation == "LPS"
+
+
+def test_dicom_series_matches_the_simpleitk_series_reader(abdomen_dicom):
+    """The pydicom-validated reader gives the array and geometry that GDCM's series reader gives the intact series."""
+    folder = str(data_file("abdomen_dicom"))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder))
+    gdcm = ct.io.from_sitk(reader.Execute())
+    np.testing.assert_array_equal(abdomen_dicom.array, gdcm.array)
+    assert abdomen_dicom.array.dtype == gdcm.array.dtype and abdomen_dicom.same_grid(gdcm, atol=1e-9)
+    np.testing.assert_allclose(abdomen_dicom.origin, (-804.5, -437.51171875, -249.51171875))
+    meta = abdomen_dicom.metadata
+    files = meta["dicom_files"]  # one per array slice, inferior -> superior like the array
+    assert len(files) == len(meta["dicom_sop_uids"]) == 20 and meta["dicom_resampled"] is False
+    z = [float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files]
+    np.testing.assert_allclose(z, abdomen_dicom.origin[0] + 2.0 * np.arange(20))
+    assert meta["dicom_sop_uids"][0] == pydicom.dcmread(files[0], stop_before_pixels=True).file_meta[
+        "MediaStorageSOPInstanceUID"].value
 
 
 def test_dicom_file_in_series_reads_whole_series(abdomen_dicom):
