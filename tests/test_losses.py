@@ -219,6 +219,22 @@ def test_class_weights_schemes():
     assert float(w[1]) == 10.0
 
 
+def test_class_weights_default_to_the_organ_table():
+    """API.md gives ``class_weights(labels, scheme=...)``: without num_classes, the organ table's default classes
+    (background and the five CT-ORG organs)."""
+    import napari_ctorgans as ct
+    from napari_ctorgans.organs import DEFAULT_CLASSES
+
+    labels = np.array([0] * 80 + [1] * 10 + [3] * 6 + [5] * 4)
+    w = ct.losses.class_weights(labels, scheme="simple")
+    assert w.shape == (DEFAULT_CLASSES,) == (6,)
+    torch.testing.assert_close(w, losses.class_weights(labels, "simple", num_classes=6))
+    counts = np.array([80, 10, 0, 6, 0, 4])
+    np.testing.assert_allclose(w.numpy(), 100 / (6 * counts + 1), rtol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        ct.losses.class_weights(np.array([0, 6]), scheme="simple")
+
+
 def test_get_loss_from_logits_and_probs_and_trains_down():
     probs, target = _random_case(c=3, seed=10)
     logits = torch.log(probs)

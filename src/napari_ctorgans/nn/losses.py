@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..organs import IGNORE_LABEL
+from ..organs import DEFAULT_CLASSES, IGNORE_LABEL
 
 __all__ = [
     "iou_loss",
@@ -340,7 +340,7 @@ def class_weights(
     labels: Any,
     scheme: str = "uniform",
     *,
-    num_classes: int,
+    num_classes: int | None = None,
     eps: float = 1.0,
     ignore_index: int | None = IGNORE_LABEL,
 ) -> torch.Tensor:
@@ -354,8 +354,8 @@ def class_weights(
     labels : array, Tensor, or sequence of them
         Integer label maps (the whole training set, or one batch).
     scheme : {"uniform", "simple", "square"}
-    num_classes : int
-        ``L``, the number of classes the model predicts.
+    num_classes : int, optional
+        ``L``, the number of classes the model predicts (default: the organ table's, background included: 6).
     eps : float, optional
         Avoids division by zero (001 uses 1).
     ignore_index : int or None, optional
@@ -374,6 +374,8 @@ def class_weights(
     """
     if scheme not in ("uniform", "simple", "square"):
         raise ValueError(f"scheme must be 'uniform', 'simple' or 'square', got {scheme!r}")
+    if num_classes is None:
+        num_classes = DEFAULT_CLASSES
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if float(eps) < 0:
