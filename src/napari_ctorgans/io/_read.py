@@ -10,8 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..volume import Volume
-from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, from_sitk, label_dtype
-from ._verify import Damaged, scan
+from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, check_geometry, from_sitk, label_dtype
+from ._nifti2 import read_nifti2
+from ._verify import Damaged, Scan, scan
 from ._dicom import _is_dicom_file, _read_dicom, _series_of_file, list_dicom_series  # noqa: F401
 
 def _check_path(path: str | os.PathLike) -> Path:
@@ -22,7 +23,7 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path) -> Scan:
     """Refuse an empty, cut-off or corrupted file, and a NIfTI header whose geometry cannot be used."""
     try:
         found = scan(path)
@@ -33,14 +34,27 @@ def _check_file(path: Path) -> None:
         ) from None
     if found.format == "nifti":
         _check_nifti_header(path, found.header)
+    return found
+
+
+def _check_nifti_spacing(path: Path, hdr: dict, image: sitk.Image) -> None:
+    """ITK takes the spacing from pixdim: warn when the sform's own axis lengths disagree (one of them is wrong)."""
+    if hdr["sform_code"] <= 0 or image.GetDimension() != 3:
+        return
+    sform = np.linalg.norm(np.asarray(hdr["srow"]).reshape(3, 4)[:, :3], axis=0)
+    used = np.asarray(image.GetSpacing())
+    if not np.allclose(sform, used, rtol=1e-3, atol=1e-4):
+        used_mm, sform_mm = tuple(used.round(6).tolist()), tuple(sform.round(6).tolist())
+        warnings.warn(
+            f"{path}: its NIfTI header disagrees with itself: pixdim gives the voxel spacing {used_mm} mm (x, y, z) "
+            f"but the sform's axes are {sform_mm} mm long; using {used_mm} mm from pixdim, as ITK does. Check the "
+            "voxel size against the scanner's and fix the header",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_nifti_header(path: Path, hdr: dict) -> None:
-    if hdr["version"] == 2:
-        raise ValueError(
-            f"{path} is a NIfTI-2 file, which the ITK reader used here cannot open; save it as NIfTI-1, e.g. "
-            "with nibabel: nib.save(nib.Nifti1Image.from_image(nib.load(path)), 'scan_nifti1.nii.gz')"
-        )
     spatial = hdr["pixdim"][1 : 1 + min(3, hdr["ndim"])]
     if not all(np.isfinite(p) and p != 0 for p in spatial):
         raise ValueError(
@@ -97,15 +111,19 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         return _read_dicom(p, series, None, resample_irregular)
     if _is_dicom_file(p) or p.suffix.lower() == ".dcm":
         return _read_dicom(p.parent, series, p, resample_irregular)
-    _check_file(p)
+    found = _check_file(p)
+    nifti = found.header if found.format == "nifti" else None
     try:
-        image = sitk.ReadImage(str(p))
+        image = read_nifti2(p, nifti) if nifti and nifti["version"] == 2 else sitk.ReadImage(str(p))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         raise ValueError(
             f"cannot read {p} as a CT volume ({first}); supported: {', '.join(SUPPORTED_SUFFIXES)} "
             "or a DICOM series folder"
         ) from None
+    if nifti:
+        check_geometry(image, str(p))  # refuse before warning about it
+        _check_nifti_spacing(p, nifti, image)
     return from_sitk(image, path=str(p))
 
 

@@ -119,15 +119,19 @@ def nifti_header(head: bytes) -> dict:
     if size == 540:
         if len(head) < 540:
             raise Damaged(f"its NIfTI-2 header is incomplete ({len(head)} of 540 bytes)")
-        dims, (bitpix,) = struct.unpack_from(order + "8q", head, 16), struct.unpack_from(order + "h", head, 14)
-        pixdim, (vox_offset,) = struct.unpack_from(order + "8d", head, 104), struct.unpack_from(order + "q", head, 168)
+        datatype, bitpix = struct.unpack_from(order + "hh", head, 12)
+        dims, pixdim = struct.unpack_from(order + "8q", head, 16), struct.unpack_from(order + "8d", head, 104)
+        (vox_offset,), scl = struct.unpack_from(order + "q", head, 168), struct.unpack_from(order + "dd", head, 176)
         qform, sform = struct.unpack_from(order + "ii", head, 344)
         quatern, srow = struct.unpack_from(order + "6d", head, 352), struct.unpack_from(order + "12d", head, 400)
+        (units,) = struct.unpack_from(order + "i", head, 500)
     else:
-        dims, (bitpix,) = struct.unpack_from(order + "8h", head, 40), struct.unpack_from(order + "h", head, 72)
-        pixdim, (vox_offset,) = struct.unpack_from(order + "8f", head, 76), struct.unpack_from(order + "f", head, 108)
+        datatype, bitpix = struct.unpack_from(order + "hh", head, 70)
+        dims, pixdim = struct.unpack_from(order + "8h", head, 40), struct.unpack_from(order + "8f", head, 76)
+        (vox_offset,), scl = struct.unpack_from(order + "f", head, 108), struct.unpack_from(order + "ff", head, 112)
         qform, sform = struct.unpack_from(order + "hh", head, 252)
         quatern, srow = struct.unpack_from(order + "6f", head, 256), struct.unpack_from(order + "12f", head, 280)
+        units = head[123]
     ndim = int(dims[0])
     if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]) or bitpix <= 0 or bitpix % 8:
         raise Damaged(f"its NIfTI header is corrupt (dim {tuple(dims)}, bitpix {bitpix})")
@@ -137,7 +141,9 @@ def nifti_header(head: bytes) -> dict:
     return {"version": 1 if size == 348 else 2, "little_endian": order == "<", "ndim": ndim,
             "dim": tuple(int(d) for d in dims[1 : ndim + 1]), "pixdim": tuple(float(p) for p in pixdim),
             "vox_offset": int(vox_offset), "nbytes": nbytes, "qform_code": int(qform), "sform_code": int(sform),
-            "quatern": tuple(float(q) for q in quatern), "srow": tuple(float(s) for s in srow)}
+            "quatern": tuple(float(q) for q in quatern), "srow": tuple(float(s) for s in srow),
+            "datatype": int(datatype), "bitpix": int(bitpix), "scl": tuple(float(v) for v in scl),
+            "xyzt_units": int(units) & 0xFF}
 
 
 def _scan_nifti(path: Path, gz: bool, want_digest: bool) -> Scan:
