@@ -50,6 +50,17 @@ def feet_first(ds, i: int, n: int) -> None:
     ds.InstanceNumber = n - i
 
 
+_FEET_FIRST: dict = {}
+
+
+def feet_first_series(tmp_path_factory) -> tuple[Path, ct.Volume]:
+    """A feet-first copy of the real series (made once per session) and the CT read from it."""
+    if not _FEET_FIRST:
+        folder = series_copy(tmp_path_factory.mktemp("feet_first"), feet_first)
+        _FEET_FIRST.update(folder=folder, volume=ct.read_volume(folder))
+    return _FEET_FIRST["folder"], _FEET_FIRST["volume"]
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, abdomen_dicom, abdomen_dicom_labels):
     path = tmp_path_factory.mktemp("seg") / "organs.seg.dcm"
@@ -102,12 +113,11 @@ def test_manual_edits_are_semiautomatic_and_unknown_segments_keep_their_names(tm
     np.testing.assert_array_equal(back.array, np.where(labels == 9, 7, labels))
 
 
-def test_feet_first_copy_lands_on_the_same_pixels(tmp_path, abdomen_dicom_labels):
+def test_feet_first_copy_lands_on_the_same_pixels(tmp_path, tmp_path_factory, abdomen_dicom_labels):
     """highdicom's frame references and pydicom's pixels, independent of the package's own reader."""
     import highdicom as hd
 
-    folder = series_copy(tmp_path, feet_first)
-    ff = ct.read_volume(folder)
+    folder, ff = feet_first_series(tmp_path_factory)
     original = sorted(data_file("abdomen_dicom").iterdir())
     # the pixels of file f show what the original file f showed: its labels in the pixels' own (row, col) order
     order = np.argsort([float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in original])

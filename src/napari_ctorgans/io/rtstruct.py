@@ -40,13 +40,15 @@ def _image_ref(ds):
 
 def _outlines(mask: np.ndarray) -> list[np.ndarray]:
     """Closed outlines (row, col) of a 2D mask, through the pixel edges, collinear points dropped."""
-    from skimage.measure import approximate_polygon, find_contours
+    from skimage.measure import find_contours
 
     out = []
     for contour in find_contours(np.pad(mask, 1).astype(np.uint8), 0.5):
-        contour = approximate_polygon(contour - 1.0, tolerance=0.01)
-        if len(contour) > 3:
-            out.append(contour[:-1])  # find_contours repeats the first point at the end
+        points = contour[:-1] - 1.0  # find_contours repeats the first point at the end
+        before, after = points - np.roll(points, 1, axis=0), np.roll(points, -1, axis=0) - points
+        turns = np.abs(before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]) > 1e-9
+        if turns.sum() >= 3:
+            out.append(points[turns])  # corners only: points on a straight run add nothing
     return out
 
 
