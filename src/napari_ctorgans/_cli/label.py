@@ -20,6 +20,10 @@ def register(subparsers) -> None:
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    # the names of io.formats.LABEL_FORMATS, literal so that building the parser does not import SimpleITK
+    p.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
+                   help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
+                   "read from its DICOM series)")
     from .cohort import add_cohort_arguments  # cohort: folder / several files / --scheduler
 
     add_cohort_arguments(p)
@@ -43,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover
         tqdm = None
     vol = ct.read_volume(args.input)
+    from ..io.formats import check_label_output, write_label_file
+
+    fmt = check_label_output(args.output, vol, args.format)  # before the work, not after
     organs = [o.strip() for o in args.organs.split(",") if o.strip()]
     bar = tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr) if tqdm else None
 
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     labels = ct.auto_label(vol, organs=organs, backend=args.backend, progress=progress)
     if bar is not None:
         bar.close()
-    path = ct.write_labels(args.output, labels, like=vol, overwrite=args.overwrite)
+    path = write_label_file(args.output, labels, vol, fmt, overwrite=args.overwrite)
     counts = {int(v): int((labels == v).sum()) for v in (3, 5) if (labels == v).any()}
     print(f"wrote {path} ({', '.join(f'{k}: {n} voxels' for k, n in counts.items()) or 'no organ found'})")
     return 0

@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    # the names of io.formats.LABEL_FORMATS, literal so that building the parser does not import SimpleITK
+    p.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
+                   help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
+                   "read from its DICOM series)")
     from .cohort import add_cohort_arguments  # cohort: several files / a list / --scheduler / --workers
 
     add_cohort_arguments(p)
@@ -58,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     vol = ct.read_volume(scan)
+    from ..io.formats import check_label_output, write_label_file
+
+    fmt = check_label_output(out, vol, args.format)  # before the prediction, not after
     bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm else None
 
     def progress(done, total):
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         tta=args.tta, postprocess_labels=not args.no_postprocess, device=device, progress=progress)
     if bar is not None:
         bar.close()
-    path = ct.write_labels(out, labels, like=vol, overwrite=args.overwrite)
+    path = write_label_file(out, labels, vol, fmt, overwrite=args.overwrite)
     found = [ct.ORGANS[int(v)].name for v in __import__("numpy").unique(labels) if v and int(v) in ct.ORGANS]
     print(f"wrote {path} ({', '.join(found) or 'no organ found'})")
     return 0
