@@ -1,20 +1,28 @@
-"""The "Train" dock widget: cases from layers or a folder, settings, Start/Pause/Stop, live loss curve and Dice."""
+"""The "Train" dock widget: a thin skin over :func:`napari_ctorgans.train`, run in a worker thread.
+
+Cases come from Image + Labels layer pairs, snapshots added by the Predict widget, or a folder. The live plot is
+drawn with pyqtgraph rather than matplotlib's Qt canvas: pyqtgraph is native Qt (curves are items of a
+QGraphicsScene), appending a point at every iteration redraws only that curve instead of re-rendering a whole figure
+on the GUI thread, and axes, a log-scale mode, a legend, zoom and pan come built in.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 import tempfile
 import time
 import weakref
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QPointF
-from qtpy.QtGui import QColor, QPainter, QPen
+import pyqtgraph as pg
+from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -36,85 +44,181 @@ _TRAIN_WIDGETS: "weakref.WeakSet[TrainWidget]" = weakref.WeakSet()
 
 def train_widget_for(viewer) -> "TrainWidget | None":
     """The Train widget open in ``viewer`` (the most recently created one), or None."""
-    found = [w for w in list(_TRAIN_WIDGETS) if w.viewer is viewer]
+    found = [w for w in list(_TRAIN_WIDGETS) if w.viewer is viewer and not w.closed]
     return max(found, key=lambda w: w._serial) if found else None
 
 
-class CurvePlot(QWidget):
-    """A tiny line plot (QPainter): training loss in blue, validation mean Dice in orange, on [0, 1]."""
+def _organ_colour(name: str) -> QColor:
+    from ..organs import ORGANS
+
+    for organ in ORGANS.values():
+        if organ.name == name:
+            return QColor.fromRgbF(*organ.color)
+    return QColor(170, 170, 170)
+
+
+class TrainPlot(pg.GraphicsLayoutWidget):
+    """Live curves: training loss on a log axis (top), per-organ validation Dice on [0, 1] (bottom), x linked."""
+
+    SMOOTH = 20  #: iterations in the running mean drawn over the raw loss
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.train_points: list[tuple[int, float]] = []
-        self.val_points: list[tuple[int, float]] = []
-        self.setMinimumHeight(120)
+        self.setBackground((38, 41, 48))
+        self.setMinimumHeight(300)
+        self.loss_plot = self.addPlot(row=0, col=0)
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setLabel("bottom", "iteration")
+        self.loss_plot.setLogMode(x=False, y=True)
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.loss_plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen((80, 160, 255, 110), width=1), name="loss")
+        self.smooth_curve = self.loss_plot.plot(pen=pg.mkPen((80, 160, 255), width=2),
+                                                name=f"mean of {self.SMOOTH}")
+        self.dice_plot = self.addPlot(row=1, col=0)
+        self.dice_plot.setLabel("left", "validation Dice")
+        self.dice_plot.setLabel("bottom", "iteration")
+        self.dice_plot.setYRange(0.0, 1.0, padding=0.02)
+        self.dice_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.dice_plot.setXLink(self.loss_plot)
+        self.dice_legend = self.dice_plot.addLegend(offset=(-5, -5), labelTextSize="8pt", colCount=3)
+        self.dice_curves: dict[str, pg.PlotDataItem] = {}
+        self.iterations: list[int] = []
+        self.losses: list[float] = []
+        self.dice: dict[str, tuple[list[int], list[float]]] = {}
 
-    def clear(self):
-        self.train_points.clear()
-        self.val_points.clear()
-        self.update()
+    def clear_curves(self) -> None:
+        self.iterations.clear()
+        self.losses.clear()
+        self.dice.clear()
+        self.loss_curve.setData([], [])
+        self.smooth_curve.setData([], [])
+        for curve in self.dice_curves.values():
+            self.dice_plot.removeItem(curve)
+        self.dice_curves.clear()
+        self.dice_legend.clear()
 
-    def add(self, iteration: int, loss: float, val: float | None = None):
-        self.train_points.append((iteration, float(loss)))
-        if val is not None:
-            self.val_points.append((iteration, float(val)))
-        self.update()
+    def add(self, status) -> None:
+        """Append one :class:`~napari_ctorgans.train.TrainStatus`."""
+        self.iterations.append(int(status.iteration))
+        self.losses.append(max(float(status.loss), 1e-6))  # a log axis has no 0
+        x, y = np.asarray(self.iterations), np.asarray(self.losses)
+        self.loss_curve.setData(x, y)
+        k = min(self.SMOOTH, len(y))
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        self.smooth_curve.setData(x[k - 1:], smooth)
+        if status.val_dice:
+            scores = dict(status.val_dice)
+            if status.val_score is not None:
+                scores["mean"] = float(status.val_score)
+            for name, value in scores.items():
+                xs, ys = self.dice.setdefault(name, ([], []))
+                xs.append(int(status.iteration))
+                ys.append(float(value))
+                self._dice_curve(name).setData(xs, ys)
 
-    def paintEvent(self, event):  # noqa: N802 (Qt API)
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(38, 41, 48))
-        w, h, m = self.width(), self.height(), 6
-        n = max([i for i, _ in self.train_points] + [1])
-        top = max([v for _, v in self.train_points] + [1.0])
+    def _dice_curve(self, name: str) -> pg.PlotDataItem:
+        if name not in self.dice_curves:
+            colour = QColor(200, 200, 200) if name == "mean" else _organ_colour(name)
+            pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.PenStyle.DashLine if name == "mean" else None)
+            self.dice_curves[name] = self.dice_plot.plot(pen=pen, symbol="o", symbolSize=6, symbolBrush=colour,
+                                                         symbolPen=None, name=name)
+        return self.dice_curves[name]
 
-        def pt(i, v):
-            return QPointF(m + (w - 2 * m) * i / n, h - m - (h - 2 * m) * min(max(v / top, 0), 1))
 
-        for pts, colour in ((self.train_points, QColor(80, 160, 255)), (self.val_points, QColor(255, 160, 40))):
-            if len(pts) < 2:
-                if pts:
-                    p.setPen(QPen(colour, 4))
-                    p.drawPoint(pt(*pts[0]))
-                continue
-            p.setPen(QPen(colour, 1.5))
-            for (i0, v0), (i1, v1) in zip(pts, pts[1:]):
-                p.drawLine(pt(i0, v0), pt(i1, v1))
-        p.setPen(QColor(200, 200, 200))
-        p.drawText(m + 2, 14, "loss (blue), val Dice (orange)")
-        p.end()
+def speed_and_eta(statuses: list, iterations: int, validate_every: int, validating: bool) -> tuple[float, float]:
+    """Iterations per second and seconds left, from the statuses of the current run.
+
+    The speed is the median over the last 30 plain iterations (a pause or a validation does not skew it); the
+    remaining validations are priced at the time the last one took. Returns ``(nan, nan)`` before two iterations.
+    """
+    steps, extra = [], []
+    for a, b in zip(statuses, statuses[1:]):
+        if b.iteration == a.iteration + 1:
+            (extra if b.val_dice else steps).append(b.elapsed - a.elapsed)
+    if not steps:
+        return float("nan"), float("nan")
+    step = float(np.median(steps[-30:]))
+    rate = 1.0 / step if step > 0 else float("inf")
+    now = statuses[-1].iteration
+    eta = max(iterations - now, 0) * step
+    if validating and extra:
+        due = sum(1 for it in range(now + 1, iterations + 1) if it % validate_every == 0 or it == iterations)
+        eta += due * max(extra[-1] - step, 0.0)
+    return rate, eta
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _free_folder(base: Path, infix: str = "-") -> Path:
+    """The first ``<stem><infix>N`` (N = 1, 2, ...) beside ``base`` that does not exist (``stem``: ``base``'s name
+    without a trailing ``<infix>N``)."""
+    stem = re.sub(rf"{re.escape(infix)}\d+$", "", base.name)
+    n = 1
+    while (base.parent / f"{stem}{infix}{n}").exists():
+        n += 1
+    return base.parent / f"{stem}{infix}{n}"
+
+
+class _Relay(QObject):
+    """Carries the training's progress callback (called in the worker thread) to the GUI thread."""
+
+    progress = Signal(int, int, str)
 
 
 class TrainWidget(QWidget):
     """Train a model on Image + Labels layer pairs or a folder of cases, in a worker thread."""
 
-    def __init__(self, napari_viewer):
-        super().__init__()
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.closed = False
+        self.statuses: list = []
+        self.checkpoint: str | None = None
+        self.run_request: dict | None = None  # what the last run asked ct.train for (config, resume, overwrite)
+        self.file_dialog: QFileDialog | None = None
+        self._stop = False
+        self._paused = False
+        self._failed = False
+        self._docked = parent is not None
+        # (image layer, labels layer) names, or (Volume, labels array) snapshots from "Add to training set"
+        self.cases: list[tuple] = []
+        self._serial = time.monotonic_ns()
+        self._relay = _Relay()
+        self._relay.progress.connect(self._on_progress)
+        _TRAIN_WIDGETS.add(self)
+        self._build()
+        self._apply_preset(self.preset.currentText())
+        self._busy(False)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+
+    # layout -------------------------------------------------------------------------------------------------------
+    def _build(self):
         from ..nn import MODEL_PRESETS
         from ..nn.losses import LOSSES
         from ..train import TRAIN_PRESETS
 
-        self.viewer = napari_viewer
-        self.worker = None
-        self.statuses: list = []
-        self.checkpoint: str | None = None
-        self._stop = False
-        self._paused = False
-        # (image layer, labels layer) names, or (Volume, labels array) snapshots from "Add to training set"
-        self.cases: list[tuple] = []
-        self._serial = time.monotonic_ns()
-        _TRAIN_WIDGETS.add(self)
-
         self.image_combo, self.labels_combo = QComboBox(), QComboBox()
+        for combo in (self.image_combo, self.labels_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
         add = QPushButton("Add pair")
         add.setToolTip("add the chosen Image + Labels layers as a training case")
-        add.clicked.connect(self.add_pair)
+        add.clicked.connect(lambda: self.add_pair())
         self.case_list = QListWidget()
         self.case_list.setMaximumHeight(70)
         self.folder = QLineEdit()
-        self.folder.setPlaceholderText("or a folder (CT-ORG or imagesTr/labelsTr)")
+        self.folder.setPlaceholderText("or a folder of cases (CT-ORG or imagesTr/labelsTr)")
         self.hold_out = QCheckBox("validate on the last case")
         self.hold_out.setToolTip("keep the last case out of training and report its per-organ Dice")
-
         self.preset = QComboBox()
         self.preset.addItems(sorted(TRAIN_PRESETS))
         self.preset.setCurrentText("cpu-quick")
@@ -134,30 +238,65 @@ class TrainWidget(QWidget):
         self.crop = QSpinBox()
         self.crop.setRange(8, 256)
         self.crop.setSingleStep(8)
+        self.crop.setSuffix(" voxels")
         self.augment_json = QLineEdit()
-        self.augment_json.setPlaceholderText("augmentation parameters JSON file (optional)")
+        self.augment_json.setPlaceholderText("the preset's (or a JSON file from the preview)")
         self.output_dir = QLineEdit(str(Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"))
-        self.overwrite = QCheckBox("replace checkpoints in the folder")
+        self.output_dir.textChanged.connect(lambda _: self.choice.hide())
+        self.folder_browse = self._browse_button(self.folder, "folder", "Folder of training cases")
+        self.augment_browse = self._browse_button(self.augment_json, "json", "Augmentation parameters (JSON)")
+        self.output_browse = self._browse_button(self.output_dir, "folder", "Output folder of the run")
 
         self.start_button, self.pause_button, self.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
-        self.start_button.clicked.connect(self.start)
+        self.start_button.clicked.connect(lambda: self.start())
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.setToolTip("continue training from the current checkpoint on all cases (including "
                                         "corrected ones) into a new output folder")
         self.finetune_button.clicked.connect(lambda: self.fine_tune())
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
+
+        # the output folder already holds a run: the three ways on, as buttons
+        self.choice = QWidget()
+        self.choice_label = QLabel("")
+        self.choice_label.setWordWrap(True)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("continue that run where it stopped (same settings; more iterations allowed)")
+        self.replace_button = QPushButton("Replace")
+        self.replace_button.setToolTip("start afresh in this folder; the run there is replaced")
+        self.new_folder_button = QPushButton("New folder")
+        self.new_folder_button.setToolTip("start afresh in a new folder beside this one; the run there is kept")
+        self.resume_button.clicked.connect(lambda: self.resume_run())
+        self.replace_button.clicked.connect(lambda: self.replace_run())
+        self.new_folder_button.clicked.connect(lambda: self.new_folder_run())
+        row = QHBoxLayout()
+        for b in (self.resume_button, self.replace_button, self.new_folder_button):
+            row.addWidget(b)
+        box = QVBoxLayout(self.choice)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.choice_label)
+        box.addLayout(row)
+        self.choice.hide()
+
         self.progress = QProgressBar()
-        self.plot = CurvePlot()
+        self.progress.setFormat("iteration %v / %m")
+        self.val_progress = QProgressBar()
+        self.val_progress.hide()
+        self.speed_label = QLabel("")
+        self.plot = TrainPlot()
         self.dice_label = QLabel("")
+        self.dice_label.setWordWrap(True)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self._lay_out(add)
 
+    def _lay_out(self, add):
         pair = QHBoxLayout()
-        pair.addWidget(self.image_combo)
-        pair.addWidget(self.labels_combo)
+        pair.addWidget(self.image_combo, 1)
+        pair.addWidget(self.labels_combo, 1)
         pair.addWidget(add)
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("preset", self.preset)
         form.addRow("model", self.model)
         form.addRow("loss", self.loss)
@@ -165,8 +304,8 @@ class TrainWidget(QWidget):
         form.addRow("learning rate", self.lr)
         form.addRow("iterations", self.iterations)
         form.addRow("crop size", self.crop)
-        form.addRow("augmentation", self.augment_json)
-        form.addRow("output folder", self.output_dir)
+        form.addRow("augmentation", self._with(self.augment_json, self.augment_browse))
+        form.addRow("output folder", self._with(self.output_dir, self.output_browse))
         buttons = QHBoxLayout()
         for b in (self.start_button, self.finetune_button, self.pause_button, self.stop_button):
             buttons.addWidget(b)
@@ -174,22 +313,43 @@ class TrainWidget(QWidget):
         layout.addWidget(QLabel("cases: Image + Labels layers"))
         layout.addLayout(pair)
         layout.addWidget(self.case_list)
-        layout.addWidget(self.folder)
+        layout.addLayout(self._with(self.folder, self.folder_browse))
         layout.addWidget(self.hold_out)
         layout.addLayout(form)
-        layout.addWidget(self.overwrite)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.plot)
-        layout.addWidget(self.dice_label)
-        layout.addWidget(self.status)
+        layout.addWidget(self.choice)
+        for w in (self.progress, self.val_progress, self.speed_label, self.plot, self.dice_label, self.status):
+            layout.addWidget(w)
         layout.addStretch()
 
-        self._apply_preset("cpu-quick")
-        self._busy(False)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
-        self._refresh()
+    @staticmethod
+    def _with(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(button)
+        return row
+
+    def _browse_button(self, edit: QLineEdit, kind: str, caption: str) -> QPushButton:
+        button = QPushButton("Browse...")
+        button.setToolTip(caption)
+        button.clicked.connect(lambda: self.browse(edit, kind, caption))
+        return button
+
+    def browse(self, edit: QLineEdit, kind: str, caption: str) -> QFileDialog:
+        """Open a file dialog (non-blocking, ``self.file_dialog``) whose choice goes into ``edit``."""
+        start = edit.text().strip() or str(Path.home())
+        dialog = QFileDialog(self, caption, str(Path(start).parent if kind == "json" else start))
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        if kind == "folder":
+            dialog.setFileMode(QFileDialog.FileMode.Directory)
+            dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        else:
+            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+            dialog.setNameFilter("JSON files (*.json)")
+        dialog.fileSelected.connect(edit.setText)
+        self.file_dialog = dialog
+        dialog.open()
+        return dialog
 
     # settings -----------------------------------------------------------------------------------------------------
     def _apply_preset(self, name: str):
@@ -207,6 +367,8 @@ class TrainWidget(QWidget):
     def _refresh(self, *_):
         from napari.layers import Image, Labels
 
+        if self.closed:
+            return
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
             current = combo.currentText()
             combo.clear()
@@ -239,11 +401,16 @@ class TrainWidget(QWidget):
 
     def config(self):
         """The TrainConfig from the widget's fields."""
+        from ..augment import AugmentParams
         from ..train import TrainConfig
 
         changes = {}
-        if self.augment_json.text().strip():  # otherwise the preset's augmentation
-            changes["augment"] = json.loads(Path(self.augment_json.text().strip()).read_text())
+        path = self.augment_json.text().strip()
+        if path:  # otherwise the preset's augmentation
+            try:
+                changes["augment"] = AugmentParams.load(path).to_dict()
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"augmentation file {path}: {exc}; fix it or clear the field") from None
         crop = int(self.crop.value())
         return TrainConfig.preset(
             self.preset.currentText(), model=self.model.currentText(), loss=self.loss.currentText(),
@@ -280,14 +447,32 @@ class TrainWidget(QWidget):
         return cases, None
 
     # running ------------------------------------------------------------------------------------------------------
-    def start(self):
-        """Train with the widget's settings in a worker thread; returns the worker (None when it cannot start)."""
+    def start(self, *, resume: bool = False, overwrite: bool = False):
+        """Train with the widget's settings in a worker thread; returns the worker (None when it cannot start).
+
+        When the output folder already holds a run, the run is refused in the worker and the Resume / Replace /
+        New folder buttons appear (``resume`` and ``overwrite`` are what they pass to :func:`ct.train`).
+        """
         try:
             cfg = self.config()
         except (ValueError, TypeError, OSError) as exc:
             self.status.setText(f"cannot start: {exc}")
             return None
-        return self._launch(cfg, overwrite=self.overwrite.isChecked())
+        return self._launch(cfg, resume=resume, overwrite=overwrite)
+
+    def resume_run(self):
+        """Continue the run in the output folder (``ct.train(..., resume=True)``); a changed setting is refused."""
+        return self.start(resume=True)
+
+    def replace_run(self):
+        """Start afresh in the output folder, replacing its run (``ct.train(..., overwrite=True)``)."""
+        return self.start(overwrite=True)
+
+    def new_folder_run(self):
+        """Start afresh in the first free ``<output folder>-N`` beside the output folder."""
+        base = Path(self.output_dir.text().strip() or Path(tempfile.gettempdir()) / "ctorgans-runs" / "run")
+        self.output_dir.setText(str(_free_folder(base)))
+        return self.start()
 
     def fine_tune(self, checkpoint: str | None = None):
         """Continue training from ``checkpoint`` (default: the current one) on all cases, into a new folder.
@@ -309,38 +494,42 @@ class TrainWidget(QWidget):
         except (ValueError, TypeError, OSError) as exc:
             self.status.setText(f"cannot fine-tune: {exc}")
             return None
-        base = Path(self.output_dir.text().strip() or Path(checkpoint).parent)
-        stem = base.name.split("-finetune-")[0]
-        n = 1
-        while (base.parent / f"{stem}-finetune-{n}").exists():
-            n += 1
-        out = base.parent / f"{stem}-finetune-{n}"
+        out = _free_folder(Path(self.output_dir.text().strip() or Path(checkpoint).parent), "-finetune-")
         spacing = (info.get("train_config") or {}).get("spacing", cfg.spacing)
         cfg = cfg.replace(model=dict(info["model_config"]), spacing=float(spacing), init_checkpoint=str(checkpoint),
                           output_dir=str(out))
         self.output_dir.setText(str(out))
-        return self._launch(cfg, overwrite=False, verb="fine-tuning")
+        return self._launch(cfg, resume=False, overwrite=False, verb="fine-tuning")
 
-    def _launch(self, cfg, *, overwrite: bool, verb: str = "training"):
-        from napari.qt.threading import thread_worker
+    def _launch(self, cfg, *, resume: bool, overwrite: bool, verb: str = "training"):
+        from superqt.utils import thread_worker
 
         from ..train import train
 
         try:
             train_cases, val_cases = self._case_data()
-            gen = train(cfg, train_cases, val_cases, overwrite=overwrite)
-        except (ValueError, TypeError, FileExistsError, FileNotFoundError, OSError) as exc:
+        except (ValueError, TypeError, KeyError, OSError) as exc:
             self.status.setText(f"cannot {'start' if verb == 'training' else 'fine-tune'}: {exc}")
             return None
-        self._stop = False
-        self._paused = False
+        self.run_request = {"config": cfg, "resume": resume, "overwrite": overwrite, "verb": verb,
+                            "validating": bool(val_cases)}
+        self._stop = self._paused = False
         self.statuses.clear()
-        self.plot.clear()
+        self.plot.clear_curves()
+        self.choice.hide()
+        self.speed_label.setText("")
+        self.dice_label.setText("")
         self.progress.setRange(0, cfg.iterations)
         self.progress.setValue(0)
+        emit = self._relay.progress.emit
 
         @thread_worker
         def work():
+            # reading, resampling and checking the cases happen here, off the GUI thread; errors come back as values
+            try:
+                gen = train(cfg, train_cases, val_cases, resume=resume, overwrite=overwrite, progress=emit)
+            except Exception as exc:  # noqa: BLE001 - shown in the status line
+                return [exc]  # in a list: superqt would re-raise a returned exception
             try:
                 for status in gen:
                     yield status
@@ -348,29 +537,27 @@ class TrainWidget(QWidget):
                         time.sleep(0.05)
                     if self._stop:
                         break
+            except Exception as exc:  # noqa: BLE001 - shown in the status line
+                return [exc]
             finally:
                 gen.close()  # writes last.pt (atomically) if the run was stopped between checkpoints
+            return None
 
         self.worker = work()
         self.worker.yielded.connect(self._on_status)
-        self.worker.errored.connect(lambda exc: self.status.setText(f"training failed: {exc}"))
+        self.worker.returned.connect(self._on_returned)
         self.worker.finished.connect(self._finished)
         self._busy(True)
-        self.status.setText(f"{verb}...")
+        self.status.setText(f"{verb}: preparing the cases and the model...")
         self.worker.start()
         return self.worker
 
     def toggle_pause(self):
         if self.worker is None:
             return
-        if self._paused:
-            self._paused = False
-            self.pause_button.setText("Pause")
-            self.status.setText("training...")
-        else:
-            self._paused = True  # the worker waits after the current iteration
-            self.pause_button.setText("Resume")
-            self.status.setText("paused")
+        self._paused = not self._paused  # the worker waits after the current iteration
+        self.pause_button.setText("Continue" if self._paused else "Pause")
+        self.status.setText("paused" if self._paused else "training...")
 
     def stop(self):
         if self.worker is None:
@@ -379,39 +566,120 @@ class TrainWidget(QWidget):
         self._paused = False
         self.status.setText("stopping after this iteration...")
 
+    # reports from the worker ----------------------------------------------------------------------------------------
+    def _on_progress(self, done: int, total: int, what: str):
+        if self.closed or self.worker is None:
+            return
+        self.val_progress.setRange(0, max(total, 1))
+        self.val_progress.setValue(done)
+        self.val_progress.setFormat(f"{what}: {'%v / %m' if what == 'batch norm' else 'tile %v / %m'}")
+        self.val_progress.show()
+        it = self.statuses[-1].iteration + 1 if self.statuses else 1
+        doing = "recomputing batch-norm statistics" if what == "batch norm" else what
+        self.status.setText(f"iteration {it}: {doing} ({done}/{total})")
+
     def _on_status(self, status):
+        if self.closed:
+            return
         self.statuses.append(status)
+        self.val_progress.hide()
         self.progress.setValue(status.iteration)
-        self.plot.add(status.iteration, status.loss, status.val_score)
+        self.plot.add(status)
         if status.val_dice:
             self.dice_label.setText("val Dice: " + ", ".join(f"{k} {v:.2f}" for k, v in status.val_dice.items()))
         if status.checkpoint:
             self.checkpoint = status.checkpoint
+        cfg = self.run_request["config"]
+        rate, eta = speed_and_eta(self.statuses, status.iterations, cfg.validate_every,
+                                  self.run_request["validating"])
+        if np.isfinite(rate):
+            self.speed_label.setText(f"{rate:.2f} it/s, ETA {_duration(eta)}" if rate >= 1
+                                     else f"{1 / rate:.1f} s/it ({rate:.2f} it/s), ETA {_duration(eta)}")
         notes = [status.message, *status.warnings]
         text = f"iteration {status.iteration}/{status.iterations}, loss {status.loss:.4f}"
         if status.augment_on:
             text += ", augmenting"
         self.status.setText("; ".join([text, *[n for n in notes if n]]))
 
+    def _on_returned(self, failure):
+        if not failure or self.closed:
+            return
+        exc = failure[0]
+        req = self.run_request
+        out = Path(req["config"].output_dir) if req["config"].output_dir else None
+        if isinstance(exc, FileExistsError) and out is not None and not req["resume"] and not req["overwrite"]:
+            held = ", ".join(sorted(p.name for p in out.glob("*.pt"))) or "checkpoints"
+            self.choice_label.setText(f"{out} already holds a training run ({held}). Resume it, Replace it "
+                                      "(its checkpoints go), or train into a New folder beside it?")
+            self.choice.show()
+            self.status.setText(f"not started: {out} already holds a run; choose Resume, Replace or New folder")
+        elif req["resume"]:
+            self.status.setText(f"cannot resume: {exc}")
+        else:
+            self.status.setText(f"{req['verb']} failed: {exc}")
+        self._failed = True
+
     def _finished(self):
-        cfg_dir = self.output_dir.text().strip()
-        last = Path(cfg_dir) / "last.pt" if cfg_dir else None
-        if last is not None and last.exists():
+        if self.closed:
+            self.worker = None
+            return
+        self.val_progress.hide()
+        req, failed = self.run_request, getattr(self, "_failed", False)
+        self._failed = False
+        out = Path(req["config"].output_dir) if req["config"].output_dir else None
+        last = out / "last.pt" if out is not None else None
+        if not failed and last is not None and last.exists():
             self.checkpoint = str(last)
             TRAINED_CHECKPOINTS.append(str(last))
-            best = last.with_name("best.pt")
-            if best.exists():
-                TRAINED_CHECKPOINTS.append(str(best))
-        done = self.statuses[-1].iteration if self.statuses else 0
-        if not self.status.text().startswith("training failed"):
-            self.status.setText(f"stopped at iteration {done}; checkpoint {self.checkpoint}" if self._stop
-                                else f"finished {done} iterations; checkpoint {self.checkpoint}")
+            if (out / "best.pt").exists():
+                TRAINED_CHECKPOINTS.append(str(out / "best.pt"))
+        if not failed:
+            done = self.statuses[-1].iteration if self.statuses else 0
+            if req["resume"] and not self.statuses:
+                text = (f"nothing to resume: the run in {out} already reached {req['config'].iterations} "
+                        "iterations; raise 'iterations' and press Resume to train it longer")
+            elif self._stop:
+                text = f"stopped at iteration {done}; checkpoint {self.checkpoint}"
+            else:
+                text = f"finished {done} iterations; checkpoint {self.checkpoint}"
+            self.status.setText(text)
         self._busy(False)
         self.worker = None
 
     def _busy(self, busy: bool):
-        self.start_button.setEnabled(not busy)
-        self.finetune_button.setEnabled(not busy)
+        for b in (self.start_button, self.finetune_button, self.resume_button, self.replace_button,
+                  self.new_folder_button):
+            b.setEnabled(not busy)
         self.pause_button.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.pause_button.setText("Pause")
+
+    # lifetime -------------------------------------------------------------------------------------------------------
+    def teardown(self):
+        """Stop the worker (it writes ``last.pt``) and disconnect every handler: a closed widget never acts again."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop, self._paused = True, False
+        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            try:
+                emitter.disconnect(self._refresh)
+            except (TypeError, RuntimeError, ValueError):
+                pass
+        try:
+            self._relay.progress.disconnect(self._on_progress)
+        except (TypeError, RuntimeError):
+            pass
+        _TRAIN_WIDGETS.discard(self)
+
+    def event(self, ev):  # noqa: D102 - Qt API
+        if ev.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:  # taken out of its dock (napari's close button): the widget is done
+                self.teardown()
+        return super().event(ev)
+
+    def closeEvent(self, ev):  # noqa: N802 - Qt API
+        self.teardown()
+        super().closeEvent(ev)
