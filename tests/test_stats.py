@@ -54,3 +54,34 @@ def test_labels_on_another_grid_are_refused_with_the_fix(abdomen_3mm, abdomen_3m
 def test_an_empty_label_map_has_no_rows(abdomen_3mm):
     assert ct.organ_statistics(np.zeros(abdomen_3mm.shape, np.uint8), abdomen_3mm) == []
 
+
+
+def test_stats_command_writes_the_table_and_the_picture_report(tmp_path, abdomen_3mm, abdomen_3mm_labels):
+    import csv
+    import json
+
+    import imageio.v3 as iio
+
+    from napari_ctorgans.cli import main
+
+    ct_file, label_file = data_file("abdomen_3mm.nii.gz"), data_file("abdomen_3mm_ctorg.nii.gz")
+    table, png = tmp_path / "report.csv", tmp_path / "report.png"
+    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(table), "--png", str(png)]) == 0
+    full = ct.organ_statistics(abdomen_3mm_labels, abdomen_3mm)
+    expected = table_rows(full)
+    rows = list(csv.DictReader(table.open()))
+    assert [r["name"] for r in rows] == [r["name"] for r in expected]
+    for got, want in zip(rows, expected):
+        assert float(got["volume_ml"]) == pytest.approx(want["volume_ml"], abs=1e-3)
+        assert float(got["centroid_S_mm"]) == pytest.approx(want["centroid_S_mm"], abs=1e-3)
+    picture = iio.imread(png)
+    assert picture.ndim == 3 and picture.shape[0] > picture.shape[1] > 800  # one portrait page
+    for organ in (ct.ORGANS[1], ct.ORGANS[4]):  # the outlines and table cells are drawn in the organ colours
+        rgb = np.round(np.array(organ.color[:3]) * 255)
+        assert (np.abs(picture[..., :3].astype(int) - rgb).max(axis=-1) <= 8).sum() > 200
+    report = tmp_path / "report.json"
+    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(report)]) == 0
+    assert json.loads(report.read_text())["organs"][0]["centroid_lps"] == pytest.approx(list(full[0]["centroid_lps"]))
+    table.write_text("mine")
+    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(table)]) == 1
+    assert table.read_text() == "mine"

@@ -93,8 +93,8 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
     Parameters
     ----------
     labels : ndarray (Z, Y, X) of int, or Volume
-        Label map on the grid of ``volume`` (CT-ORG values; other positive values are reported as ``"label N"``,
-        the ignore value 255 is skipped).
+        Label map on the grid of ``volume`` (CT-ORG values; other positive values are reported by the name in
+        the Volume's ``metadata["segment_names"]`` or as ``"label N"``; the ignore value 255 is skipped).
     volume : Volume
         The CT in Hounsfield units.
 
@@ -120,6 +120,7 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
     >>> rows[0]["name"], rows[0]["volume_ml"] > 0
     ('liver', True)
     """
+    names = labels.metadata.get("segment_names", {}) if isinstance(labels, Volume) else {}
     arr = _label_array(labels, volume)
     hu = np.asarray(volume.array)
     boxes = ndimage.find_objects(arr) if arr.size and arr.max() > 0 else []
@@ -130,6 +131,7 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
         mask = arr[box] == value
         offset = np.array([s.start for s in box])
         rows.append(_one_organ(mask, hu[box], offset, volume, value))
+        rows[-1]["name"] = str(names.get(value, rows[-1]["name"]))
     return rows
 
 
