@@ -123,8 +123,8 @@ def test_slice_shifted_by_1mm_is_named(series, axis, needle):
 def test_slice_with_another_orientation_is_named(series):
     folder, files = series
     _edit(files[3], ImageOrientationPatient=[1, 0, 0, 0, 0, -1])
-    _refused(folder, f"{files[3].name} has ImageOrientationPatient (1.0, 0.0, 0.0, 0.0, 0.0, -1.0) while the "
-             "other 19 slices have (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)", "remove the odd slices")
+    _refused(folder, f"{files[3].name} has ImageOrientationPatient (1, 0, 0, 0, 0, -1) while the other 19 slices "
+             "have (1, 0, 0, 0, 1, 0)", "remove the odd slices")
 
 
 def test_slice_of_another_size_is_named(series):

@@ -29,7 +29,6 @@ _NOT_SLICES = {".txt", ".md", ".json", ".xml", ".csv", ".pdf", ".html", ".htm", 
                ".bmp", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".raw", ".zip", ".log", ".ini", ".db", ".py"}
 _POSITION_TOL_MM = 0.2  # a slice off the line through the others by more than this is displaced
 _SPACING_TOL_MM = 0.05  # plus 2 % of the step: steps that differ by more are uneven
-_COSINE_TOL = 1e-4
 _COPY_FIX = "copy the complete series again from the scanner or PACS"
 
 
@@ -44,7 +43,6 @@ class _Slice:
     spacing: tuple[float, float]  # PixelSpacing: between rows, between columns
     rescale: tuple[float, float]
     instance: int | None
-    digest: str  # hash of the stored pixel data ("" when only the header was read)
     modality: str
     description: str
     link: bool
@@ -104,7 +102,7 @@ def _header(path: Path, full: bool) -> _Slice | None:
     if eof or not has_slice or (full and not _pixels_complete(ds)):
         raise _Unreadable("is truncated or damaged (its header or pixel data is cut off)")
     try:
-        return _slice_of(ds, path, full)
+        return _slice_of(ds, path)
     except (ValueError, TypeError, IndexError) as exc:
         raise _Unreadable(f"has unreadable geometry tags ({exc})") from None
 
@@ -119,10 +117,12 @@ def _pixels_complete(ds) -> bool:
     return len(ds.PixelData) >= expected * frames
 
 
-def _slice_of(ds, path: Path, full: bool) -> _Slice:
+def _slice_of(ds, path: Path) -> _Slice:
     meta = getattr(ds, "file_meta", None)
     sop = str(ds.get("SOPInstanceUID", "") or (meta.get("MediaStorageSOPInstanceUID", "") if meta else ""))
-    spacing = [float(v) for v in ds.get("PixelSpacing", [1.0, 1.0])]
+    if "PixelSpacing" not in ds:
+        raise ValueError("PixelSpacing (0028,0030) is missing, so the voxel size is unknown")
+    spacing = [float(v) for v in ds.PixelSpacing]
     orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=float)
     position = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=float)
     if orientation.shape != (6,) or position.shape != (3,) or len(spacing) != 2:
@@ -138,7 +138,6 @@ def _slice_of(ds, path: Path, full: bool) -> _Slice:
         spacing=(spacing[0], spacing[1]),
         rescale=(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)),
         instance=int(instance) if instance not in (None, "") else None,
-        digest=hashlib.blake2b(ds.PixelData, digest_size=16).hexdigest() if full else "",
         modality=str(ds.get("Modality", "")).strip(),
         description=str(ds.get("SeriesDescription", "")).strip(),
         link=path.is_symlink(),
@@ -217,31 +216,35 @@ def _names(slices) -> str:
     return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
-def _odd_ones(slices: list[_Slice], key, what: str, fix: str) -> list[str]:
-    """Problems for slices whose ``key`` differs from the majority's."""
-    values = [key(s) for s in slices]
-    common = max(set(values), key=values.count)
-    odd = [s for s, v in zip(slices, values) if v != common]
+def _odd_ones(slices: list[_Slice], values, tol: float, what: str, fix: str) -> list[str]:
+    """Problems for slices whose value differs from the majority's by more than ``tol``."""
+    values = np.asarray(values, dtype=float)
+    common = np.median(values, axis=0)  # the majority's value, when there is a majority
+    odd = [i for i, v in enumerate(values) if np.abs(v - common).max() > tol]
     if not odd:
         return []
-    return [f"{_names(odd)} {'has' if len(odd) == 1 else 'have'} {what} {key(odd[0])} while the other "
-            f"{len(slices) - len(odd)} slices have {common}; {fix}"]
+
+    def show(v) -> str:
+        return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
+
+    return [f"{_names([slices[i] for i in odd])} {'has' if len(odd) == 1 else 'have'} {what} {show(values[odd[0]])} "
+            f"while the other {len(slices) - len(odd)} slices have {show(common)}; {fix}"]
 
 
 def _check_uniform(slices: list[_Slice]) -> list[str]:
-    def iop(s):
-        return tuple(np.round(s.orientation / _COSINE_TOL).astype(int) * _COSINE_TOL)
-
     foreign = "remove the odd slices from the folder (a localizer or another series?) or " + _COPY_FIX
-    problems = _odd_ones(slices, lambda s: s.size, "size (Rows, Columns)", foreign)
-    problems += _odd_ones(slices, lambda s: tuple(np.round(s.spacing, 4)), "PixelSpacing", foreign)
-    problems += _odd_ones(slices, lambda s: tuple(round(float(v), 4) for v in iop(s)),
-                          "ImageOrientationPatient", foreign)
+    problems = _odd_ones(slices, [s.size for s in slices], 0, "size (Rows, Columns)", foreign)
+    problems += _odd_ones(slices, [s.spacing for s in slices], 1e-3, "PixelSpacing", foreign)
+    problems += _odd_ones(slices, [s.orientation for s in slices], 1e-3, "ImageOrientationPatient", foreign)
     r, c = slices[0].orientation[:3], slices[0].orientation[3:]
     if abs(np.linalg.norm(r) - 1) > 1e-3 or abs(np.linalg.norm(c) - 1) > 1e-3 or abs(r @ c) > 1e-3:
         problems.append(f"{slices[0].name} has an ImageOrientationPatient whose row and column directions are not "
                         f"orthonormal ({slices[0].orientation.tolist()}); the header is damaged: {_COPY_FIX}")
     return problems
+
+
+def _pixel_digest(sl: _Slice) -> str:
+    return hashlib.blake2b(pydicom.dcmread(sl.path, force=True).PixelData, digest_size=16).hexdigest()
 
 
 def _drop_duplicates(slices: list[_Slice]) -> tuple[list[_Slice], list[str], list[str]]:
@@ -256,8 +259,8 @@ def _drop_duplicates(slices: list[_Slice]) -> tuple[list[_Slice], list[str], lis
             kept.append(sl)
             by_sop[sl.sop] = sl
             continue
-        same = np.linalg.norm(twin.position - sl.position) < 1e-3 and (twin.digest, twin.rescale) == (
-            sl.digest, sl.rescale)
+        same = np.linalg.norm(twin.position - sl.position) < 1e-3 and twin.rescale == sl.rescale \
+            and _pixel_digest(twin) == _pixel_digest(sl)
         if same:
             dropped.append(f"{sl.name} (a copy of {twin.name})")
             continue
@@ -327,21 +330,29 @@ def _spacing_problems(slices: list[_Slice], ds: np.ndarray, step: float, uneven:
             f"{step:.4g} mm grid between the true slice positions"]
 
 
-def _read_pixels(slices: list[_Slice]) -> np.ndarray:
+def _read_pixels(slices: list[_Slice]) -> sitk.Image:
     """Decode every slice (rescale slope and intercept applied) and stack them in the given order."""
-    pixel_type = sitk.sitkUnknown if len({sl.rescale for sl in slices}) == 1 else sitk.sitkFloat32
-    planes = []
-    for sl in slices:
-        try:
-            plane = sitk.GetArrayFromImage(sitk.ReadImage(str(sl.path), pixel_type))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            raise ValueError(f"cannot decode the pixel data of {sl.path} ({first}); {_COPY_FIX}") from None
-        if plane.shape != (1, *sl.size):
-            raise ValueError(f"{sl.path} decodes to shape {plane.shape[1:]}, but its header says {sl.size}; "
-                             f"the file is damaged: {_COPY_FIX}")
-        planes.append(plane[0])
-    return np.stack(planes).astype(np.result_type(*planes), copy=False)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(sl.path) for sl in slices])
+    if hasattr(reader, "SetSpacingWarningRelThreshold"):
+        reader.SetSpacingWarningRelThreshold(1e9)  # the spacing was checked from the headers; only the array is used
+    if len({sl.rescale for sl in slices}) > 1:
+        reader.SetOutputPixelType(sitk.sitkFloat32)  # per-slice rescale must not be cut to the first slice's type
+    try:
+        image = reader.Execute()
+    except RuntimeError:
+        for sl in slices:  # find the slice that cannot be decoded
+            try:
+                sitk.ReadImage(str(sl.path))
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                raise ValueError(f"cannot decode the pixel data of {sl.path} ({first}); {_COPY_FIX}") from None
+        raise
+    shape = image.GetSize()[::-1]
+    if shape != (len(slices), *slices[0].size):
+        raise ValueError(f"the slices of {slices[0].path.parent} decode to shape {shape}, but their headers "
+                         f"say {(len(slices), *slices[0].size)}; a file is damaged: {_COPY_FIX}")
+    return image  # its geometry is GDCM's; the caller sets the slices' own
 
 
 def _resample(stack: np.ndarray, grid: _Grid, spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +376,7 @@ def _resample(stack: np.ndarray, grid: _Grid, spacing: tuple[float, float]) -> t
     def plane(j: int) -> np.ndarray:
         if j not in shifted:
             offset = ((corner[1] - grid.uv[j, 1]) / dy, (corner[0] - grid.uv[j, 0]) / dx)
-            shifted[j] = affine_transform(stack[j].astype(np.float32), np.eye(2), offset=offset,
+            shifted[j] = affine_transform(stack[j].astype(np.float32), np.ones(2), offset=offset,  # a pure shift
                                           output_shape=shape, order=1, cval=fill)
         return shifted[j]
 
@@ -448,17 +459,17 @@ def _resample_note(folder: Path, grid: _Grid) -> str:
             f"{grid.step:.4g} mm slices from the true slice positions (metadata['dicom_resampled'] is True)")
 
 
-def _volume(folder: Path, uid: str, slices: list[_Slice], grid: _Grid, stack: np.ndarray, resampled: bool,
+def _volume(folder: Path, uid: str, slices: list[_Slice], grid: _Grid, image: sitk.Image, resampled: bool,
             modality: str) -> Volume:
     """The stacked (or resampled) slices as a canonical Volume whose geometry is the slices' own."""
     r, c, n = slices[0].orientation[:3], slices[0].orientation[3:], _normal(slices[0])
     dy, dx = slices[0].spacing
     if resampled:
-        stack, (u0, v0, s0) = _resample(stack, grid, (dy, dx))
+        stack, (u0, v0, s0) = _resample(sitk.GetArrayViewFromImage(image), grid, (dy, dx))
         origin, dz = u0 * r + v0 * c + s0 * n, grid.step
+        image = sitk.GetImageFromArray(stack)
     else:
         origin, dz = slices[0].position, (grid.s[-1] - grid.s[0]) / (len(slices) - 1)
-    image = sitk.GetImageFromArray(stack)
     image.SetSpacing((float(dx), float(dy), float(dz)))
     image.SetOrigin(tuple(float(o) for o in origin))
     image.SetDirection(tuple(np.column_stack([r, c, n]).ravel().tolist()))
