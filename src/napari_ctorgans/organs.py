@@ -26,7 +26,7 @@ ORGANS: dict[int, Organ] = {
     2: Organ(2, "bladder", _rgba("#ffd700")),
     3: Organ(3, "lungs", _rgba("#1e90ff")),
     4: Organ(4, "kidneys", _rgba("#32cd32")),
-    5: Organ(5, "bone", _rgba("#f5f5f5")),
+    5: Organ(5, "bone", _rgba("#9b30ff")),  # purple: bone is already white in every CT window
     6: Organ(6, "brain", _rgba("#ff69b4")),
 }
 

@@ -1,67 +1,64 @@
-"""The "Auto label" dock widget: lungs, bone, body or all from a CT layer, and seeded organ growing."""
+"""The "Auto label" step: lungs, bone and the body mask from a CT layer, and organs grown from clicked seeds.
+
+Every result is added to the CT's working Labels layer (see :mod:`.working`): other organs and the user's own
+painting are never erased. The body mask goes to a layer of its own. All computing runs in a worker thread.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
-    QLabel,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
-from ..organs import ORGANS, napari_colormap
-from .layers import digest as _digest
-from .layers import paint as _paint
-from .prompt import EditedLayerPrompt
+from ..organs import ORGANS
+from .step import Step, fill_combo
+from .working import apply_update, body_layer, organs_update, tool_record, working_layer
 
-RESULT_NAME = "auto labels"
+#: image layers of the plugin's own that are no CT (the augmentation preview)
+_NOT_CT = ("augmented image",)
+
+#: organs "Grow organ" offers (the soft-tissue organs the automatic labelers do not find)
+GROW_ORGANS = (1, 2, 4)
 
 
-class AutoLabelWidget(QWidget):
+def _spin(low, high, value, suffix, tip):
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setToolTip(tip)
+    return box
+
+
+class AutoLabelWidget(Step):
     """Pick a CT Image layer and run the automatic labelers in a worker thread; grow organs from Points seeds."""
 
-    def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
         self.result_layer = None
-
+        self._watched: set[int] = set()
+        self._prepared: set[int] = set()
         self.image_combo = QComboBox()
-        self.image_combo.setToolTip("CT Image layer in Hounsfield units")
+        self.image_combo.setToolTip("CT Image layer in Hounsfield units (3D)")
         self.points_combo = QComboBox()
         self.points_combo.setToolTip("Points layer with seed clicks inside the organ")
         self.organ_combo = QComboBox()
-        for o in ORGANS.values():
-            if o.value in (1, 2, 4):
-                self.organ_combo.addItem(o.name, o.value)
-        self.organ_combo.setToolTip("organ painted by 'Grow organ' (other organs are never erased)")
-        self.opening = QDoubleSpinBox()
-        self.opening.setRange(0, 50)
-        self.opening.setValue(9.0)
-        self.opening.setSuffix(" mm")
-        self.opening.setToolTip("ball diameter of the opening that cuts leaks through thin bridges")
-        self.closing = QDoubleSpinBox()
-        self.closing.setRange(0, 60)
-        self.closing.setValue(25.0)
-        self.closing.setSuffix(" mm")
-        self.closing.setToolTip("ball diameter of the bone closing (the paper uses 2.5 cm)")
-
-        self.air_hu = QDoubleSpinBox()
-        self.air_hu.setRange(-1000, 0)
-        self.air_hu.setValue(-400.0)
-        self.air_hu.setSuffix(" HU")
-        self.air_hu.setToolTip("air threshold of the lung labeler (the paper uses -150 HU)")
-        self.bone_hu = QDoubleSpinBox()
-        self.bone_hu.setRange(0, 2000)
-        self.bone_hu.setValue(150.0)
-        self.bone_hu.setSuffix(" HU")
-        self.bone_hu.setToolTip("bone seed threshold tau2 (the paper uses 200 HU, its code 175 HU)")
+        for v in GROW_ORGANS:
+            self.organ_combo.addItem(ORGANS[v].name, v)
+        self.organ_combo.setToolTip("organ painted by 'Grow organ' (other organs and your painting are never erased)")
+        self.air_hu = _spin(-1000, 0, -400.0, " HU", "air threshold of the lung labeler (the paper uses -150 HU)")
+        self.bone_hu = _spin(0, 2000, 150.0, " HU", "bone seed threshold (the paper uses 200 HU, its code 175 HU)")
+        self.closing = _spin(0, 60, 25.0, " mm", "ball diameter of the bone closing (the paper uses 2.5 cm)")
+        self.opening = _spin(0, 50, 9.0, " mm", "ball diameter of the opening that cuts leaks through thin bridges")
 
         form = QFormLayout()
         form.addRow("CT layer", self.image_combo)
@@ -72,174 +69,209 @@ class AutoLabelWidget(QWidget):
         self.buttons = {}
         for what in ("lungs", "bone", "body", "all"):
             b = QPushButton(what)
-            b.setToolTip(f"label {what} in a worker thread; the result goes to the '{RESULT_NAME}' layer")
+            b.setToolTip(f"add {what} to the working labels layer '<CT> organs'" if what != "body"
+                         else "body mask into its own layer '<CT> body' (not an organ label)")
             b.clicked.connect(lambda _=False, w=what: self.run(w))
             buttons.addWidget(b)
             self.buttons[what] = b
-        self.cancel_button = QPushButton("cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(lambda: self.cancel())
         self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.prompt = EditedLayerPrompt()
-        grow_form = QFormLayout()
+        grow_box = QGroupBox("Grow an organ from seed clicks")
+        grow_form = QFormLayout(grow_box)
         grow_form.addRow("seeds", self.points_combo)
         grow_form.addRow("organ", self.organ_combo)
         grow_form.addRow("opening", self.opening)
         self.grow_button = QPushButton("Grow organ")
         self.grow_button.setToolTip("grow the organ from the seed points within an HU band estimated around them")
-        self.grow_button.clicked.connect(self.grow)
+        self.grow_button.clicked.connect(lambda: self.grow())
+        grow_form.addRow(self.grow_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.cancel_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.prompt)
-        layout.addLayout(grow_form)
-        layout.addWidget(self.grow_button)
+        layout.addWidget(grow_box)
+        row = QHBoxLayout()
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
         layout.addWidget(self.status)
         layout.addStretch()
 
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
+        self.listen(self.viewer.layers.events.inserted, self._refresh)
+        self.listen(self.viewer.layers.events.removed, self._refresh)
+        self.image_combo.currentIndexChanged.connect(self._update_buttons)
+        self.points_combo.currentIndexChanged.connect(self._update_buttons)
         self._refresh()
 
-    # layer choices -----------------------------------------------------------------------------------------------
+    # ---------------------------------------------------------------------------------------------- inputs
     def _refresh(self, *_):
         from napari.layers import Image, Points
 
-        for combo, kind in ((self.image_combo, Image), (self.points_combo, Points)):
-            current = combo.currentText()
-            combo.clear()
-            combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, kind)])
-            if current:
-                i = combo.findText(current)
-                if i >= 0:
-                    combo.setCurrentIndex(i)
+        if self.closed:
+            return
+        fill_combo(self.image_combo, [ly.name for ly in self.viewer.layers
+                                      if isinstance(ly, Image) and ly.name not in _NOT_CT])
+        fill_combo(self.points_combo, [ly.name for ly in self.viewer.layers if isinstance(ly, Points)])
+        for layer in self.viewer.layers:  # a click adds a seed: Grow becomes possible
+            if isinstance(layer, Points) and id(layer) not in self._watched:
+                self._watched.add(id(layer))
+                self.listen(layer.events.data, self._update_buttons)
+        self._update_buttons()
+
+    def _ct_problem(self) -> str | None:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return "open a CT first (File > Open, or drop a NIfTI/NRRD/MHA file or a DICOM folder on the window)"
+        ndim = np.ndim(self.viewer.layers[name].data)
+        if ndim != 3:
+            return f"'{name}' is {ndim}D; the labelers need a 3D CT (z, y, x): choose or open a 3D scan"
+        return None
+
+    def _seeds_problem(self) -> str | None:
+        name = self.points_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return "to grow an organ, add a Points layer and click inside the organ"
+        if not len(self.viewer.layers[name].data):
+            return f"'{name}' has no points: click inside the organ with the Points layer's add tool"
+        return None
+
+    def _update_buttons(self, *_):
+        if self.closed:
+            return
+        busy = self.worker is not None
+        ct_problem = self._ct_problem()
+        for b in self.buttons.values():
+            b.setEnabled(not busy and ct_problem is None)
+        self.grow_button.setEnabled(not busy and ct_problem is None and self._seeds_problem() is None)
+        self.cancel_button.setEnabled(busy)
+        if not busy and ct_problem:
+            self.say(ct_problem)
+        elif ct_problem is None:
+            QTimer.singleShot(0, self._ensure_working_layer)
+
+    def _ensure_working_layer(self):
+        """Give the chosen CT its (empty) working layer now, so no tool has to add a layer when it finishes."""
+        if self.closed or self._ct_problem():
+            return
+        ct_layer = self.viewer.layers[self.image_combo.currentText()]
+        if id(ct_layer) not in self._prepared:  # once: a working layer the user deleted is not brought back
+            self._prepared.add(id(ct_layer))
+            working_layer(self.viewer, ct_layer)
+
+    def busy_changed(self, busy: bool) -> None:
+        self._update_buttons()
 
     def _ct(self):
-        from .. import Volume
+        from .layers import volume_from_layer
 
-        name = self.image_combo.currentText()
-        if not name:
-            raise ValueError("add a CT Image layer first")
-        layer = self.viewer.layers[name]
-        data = np.asarray(layer.data)
-        vol = Volume(data, spacing=tuple(float(s) for s in layer.scale[-3:]),
-                     origin=tuple(float(t) for t in layer.translate[-3:]))
-        return layer, vol
+        problem = self._ct_problem()
+        if problem:
+            raise ValueError(problem)
+        layer = self.viewer.layers[self.image_combo.currentText()]
+        return layer, volume_from_layer(layer)
 
-    # automatic labels --------------------------------------------------------------------------------------------
+    # ---------------------------------------------------------------------------------------------- automatic labels
     def run(self, what: str):
-        from napari.qt.threading import thread_worker
-
-        layer, vol = self._ct()
-        closing = float(self.closing.value())
-        params = {
-            "lungs": {"air_hu": float(self.air_hu.value())},
-            "bones": {"closing_mm": closing, "bone_hu": float(self.bone_hu.value())},
-        }
-
-        @thread_worker
-        def work():
-            from ..labelers import auto_label, label_body
-
-            if what == "body":
-                yield 1
-                return label_body(vol).astype(np.uint8)  # value 1 marks the body
-            organs = ["lungs", "bone"] if what == "all" else [what]
-            out = np.zeros(vol.shape, dtype=np.uint8)
-            for i, organ in enumerate(organs):
-                part = auto_label(vol, organs=[organ], **params)
-                out[(part > 0) & (out == 0)] = part[(part > 0) & (out == 0)]
-                yield i + 1
-            return out
-
-        total = 1 if what == "body" else (2 if what == "all" else 1)
-        self.progress.setRange(0, total)
-        self.progress.setValue(0)
-        self.worker = work()
-        self.worker.yielded.connect(self.progress.setValue)
-        self.worker.returned.connect(lambda labels: self._show(labels, layer, what))
-        self.worker.errored.connect(lambda exc: self.status.setText(f"error: {exc}"))
-        self.worker.finished.connect(self._done)
-        self._busy(True)
-        self.status.setText(f"labelling {what}...")
-        self.worker.start()
-        return self.worker
-
-    def cancel(self):
+        """Label ``what`` ("lungs", "bone", "body" or "all") in a worker; returns the worker (None: see status)."""
+        if what not in self.buttons:
+            raise ValueError(f"what must be one of {', '.join(self.buttons)}, got {what!r}")
         if self.worker is not None:
-            self.worker.quit()
-            self.status.setText("cancelled")
-
-    def _busy(self, busy: bool):
-        for b in (*self.buttons.values(), self.grow_button):
-            b.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-
-    def _done(self):
-        self._busy(False)
-        self.worker = None
-
-    def _target_layer(self, ct_layer, shape):
-        """The result layer; a new one when the existing one was edited by the user (never overwritten)."""
-        from napari.utils.colormaps import DirectLabelColormap
-
-        layer = self.result_layer
-        if layer is not None and layer in self.viewer.layers and layer.data.shape == shape:
-            return layer
-        layer = self.viewer.add_labels(
-            np.zeros(shape, dtype=np.uint8), name=RESULT_NAME, scale=ct_layer.scale[-3:],
-            translate=ct_layer.translate[-3:], colormap=DirectLabelColormap(color_dict=napari_colormap()),
-        )
-        layer.metadata["organs"] = {o.value: o.name for o in ORGANS.values()}
-        self.result_layer = layer
-        return layer
-
-    def _show(self, labels, ct_layer, what):
-        layer = self.result_layer
-        alive = layer is not None and layer in self.viewer.layers and layer.data.shape == labels.shape
-        if alive and layer.metadata.get("ctorgans_digest") != _digest(layer.data):
-            # the user edited the layer since we wrote it: ask before touching it
-            self.prompt.ask(layer.name, lambda choice: self._apply(labels, ct_layer, what, choice))
-            self.status.setText(f"{what} done: '{layer.name}' has edits; choose below what to do with the result")
-            return
-        if not alive:
-            self.result_layer = None
-        self._apply(labels, ct_layer, what, "replace")
-
-    def _apply(self, labels, ct_layer, what, choice):
-        """Put a result into the viewer: ``replace`` (through the undo history), ``new layer`` or ``discard``."""
-        if choice == "discard":
-            self.status.setText(f"{what}: result discarded, '{self.result_layer.name}' kept as edited")
-            return
-        if choice == "new layer":
-            self.result_layer = None  # the edited layer stays as it is
-        layer = self._target_layer(ct_layer, labels.shape)
-        _paint(layer, labels != np.asarray(layer.data), labels)
-        layer.metadata["ctorgans_digest"] = _digest(layer.data)
-        found = ", ".join(ORGANS[int(v)].name for v in np.unique(labels) if v in ORGANS and v)
-        self.status.setText(f"{what}: {found or 'nothing found'}")
-
-    # seeded growing ----------------------------------------------------------------------------------------------
-    def grow(self):
-        from ..labelers import grow_region
-
-        ct_layer, vol = self._ct()
-        name = self.points_combo.currentText()
-        if not name:
-            self.status.setText("add a Points layer with seed clicks first")
+            self.say("a labeller is still running: wait for it or press Cancel")
             return None
-        pts = np.asarray(self.viewer.layers[name].data, dtype=float)[:, -3:]
-        seeds = (pts - np.asarray(ct_layer.translate[-3:])) / np.asarray(ct_layer.scale[-3:])
-        region = grow_region(vol, seeds, opening_mm=float(self.opening.value()))
-        layer = self._target_layer(ct_layer, vol.shape)
+        try:
+            ct_layer, vol = self._ct()
+        except ValueError as exc:
+            self.say(str(exc))
+            return None
+        if what == "body":
+            return self.start_job(_body, vol, what="body", progress=self.progress, total=1,
+                                  on_result=lambda mask: self._show_body(mask, ct_layer))
+        layer = working_layer(self.viewer, ct_layer)
+        self.result_layer = layer
+        organs = ["lungs", "bone"] if what == "all" else [what]
+        params = {"lungs": {"air_hu": float(self.air_hu.value())},
+                  "bones": {"closing_mm": float(self.closing.value()), "bone_hu": float(self.bone_hu.value())}}
+        self.say(f"labelling {what}...")
+        return self.start_job(_auto, vol, organs, params, layer.data, tool_record(layer), what=what,
+                              progress=self.progress, total=len(organs) + 1,
+                              on_result=lambda res: self._apply(layer, res, what))
+
+    def _show_body(self, mask, ct_layer):
+        layer = body_layer(self.viewer, ct_layer, mask)
+        self.say(f"body: {int(mask.sum())} voxels in the layer '{layer.name}' (kept apart from the organ labels)")
+
+    def _apply(self, layer, result, what):
+        data_before, update = result
+        if layer not in self.viewer.layers:
+            self.say(f"{what}: the layer '{layer.name}' was removed meanwhile; run again to recreate it")
+            return
+        n = apply_update(layer, data_before, update)
+        self.say(f"{what}: {n} voxels changed in '{layer.name}'" if n else f"{what}: nothing new found")
+        self.status.setText(self.status.text() + "; other organs and your edits kept (Ctrl+Z in that layer undoes)")
+
+    # ---------------------------------------------------------------------------------------------- seeded growing
+    def seeds(self, ct_layer) -> np.ndarray:
+        """The clicked seed points as (z, y, x) voxel positions of ``ct_layer``."""
+        points = self.viewer.layers[self.points_combo.currentText()]
+        pts = np.asarray(points.data, dtype=float)[:, -3:]
+        world = np.array([points.data_to_world(p) for p in pts])
+        return np.array([ct_layer.world_to_data(w) for w in world], dtype=float)[:, -3:]
+
+    def grow(self):
+        """Grow the chosen organ from the seed points in a worker; returns the worker (None: see status)."""
+        if self.worker is not None:
+            self.say("a labeller is still running: wait for it or press Cancel")
+            return None
+        try:
+            ct_layer, vol = self._ct()
+            problem = self._seeds_problem()
+            if problem:
+                raise ValueError(problem)
+            seeds = self.seeds(ct_layer)
+        except ValueError as exc:
+            self.say(str(exc))
+            return None
+        outside = [i for i, s in enumerate(seeds) if np.any(s < -0.5) or np.any(s > np.array(vol.shape) - 0.5)]
+        if outside:
+            self.say(f"seed point(s) {', '.join(str(i + 1) for i in outside)} of '{self.points_combo.currentText()}' "
+                     f"lie outside '{ct_layer.name}': move or delete them")
+            return None
         value = int(self.organ_combo.currentData())
-        paint = region & (np.asarray(layer.data) == 0)
-        _paint(layer, paint, value)
-        layer.metadata["ctorgans_digest"] = _digest(layer.data)
-        self.status.setText(f"{ORGANS[value].name}: {int(paint.sum())} voxels grown")
-        return paint
+        layer = working_layer(self.viewer, ct_layer)
+        self.result_layer = layer
+        self.say(f"growing {ORGANS[value].name} from {len(seeds)} seed(s)...")
+        return self.start_job(_grow, vol, seeds, value, float(self.opening.value()), layer.data, tool_record(layer),
+                              what=f"growing {ORGANS[value].name}", progress=self.progress, total=2,
+                              on_result=lambda res: self._apply(layer, res, ORGANS[value].name))
+
+
+def _body(vol):
+    from .. import label_body
+
+    yield 0
+    return label_body(vol).astype(bool)
+
+
+def _auto(vol, organs, params, data, record):
+    from .. import auto_label
+
+    labels = np.zeros(vol.shape, np.uint8)
+    for i, organ in enumerate(organs):
+        yield i
+        part = auto_label(vol, organs=[organ], **params)
+        labels[(part > 0) & (labels == 0)] = part[(part > 0) & (labels == 0)]
+    yield len(organs)
+    data = np.array(data, copy=True)
+    values = [{"lungs": 3, "bone": 5}[organ] for organ in organs]  # an organ's earlier result is replaced
+    return data, organs_update(data, record, {v: labels == v for v in values})
+
+
+def _grow(vol, seeds, value, opening_mm, data, record):
+    from .. import grow_region
+
+    yield 0
+    region = grow_region(vol, seeds, opening_mm=opening_mm)
+    yield 1
+    data = np.array(data, copy=True)
+    return data, organs_update(data, record, {value: region})
