@@ -69,18 +69,13 @@ def test_organ_statistics(make_napari_viewer, phantom):
     w = EvaluateWidget(viewer)
     w.stats_labels_combo.setCurrentText("reference")
     w.stats_image_combo.setCurrentText("scan")
-    stats = w.compute_statistics()
-    present = sorted(int(v) for v in np.unique(labels) if v)
-    assert [s["label"] for s in stats] == present
-    voxel_ml = np.prod(vol.spacing) / 1000.0
-    for s in stats:
-        mask = labels == s["label"]
-        assert s["volume_ml"] == pytest.approx(np.count_nonzero(mask) * voxel_ml, rel=1e-9)
-        assert s["mean_hu"] == pytest.approx(vol.array[mask].mean(), rel=1e-6)
-        assert s["std_hu"] == pytest.approx(vol.array[mask].std(), rel=1e-6)
+    w.stats_button.click()
+    stats = w.stats
+    assert stats == ct.organ_statistics(labels, vol)  # the widget shows the public API's numbers
+    assert [s["value"] for s in stats] == sorted(int(v) for v in np.unique(labels) if v)
     assert w.stats_table.rowCount() == len(stats)
-    lungs = next(s for s in stats if s["organ"] == "lungs")
-    assert lungs["mean_hu"] < -500  # air-filled, as in the phantom
+    assert w.stats_table.item(0, 0).text() == stats[0]["name"]
+    assert "statistics of" in w.stats_status.text() and w.status.text() != w.stats_status.text()
 
 
 def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
@@ -102,12 +97,12 @@ def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
     assert "cannot evaluate" in w.status.text() and "3D" in w.status.text()
     with pytest.raises(ValueError, match="press Evaluate first"):
         w.export_csv("unused.csv")
-    # statistics over a CT of another shape: a message, no exception
+    # statistics over a CT of another shape: a message in the statistics' own status line, no exception
     viewer.add_image(np.zeros((3, 4, 5), np.int16), name="small")
     w.stats_labels_combo.setCurrentText("reference")
     w.stats_image_combo.setCurrentText("small")
     assert w.compute_statistics() == []
-    assert "choose the CT" in w.status.text()
+    assert "choose the CT" in w.stats_status.text()
 
 
 def test_reference_and_prediction_from_files(make_napari_viewer, qtbot, phantom, tmp_path, abdomen_3mm_labels):
@@ -126,13 +121,27 @@ def test_reference_and_prediction_from_files(make_napari_viewer, qtbot, phantom,
     np.testing.assert_allclose(ref_layer.scale, vol.spacing)
     with qtbot.waitSignal(w.run().finished, timeout=120_000):
         pass
-    dice = {w.table.item(i, 0).text(): float(w.table.item(i, 1).text()) for i in range(w.table.rowCount())}
-    assert dice["kidneys"] == 0.0 and dice["liver"] == 1.0
-    # a real reference on another grid: opened, then refused with the reason
+    cells = {w.table.item(i, 0).text(): [w.table.item(i, j).text() for j in range(w.table.columnCount())]
+             for i in range(w.table.rowCount())}
+    # the missed kidneys: "not predicted", not Dice 0 / HD inf (friction 10)
+    assert cells["kidneys"][1] == "not predicted" and "inf" not in cells["kidneys"]
+    assert float(cells["liver"][1]) == 1.0 and "not predicted: kidneys" in w.status.text()
+    # a real reference on another grid: opened, then refused with the reason; the old table is cleared
     real = tmp_path / "real.nii.gz"
     ct.write_labels(real, abdomen_3mm_labels.array, like=abdomen_3mm_labels)
     w.open_labels_file(real, "reference")
     assert w.run() is None and "same grid" in w.status.text()
+    assert w.table.rowCount() == 0 and not w.export_button.isEnabled()
+    # the resampling is offered as an action: a new layer on the reference grid, then Evaluate works
+    assert w.resample_button.isVisible() or not w.resample_button.isHidden()
+    with qtbot.waitSignal(w.resample_prediction().finished, timeout=120_000):
+        pass
+    resampled = viewer.layers[w.pred_combo.currentText()]
+    assert resampled.data.shape == abdomen_3mm_labels.shape and resampled is not pred_layer
+    assert pred_layer.data.shape == labels.shape  # the original prediction is unchanged
+    with qtbot.waitSignal(w.run().finished, timeout=120_000):
+        pass
+    assert w.table.rowCount() >= 1
     # not a label map: a message, no layer
     (tmp_path / "bad.nii.gz").write_bytes(b"garbage")
     n = len(viewer.layers)

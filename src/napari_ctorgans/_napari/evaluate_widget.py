@@ -1,5 +1,7 @@
 """The "Evaluate" dock widget: per-organ metrics of a prediction layer against a reference layer, CSV export,
-and organ statistics (volume in mL, mean and standard deviation of HU) of one label layer over a CT layer."""
+and organ statistics (``ct.organ_statistics``) of one label layer over its CT; the statistics have their own status
+line. An organ missing from the prediction is shown as "not predicted", never as Dice 0 / HD inf.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
+
+from .step import Step, fill_combo
 
 #: (header, OrganMetrics attribute) of the metrics table, in column order.
 METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -35,7 +38,13 @@ METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("HD95 (mm)", "hd95"),
     ("surface Dice", "surface_dice"),
 )
-STATS_COLUMNS: tuple[str, ...] = ("organ", "voxels", "volume (mL)", "mean HU", "std HU")
+#: (header, key of a ``ct.organ_statistics`` row) of the statistics table, in column order.
+STATS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("organ", "name"), ("voxels", "voxels"), ("volume (mL)", "volume_ml"), ("mean HU", "hu_mean"),
+    ("std HU", "hu_std"), ("pieces", "pieces"),
+)
+NOT_PREDICTED = "not predicted"
+NOT_IN_REFERENCE = "not in reference"
 
 
 def _fmt(value) -> str:
@@ -44,35 +53,29 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def organ_statistics(labels: np.ndarray, image: np.ndarray | None, spacing) -> list[dict]:
-    """Per organ present in ``labels``: voxel count, volume in mL and, with ``image``, mean and std of HU."""
-    from ..organs import IGNORE_LABEL, ORGANS
-
-    labels = np.asarray(labels)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    flat = labels.ravel()
-    values = [int(v) for v in np.unique(flat) if v != 0 and v != IGNORE_LABEL]
-    rows = []
-    hu = None if image is None else np.asarray(image).ravel()
-    for value in values:
-        mask = flat == value
-        n = int(np.count_nonzero(mask))
-        row = {"label": value, "organ": ORGANS[value].name if value in ORGANS else f"label {value}",
-               "voxels": n, "volume_ml": n * voxel_ml, "mean_hu": math.nan, "std_hu": math.nan}
-        if hu is not None:
-            sel = hu[mask].astype(np.float64)  # organ voxels only: small next to the volume
-            row["mean_hu"], row["std_hu"] = float(sel.mean()), float(sel.std())
-        rows.append(row)
-    return rows
+def metric_cells(row) -> list[str]:
+    """The table cells of one OrganMetrics row: an organ missing from one side is named, not scored 0 / inf."""
+    cells = [_fmt(getattr(row, attr)) for _, attr in METRIC_COLUMNS]
+    missing = NOT_PREDICTED if row.pred_voxels == 0 and row.ref_voxels > 0 else (
+        NOT_IN_REFERENCE if row.ref_voxels == 0 and row.pred_voxels > 0 else None)
+    if missing:
+        cells[1:] = [missing] + ["\u2014"] * (len(cells) - 2)
+    return cells
 
 
-class EvaluateWidget(QWidget):
+def _table(columns) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels([h for h, _ in columns])
+    table.setMinimumHeight(150)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    return table
+
+
+class EvaluateWidget(Step):
     """Compare a prediction Labels layer with a reference Labels layer; organ statistics of one Labels layer."""
 
-    def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
         self.rows: list = []  # OrganMetrics of the last evaluation
         self.stats: list[dict] = []
 
@@ -93,14 +96,16 @@ class EvaluateWidget(QWidget):
         self.open_ref_button.setToolTip("open a label file (NIfTI, NRRD, MHA) as the reference layer")
         self.open_ref_button.clicked.connect(lambda: self._open_dialog("reference"))
         self.button = QPushButton("Evaluate")
-        self.button.clicked.connect(self.run)
-        self.table = QTableWidget(0, len(METRIC_COLUMNS))
-        self.table.setHorizontalHeaderLabels([h for h, _ in METRIC_COLUMNS])
+        self.button.clicked.connect(lambda: self.run())
+        self.resample_button = QPushButton("Resample prediction onto the reference grid")
+        self.resample_button.setToolTip("nearest-neighbour copy of the prediction on the reference's grid, as a "
+                                        "new layer (the prediction layer stays as it is)")
+        self.resample_button.clicked.connect(lambda: self.resample_prediction())
+        self.resample_button.hide()
+        self.table = _table(METRIC_COLUMNS)
         self.export_button = QPushButton("Export CSV")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._export_dialog)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
 
         form = QFormLayout()
         for text, combo, opener in (("prediction", self.pred_combo, self.open_pred_button),
@@ -116,48 +121,67 @@ class EvaluateWidget(QWidget):
 
         self.stats_labels_combo = QComboBox()
         self.stats_image_combo = QComboBox()
-        self.stats_image_combo.setToolTip("CT Image layer in HU (optional: without it only volumes are shown)")
+        self.stats_image_combo.setToolTip("the CT (HU) the labels belong to")
         self.stats_button = QPushButton("Organ statistics")
-        self.stats_button.clicked.connect(self.compute_statistics)
-        self.stats_table = QTableWidget(0, len(STATS_COLUMNS))
-        self.stats_table.setHorizontalHeaderLabels(list(STATS_COLUMNS))
+        self.stats_button.clicked.connect(lambda: self.compute_statistics())
+        self.stats_table = _table(STATS_COLUMNS)
+        self.stats_status = QLabel("")
+        self.stats_status.setWordWrap(True)
         stats_box = QGroupBox("Organ statistics")
         stats_form = QFormLayout(stats_box)
         stats_form.addRow("labels", self.stats_labels_combo)
         stats_form.addRow("CT", self.stats_image_combo)
         stats_form.addRow(self.stats_button)
+        stats_form.addRow(self.stats_status)
         stats_form.addRow(self.stats_table)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.resample_button)
         layout.addWidget(self.table)
         layout.addWidget(stats_box)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
-        self.viewer.layers.events.changed.connect(self._refresh)
+        self.listen(self.viewer.layers.events.inserted, self._refresh)
+        self.listen(self.viewer.layers.events.removed, self._refresh)
+        self.listen(self.viewer.layers.events.changed, self._refresh)
+        for combo in (self.pred_combo, self.ref_combo, self.stats_labels_combo, self.stats_image_combo):
+            combo.currentIndexChanged.connect(self._update_buttons)
         self._refresh()
 
     # ---------------------------------------------------------------------------------------------------- layers
     def _refresh(self, *_):
         from napari.layers import Image, Labels
 
+        if self.closed:
+            return
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         for combo, names in ((self.pred_combo, labels), (self.ref_combo, labels),
-                             (self.stats_labels_combo, labels), (self.stats_image_combo, ["(none)", *images])):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current and combo.findText(current) >= 0:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+                             (self.stats_labels_combo, labels), (self.stats_image_combo, images)):
+            fill_combo(combo, names)
         if self.ref_combo.currentText() == self.pred_combo.currentText() and len(labels) > 1:
             self.ref_combo.setCurrentIndex(1 if self.pred_combo.currentIndex() == 0 else 0)
-        if self.stats_image_combo.currentText() == "(none)" and images:
-            self.stats_image_combo.setCurrentText(images[0])
+        self._update_buttons()
+
+    def _update_buttons(self, *_):
+        if self.closed:
+            return
+        busy = self.worker is not None
+        self.button.setEnabled(not busy and bool(self.pred_combo.currentText()) and bool(self.ref_combo.currentText()))
+        self.stats_button.setEnabled(bool(self.stats_labels_combo.currentText())
+                                     and bool(self.stats_image_combo.currentText()))
+        self.resample_button.setEnabled(not busy)
+        if not self.pred_combo.currentText():
+            self.say("open or predict a Labels layer, and open its reference (File... buttons)")
+
+    def busy_changed(self, busy: bool) -> None:
+        self._update_buttons()
+
+    def _clear(self) -> None:
+        self.rows = []
+        self.table.setRowCount(0)
+        self.export_button.setEnabled(False)
 
     def open_labels_file(self, path, role: str = "reference"):
         """Open a label file as a Labels layer (organ names and colours, the file's geometry) and select it as the
@@ -170,7 +194,7 @@ class EvaluateWidget(QWidget):
         try:
             vol = read_labels(path)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            self.status.setText(f"cannot open {path}: {exc}")
+            self.say(f"cannot open {path}: {exc}")
             return None
         mine, other = (self.pred_combo, self.ref_combo) if role == "prediction" else (self.ref_combo, self.pred_combo)
         keep = other.currentText()  # the other role's choice stays as it was
@@ -178,7 +202,7 @@ class EvaluateWidget(QWidget):
         mine.setCurrentText(layer.name)
         if keep and keep != layer.name and other.findText(keep) >= 0:
             other.setCurrentText(keep)
-        self.status.setText(f"opened {Path(path).name} as the {role} layer '{layer.name}'")
+        self.say(f"opened {Path(path).name} as the {role} layer '{layer.name}'")
         return layer
 
     def _open_dialog(self, role: str):
@@ -188,69 +212,81 @@ class EvaluateWidget(QWidget):
             self.open_labels_file(path, role)
 
     # ---------------------------------------------------------------------------------------------------- metrics
-    def run(self):
-        """Evaluate in a worker thread; returns the worker, or None (message in the widget) when inputs are wrong."""
-        from napari.qt.threading import thread_worker
-
-        from ..metrics import evaluate
+    def _pair(self):
+        """The prediction and reference Volumes, and why they cannot be compared (None when they can)."""
         from .layers import volume_from_layer
 
         pred_name, ref_name = self.pred_combo.currentText(), self.ref_combo.currentText()
         if not pred_name or not ref_name:
-            self.status.setText("choose a prediction and a reference Labels layer first")
-            return None
+            return None, None, "choose a prediction and a reference Labels layer first"
         try:
             pred = volume_from_layer(self.viewer.layers[pred_name])
             ref = volume_from_layer(self.viewer.layers[ref_name])
         except (ValueError, TypeError, KeyError) as exc:
-            self.status.setText(f"cannot evaluate: {exc}")
-            return None
+            return None, None, f"cannot evaluate: {exc}"
         if pred.shape != ref.shape:
-            self.status.setText(
-                f"cannot evaluate: '{pred_name}' has shape {pred.shape} but '{ref_name}' has shape {ref.shape}; "
-                "both layers must be on the same grid (resample the prediction to the reference first)"
-            )
-            return None
+            return pred, ref, (f"cannot evaluate: '{pred_name}' has shape {pred.shape} but '{ref_name}' has shape "
+                               f"{ref.shape}; both layers must be on the same grid: press Resample below")
         if not np.allclose(pred.spacing, ref.spacing, rtol=1e-4):
-            self.status.setText(
-                f"cannot evaluate: '{pred_name}' has spacing {pred.spacing} mm but '{ref_name}' has {ref.spacing} mm; "
-                "both layers must be on the same grid"
-            )
+            return pred, ref, (f"cannot evaluate: '{pred_name}' has spacing {pred.spacing} mm but '{ref_name}' has "
+                               f"{ref.spacing} mm; both layers must be on the same grid: press Resample below")
+        return pred, ref, None
+
+    def run(self):
+        """Evaluate in a worker thread; returns the worker, or None (message in the widget) when inputs are wrong."""
+        from .. import metrics
+
+        pred, ref, problem = self._pair()
+        self._clear()  # a refused or new comparison never leaves the previous table standing
+        self.resample_button.setVisible(problem is not None and pred is not None)
+        if problem:
+            self.say(problem)
             return None
+        pred_name, ref_name = self.pred_combo.currentText(), self.ref_combo.currentText()
         tol = float(self.tolerance.value())
         pred_arr, ref_arr, spacing = np.asarray(pred.array), np.asarray(ref.array), tuple(ref.spacing)
 
-        @thread_worker
         def work():
-            try:
-                return evaluate(pred_arr, ref_arr, spacing=spacing, tolerance_mm=tol, case=pred_name)
-            except (ValueError, TypeError, MemoryError) as exc:  # shown in the widget, not raised into the viewer
-                return exc
+            return metrics.evaluate(pred_arr, ref_arr, spacing=spacing, tolerance_mm=tol, case=pred_name)
 
-        self.worker = work()
-        self.worker.returned.connect(self._show)
-        self.worker.finished.connect(self._finished)
-        self.button.setEnabled(False)
-        self.status.setText(f"evaluating '{pred_name}' against '{ref_name}'...")
-        self.worker.start()
-        return self.worker
+        self.say(f"evaluating '{pred_name}' against '{ref_name}'...")
+        return self.start_job(work, what="evaluation", on_result=self._show)
 
-    def _finished(self):
-        self.button.setEnabled(True)
-        self.worker = None
+    def resample_prediction(self):
+        """Put the prediction onto the reference's grid (nearest neighbour) as a new layer, chosen as the prediction.
+
+        Runs in a worker; returns it (None when the layers cannot be read; the status line says why).
+        """
+        from .. import resample
+
+        pred, ref, problem = self._pair()
+        if pred is None:
+            self.say(problem or "nothing to resample")
+            return None
+        name = f"{self.pred_combo.currentText()} on {self.ref_combo.currentText()} grid"
+
+        def done(vol):
+            from .layers import labels_layer_kwargs
+
+            layer = self.viewer.add_labels(np.asarray(vol.array), **labels_layer_kwargs(vol, name=name))
+            self.pred_combo.setCurrentText(layer.name)
+            self.resample_button.hide()
+            self.say(f"resampled into '{layer.name}' (the original layer is unchanged); press Evaluate")
+
+        self.say("resampling the prediction onto the reference grid...")
+        return self.start_job(lambda: resample(pred, kind="labels", like=ref), what="resampling", on_result=done)
 
     def _show(self, rows):
-        if isinstance(rows, Exception):
-            self.status.setText(f"evaluation failed: {rows}")
-            return
         self.rows = list(rows)
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
-            for j, (_, attr) in enumerate(METRIC_COLUMNS):
-                self.table.setItem(i, j, QTableWidgetItem(_fmt(getattr(row, attr))))
+            for j, text in enumerate(metric_cells(row)):
+                self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.export_button.setEnabled(bool(self.rows))
-        self.status.setText(f"{len(self.rows)} organ(s) evaluated" if self.rows else "no organ in either layer")
+        missing = [r.organ for r in self.rows if r.pred_voxels == 0 and r.ref_voxels > 0]
+        text = f"{len(self.rows)} organ(s) evaluated" if self.rows else "no organ in either layer"
+        self.say(text + (f"; not predicted: {', '.join(missing)}" if missing else ""))
 
     def export_csv(self, path) -> Path:
         """Write the last evaluation table to ``path`` (all columns of ``ct.metrics.write_csv``)."""
@@ -259,7 +295,7 @@ class EvaluateWidget(QWidget):
         if not self.rows:
             raise ValueError("nothing to export: press Evaluate first")
         out = write_csv(self.rows, path)
-        self.status.setText(f"wrote {out}")
+        self.say(f"wrote {out}")
         return out
 
     def _export_dialog(self):
@@ -268,37 +304,34 @@ class EvaluateWidget(QWidget):
             try:
                 self.export_csv(path)
             except (OSError, ValueError) as exc:
-                self.status.setText(f"cannot export: {exc}")
+                self.say(f"cannot export: {exc}")
 
     # ---------------------------------------------------------------------------------------------------- statistics
     def compute_statistics(self) -> list[dict]:
-        """Volume (mL), mean and std HU per organ of the chosen Labels layer; shown in the statistics table."""
+        """Per organ of the chosen Labels layer over its CT (``ct.organ_statistics``); shown in the table."""
+        from .. import organ_statistics
         from .layers import volume_from_layer
 
         name, image_name = self.stats_labels_combo.currentText(), self.stats_image_combo.currentText()
-        if not name:
-            self.status.setText("choose a Labels layer for the organ statistics")
+        self.stats = []
+        self.stats_table.setRowCount(0)
+        if not name or not image_name:
+            self.stats_status.setText("choose a Labels layer and the CT it belongs to")
             return []
         try:
             labels = volume_from_layer(self.viewer.layers[name])
-            image = None
-            if image_name and image_name != "(none)":
-                image = volume_from_layer(self.viewer.layers[image_name])
+            image = volume_from_layer(self.viewer.layers[image_name])
+            if image.shape != labels.shape:
+                raise ValueError(f"'{name}' has shape {labels.shape} but '{image_name}' has shape {image.shape}; "
+                                 "choose the CT the labels belong to")
+            self.stats = organ_statistics(labels.array, image)
         except (ValueError, TypeError, KeyError) as exc:
-            self.status.setText(f"cannot compute statistics: {exc}")
+            self.stats_status.setText(f"cannot compute statistics: {exc}")
             return []
-        if image is not None and image.shape != labels.shape:
-            self.status.setText(
-                f"cannot compute statistics: '{name}' has shape {labels.shape} but '{image_name}' has shape "
-                f"{image.shape}; choose the CT the labels belong to"
-            )
-            return []
-        self.stats = organ_statistics(labels.array, None if image is None else image.array, labels.spacing)
         self.stats_table.setRowCount(len(self.stats))
         for i, row in enumerate(self.stats):
-            cells = (row["organ"], row["voxels"], row["volume_ml"], row["mean_hu"], row["std_hu"])
-            for j, value in enumerate(cells):
-                self.stats_table.setItem(i, j, QTableWidgetItem(_fmt(value)))
+            for j, (_, key) in enumerate(STATS_COLUMNS):
+                self.stats_table.setItem(i, j, QTableWidgetItem(_fmt(row[key])))
         self.stats_table.resizeColumnsToContents()
-        self.status.setText(f"statistics of {len(self.stats)} organ(s) in '{name}'")
+        self.stats_status.setText(f"statistics of {len(self.stats)} organ(s) in '{name}' over '{image_name}'")
         return self.stats

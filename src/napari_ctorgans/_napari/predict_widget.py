@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 
 from .layers import digest as _digest
 from .prompt import EditedLayerPrompt
+from .step import Step, fill_combo
 
 DIGEST_KEY = "ctorgans_prediction_digest"
 
@@ -28,13 +29,11 @@ class _Progress(QObject):
     tiles = Signal(int, int)
 
 
-class PredictWidget(QWidget):
+class PredictWidget(Step):
     """Predict organs in a CT layer with a checkpoint (or the model just trained in the Train widget)."""
 
-    def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
         self.result_layer = None
         self._progress = _Progress()
         self._progress.tiles.connect(self._on_tiles)
@@ -60,8 +59,6 @@ class PredictWidget(QWidget):
         self.add_case_button.setToolTip("snapshot the CT layer and the corrected labels as a new training case "
                                         "in the Train widget (then press Fine-tune there)")
         self.add_case_button.clicked.connect(lambda: self.add_to_training_set())
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.prompt = EditedLayerPrompt()
 
         form = QFormLayout()
@@ -81,8 +78,11 @@ class PredictWidget(QWidget):
         layout.addWidget(self.add_case_button)
         layout.addWidget(self.status)
         layout.addStretch()
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
+        self.listen(self.viewer.layers.events.inserted, self._refresh)
+        self.listen(self.viewer.layers.events.removed, self._refresh)
+        self.checkpoint.currentTextChanged.connect(self._update_buttons)
+        self.image_combo.currentIndexChanged.connect(self._update_buttons)
+        self.labels_combo.currentIndexChanged.connect(self._update_buttons)
         self._refresh()
 
     def _refresh(self, *_):
@@ -90,21 +90,33 @@ class PredictWidget(QWidget):
 
         from .train_widget import TRAINED_CHECKPOINTS
 
-        current = self.image_combo.currentText()
-        self.image_combo.clear()
-        self.image_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
-        if current and self.image_combo.findText(current) >= 0:
-            self.image_combo.setCurrentText(current)
-        current = self.labels_combo.currentText()
-        self.labels_combo.clear()
-        self.labels_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
-        if current and self.labels_combo.findText(current) >= 0:
-            self.labels_combo.setCurrentText(current)
+        if self.closed:
+            return
+        fill_combo(self.image_combo, [layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
+        fill_combo(self.labels_combo, [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
         text = self.checkpoint.currentText()
+        self.checkpoint.blockSignals(True)
         self.checkpoint.clear()
         self.checkpoint.addItems(list(reversed(TRAINED_CHECKPOINTS)))
         if text:
             self.checkpoint.setCurrentText(text)
+        self.checkpoint.blockSignals(False)
+        self._update_buttons()
+
+    def _update_buttons(self, *_):
+        if self.closed:
+            return
+        busy = self.worker is not None
+        has_ct = bool(self.image_combo.currentText())
+        self.button.setEnabled(not busy and has_ct and bool(self.checkpoint.currentText().strip()))
+        self.add_case_button.setEnabled(has_ct and bool(self.labels_combo.currentText()))
+        if not has_ct:
+            self.say("open a CT first (File > Open, or drop a scan or DICOM folder on the window)")
+        elif not self.checkpoint.currentText().strip():
+            self.say("choose a checkpoint (.pt) or train a model in the Train tab")
+
+    def busy_changed(self, busy: bool) -> None:
+        self._update_buttons()
 
     def _on_tiles(self, done: int, total: int):
         self.progress.setRange(0, total)
@@ -112,44 +124,37 @@ class PredictWidget(QWidget):
 
     def run(self):
         """Start the prediction in a worker thread; returns the worker (or None when the inputs are missing)."""
-        from napari.qt.threading import thread_worker
-
-        from ..infer.predict import Predictor, predict
+        from .. import Predictor, predict
         from .layers import volume_from_layer
 
         name = self.image_combo.currentText()
         path = self.checkpoint.currentText().strip()
         if not name or not path:
-            self.status.setText("choose a CT layer and a checkpoint first")
+            self.say("choose a CT layer and a checkpoint first")
+            return None
+        if self.worker is not None:
+            self.say("a prediction is still running: wait for it or close the tab")
             return None
         layer = self.viewer.layers[name]
         try:
             vol = volume_from_layer(layer)
             predictor = Predictor.from_checkpoint(path)
-        except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-            self.status.setText(f"cannot predict: {exc}")
+        except (ValueError, TypeError, FileNotFoundError, OSError, KeyError, RuntimeError) as exc:
+            self.say(f"cannot predict: {exc}")
             return None
         overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
         emit = self._progress.tiles.emit
 
-        @thread_worker
         def work():
             return predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
 
-        self.worker = work()
-        self.worker.returned.connect(lambda labels: self._show(labels, layer))
-        self.worker.errored.connect(lambda exc: self.status.setText(f"prediction failed: {exc}"))
-        self.worker.finished.connect(self._finished)
-        self.button.setEnabled(False)
-        self.status.setText("predicting...")
-        self.worker.start()
-        return self.worker
-
-    def _finished(self):
-        self.button.setEnabled(True)
-        self.worker = None
+        self.say(f"predicting '{name}' with {path}...")
+        return self.start_job(work, what="prediction", on_result=lambda labels: self._show(labels, layer))
 
     def _show(self, labels: np.ndarray, ct_layer):
+        if ct_layer not in self.viewer.layers:
+            self.say(f"prediction done, but '{ct_layer.name}' was removed meanwhile; nothing added")
+            return
         name = f"{ct_layer.name} prediction"
         target = self.viewer.layers[name] if name in self.viewer.layers else None
         if target is not None and np.shape(target.data) == labels.shape:
