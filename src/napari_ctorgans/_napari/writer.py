@@ -24,3 +24,40 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
         like = Volume(np.broadcast_to(np.uint8(0), arr.shape), tuple(scale)[-3:], tuple(translate)[-3:])
     out = _write(path, arr, like=like, overwrite=True)
     return [str(out)]
+
+
+def _dicom_ct(arr: np.ndarray, meta: dict) -> Volume:
+    """The CT a Labels layer belongs to, with the path of its DICOM series (found next to a SEG it was read from)."""
+    from ..io.dicom_seg import dicom_kind, find_source_ct
+
+    geometry = (meta.get("metadata") or {}).get(GEOMETRY_KEY) or {}
+    path = geometry.get("path")
+    if path and dicom_kind(path) is not None:  # labels opened from a DICOM-SEG or RTSTRUCT: their CT is beside it
+        found = find_source_ct(path)
+        if found is None:
+            raise ValueError(f"the layer was read from {path}, and the CT series it refers to is not next to it; "
+                             "open the CT series too and export with ct.write_dicom_seg(path, labels, like=ct)")
+        from ..io import read_volume
+
+        return read_volume(found)
+    if not geometry or tuple(geometry.get("shape", arr.shape)) != arr.shape:
+        raise ValueError("this Labels layer carries no CT geometry; DICOM-SEG and RTSTRUCT need the CT's DICOM "
+                         "series: make the labels with the plugin's widgets on a CT opened from its DICOM folder")
+    return Volume.from_geometry(np.broadcast_to(np.uint8(0), arr.shape), geometry)
+
+
+def write_dicom(path: str, data, meta: dict) -> list[str]:
+    """Save a Labels layer as DICOM-SEG (``name.dcm``) or RTSTRUCT (``name.rtstruct.dcm``) of its CT's series.
+
+    Labels that differ from what the Predict step wrote (painted, corrected or of unknown origin) are flagged
+    SEMIAUTOMATIC; a CT that was not opened from DICOM gets a clear error naming the fix.
+    """
+    from ..io.formats import write_label_file
+    from .layers import digest
+    from .predict_widget import DIGEST_KEY
+
+    arr = np.asarray(data)
+    like = _dicom_ct(arr, meta)
+    edited = (meta.get("metadata") or {}).get(DIGEST_KEY) != digest(arr)
+    out = write_label_file(path, arr, like, overwrite=True, manual_edits=edited)
+    return [str(out)]

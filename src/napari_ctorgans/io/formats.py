@@ -13,18 +13,22 @@ LABEL_FORMATS: dict[str, str] = {
     "nrrd": ".nrrd",
     "mha": ".mha",
     "dicom-seg": ".dcm",
-    "rtstruct": ".dcm",
+    "rtstruct": ".rtstruct.dcm",
 }
 
 #: the formats that reference the CT's DICOM series (and need it).
 DICOM_FORMATS = ("dicom-seg", "rtstruct")
 
-_BY_SUFFIX = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".mha": "mha", ".mhd": "mha", ".dcm": "dicom-seg"}
+_BY_SUFFIX = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".mha": "mha", ".mhd": "mha",
+              ".rtstruct.dcm": "rtstruct", ".dcm": "dicom-seg"}
 
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    for compound in (".nii.gz", ".rtstruct.dcm"):
+        if name.endswith(compound):
+            return compound
+    return path.suffix.lower()
 
 
 def label_format(path: str | os.PathLike, format: str | None = None) -> str:
@@ -44,7 +48,7 @@ def label_format(path: str | os.PathLike, format: str | None = None) -> str:
     fmt = str(format).lower()
     if fmt not in LABEL_FORMATS:
         raise ValueError(f"unknown label format {format!r}; choose one of {', '.join(LABEL_FORMATS)}")
-    if suffix in _BY_SUFFIX and _BY_SUFFIX[suffix] != fmt and not (suffix == ".dcm" and fmt in DICOM_FORMATS):
+    if suffix in _BY_SUFFIX and _BY_SUFFIX[suffix] != fmt and not (suffix == ".dcm" and fmt == "rtstruct"):
         raise ValueError(f"{Path(path).name} has the suffix {suffix} but the format asked for is {fmt}: give the "
                          f"output the suffix {LABEL_FORMATS[fmt]}, or drop --format")
     return fmt
