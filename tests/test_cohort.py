@@ -149,8 +149,8 @@ def test_cohort_on_local_cluster_then_rerun_skips(cohort_dir, cluster, tmp_path)
     assert all(again[n].status == "skipped" for n in ok)
     assert again["corrupted.nii.gz"].status == "failed" and again["no_lungs.nii.gz"].status == "failed"
 
-    # an output without its sidecar (interrupted before completion) or a damaged output is redone
-    sidecar_path(rows["phantom0.nii.gz"].output).unlink()
+    # an output of an interrupted run (its sidecar still says "writing") or a damaged output is redone
+    sidecar_path(rows["phantom0.nii.gz"].output).write_text('{"status": "writing"}')
     damaged = Path(rows["phantom1.mha"].output)
     damaged.write_bytes(damaged.read_bytes()[:100])
     assert not is_complete(damaged)

@@ -6,6 +6,14 @@ scans run on that cluster instead. Every scan is a task; a scan that fails is re
 stop the others. Outputs are written atomically (:func:`napari_ctorgans.io.write_labels`) followed by a small JSON
 sidecar, so a re-run skips the scans whose outputs are complete and redoes the others.
 
+Nothing a user has is replaced by mistake: before any work starts, outputs that two scans would share (``scan.nii.gz``
+beside ``scan.nrrd``, ``abd1.nii.gz`` beside a DICOM folder ``abd1/``) and outputs that would replace an input or
+land inside a DICOM series folder are refused with the list of clashes (:func:`check_outputs`). The sidecar records
+the input's path, size and modification time; an output whose sidecar names another input, or an input that
+changed since, is redone; a file in an output's place that no cohort run wrote (no sidecar) is left alone and its
+scan reported as failed, unless ``overwrite``. The local cluster speaks TLS with temporary credentials and serves
+no HTTP port (:mod:`napari_ctorgans._dask_cluster`).
+
 Errors are handled in two ways:
 
 * problems of the scan itself (unreadable or corrupted file, not a CT, no lungs found, a checkpoint that does not
@@ -31,7 +39,10 @@ __all__ = [
     "CohortRow",
     "CohortSummary",
     "find_inputs",
+    "output_name",
     "output_paths",
+    "check_outputs",
+    "input_record",
     "is_complete",
     "process_scan",
     "run_cohort",
@@ -146,9 +157,17 @@ def _is_output_name(path: Path) -> bool:
 
 
 def _scan_folder(folder: Path) -> list[Path]:
+    # links to folders are followed (a linked DICOM series is a scan), each real folder once: a link back up the
+    # tree (``loop -> ..``) or a second link to the same folder is not walked again
     found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if here != folder and _has_dicom(here):
             found.append(here)  # a DICOM series folder: one scan; do not descend further
@@ -235,17 +254,25 @@ def find_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
     return unique, root
 
 
-def output_paths(scans: Sequence[Path], root: Path, *, task: str = "label", output_dir=None,
-                 suffix: str | None = None, ext: str = ".nii.gz") -> list[Path]:
-    """Output file of each scan: next to it (``output_dir=None``) or mirroring its place under ``root``.
+def output_name(scan: str | os.PathLike, task: str = "label", *, suffix: str | None = None,
+                ext: str = ".nii.gz") -> str:
+    """File name of a scan's output: its name without the image suffix, the task's suffix, then ``ext``.
 
-    ``scan.nii.gz`` gives ``scan_labels.nii.gz`` (``_pred`` for prediction); a DICOM folder ``series/`` gives
-    ``series_labels.nii.gz`` beside the folder.
+    ``scan.nii.gz`` and ``scan.nrrd`` both give ``scan_labels.nii.gz`` (``_pred`` for prediction), and so does a
+    DICOM folder ``scan/``: :func:`check_outputs` refuses such clashes before a cohort starts.
     """
     suffix = OUTPUT_SUFFIX[task] if suffix is None else suffix
+    return f"{_stem(Path(scan))}{suffix}{ext}"
+
+
+def output_paths(scans: Sequence[Path], root: Path, *, task: str = "label", output_dir=None,
+                 suffix: str | None = None, ext: str = ".nii.gz") -> list[Path]:
+    """Output file of each scan (named by :func:`output_name`): next to it (``output_dir=None``) or mirroring its
+    place under ``root``; a DICOM folder ``series/`` gives ``series_labels.nii.gz`` beside the folder.
+    """
     out = []
     for scan in scans:
-        name = f"{_stem(scan)}{suffix}{ext}"
+        name = output_name(scan, task, suffix=suffix, ext=ext)
         if output_dir is None:
             out.append(scan.parent / name)
         else:
@@ -259,14 +286,81 @@ def output_paths(scans: Sequence[Path], root: Path, *, task: str = "label", outp
     return out
 
 
+def _path_key(path: str | os.PathLike) -> str:
+    # links resolved; case folded, so that names differing only in case clash as they do on macOS and Windows
+    return os.path.normcase(os.path.realpath(path)).casefold()
+
+
+def check_outputs(scans: Sequence[str | os.PathLike], outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse outputs that two scans share, or that would replace an input or be written inside a DICOM folder.
+
+    Called before any work starts, so nothing is written when a clash is found.
+
+    Raises
+    ------
+    ValueError
+        Listing every clash (output and the scans behind it) and the fix.
+    """
+    inputs = {_path_key(s): Path(s) for s in scans}
+    series = {k: p for k, p in inputs.items() if os.path.isdir(p)}
+    shared: dict[str, tuple[str | os.PathLike, list[Path]]] = {}
+    over: list[str] = []
+    for scan, out in zip(scans, outputs):
+        key = _path_key(out)
+        shared.setdefault(key, (out, []))[1].append(Path(scan))
+        if key in inputs:
+            over.append(f"  {out} is the input {inputs[key]} itself")
+        else:
+            inside = next((series[k] for k in map(_path_key, Path(out).parents) if k in series), None)
+            if inside is not None:
+                over.append(f"  {out} lies inside the DICOM series folder {inside}")
+    clashes = [f"  {out} from " + " and ".join(map(str, group)) for out, group in shared.values() if len(group) > 1]
+    problems = []
+    if clashes:
+        problems.append(f"{len(clashes)} output(s) would be shared by several scans (same name once the image "
+                        "suffix is dropped):\n" + "\n".join(clashes) + "\nrename one scan of each group, or "
+                        "label them in separate runs with different output folders")
+    if over:
+        problems.append(f"{len(over)} output(s) would replace or write into an input (the CT would be lost):\n"
+                        + "\n".join(over) + "\nchoose another output (-o) name or folder, outside the inputs")
+    if problems:
+        raise ValueError("\n".join(problems) + "\nnothing was written")
+
+
 def sidecar_path(output: str | os.PathLike) -> Path:
-    """The JSON written after the label file; its presence marks the output as complete."""
+    """The JSON beside an output: ``"writing"`` before the label file is written, then the final record
+    (``"ok"``, the input's :func:`input_record`, shape, voxel counts); no sidecar: no cohort run wrote the file."""
     output = Path(output)
     return output.with_name(output.name + SIDECAR)
 
 
-def is_complete(output: str | os.PathLike) -> bool:
-    """Whether an output exists, is readable, and has the shape its sidecar records."""
+def input_record(scan: str | os.PathLike) -> dict:
+    """What identifies a scan in its output's sidecar: its path (and the real path behind links), size and
+    modification time; for a DICOM folder the number of files, their total size and the newest time."""
+    real = os.path.realpath(scan)
+    record = {"path": os.path.abspath(scan), "realpath": real}
+    if os.path.isdir(real):
+        stats = [e.stat() for e in os.scandir(real) if e.is_file()]
+        record.update(files=len(stats), size=sum(st.st_size for st in stats),
+                      mtime_ns=max((st.st_mtime_ns for st in stats), default=0))
+    else:
+        st = os.stat(real)
+        record.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return record
+
+
+def _same_input(recorded, scan: str | os.PathLike) -> bool:
+    try:
+        now = input_record(scan)
+    except OSError:
+        return False
+    keys = ("realpath", "size", "mtime_ns", "files")
+    return isinstance(recorded, dict) and all(recorded.get(k) == now.get(k) for k in keys)
+
+
+def is_complete(output: str | os.PathLike, scan: str | os.PathLike | None = None) -> bool:
+    """Whether an output exists, is readable, has the shape its sidecar records and, given ``scan``, was made from
+    that scan as it is now (same real path, size and modification time)."""
     output = Path(output)
     side = sidecar_path(output)
     if not (output.is_file() and side.is_file()):
@@ -281,7 +375,21 @@ def is_complete(output: str | os.PathLike) -> bool:
         size_xyz = reader.GetSize()
     except (OSError, ValueError, RuntimeError):
         return False
-    return meta.get("status") == "ok" and list(size_xyz) == list(meta.get("size_xyz", []))
+    if not isinstance(meta, dict) or meta.get("status") != "ok" or list(size_xyz) != list(meta.get("size_xyz", [])):
+        return False
+    return scan is None or _same_input(meta.get("source"), scan)
+
+
+def _foreign(output: Path) -> bool:
+    """A file in an output's place that no cohort run wrote (no sidecar): a user's own labels, say."""
+    return output.exists() and not sidecar_path(output).exists()
+
+
+def _write_json(path: Path, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------- the task
@@ -330,6 +438,7 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
 
     Returns a :class:`CohortRow` as a dict. Errors of the scan itself are returned as a ``failed`` row;
     machine errors (``MemoryError``, ``OSError``, ...) are raised so that the scheduler retries the task.
+    An existing ``output`` is replaced (:func:`run_cohort` decides beforehand which may be).
     """
     import numpy as np
 
@@ -339,6 +448,10 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
     scan, output = Path(scan), Path(output)
     row = {"input": str(scan), "output": str(output), "status": "ok", "error": "", "seconds": 0.0}
     try:
+        try:
+            source = input_record(scan)  # before reading: a scan changed during the run is redone next time
+        except OSError:
+            source = None  # missing or unreadable: read_volume says so, naming the file and the fix
         volume = read_volume(scan)
         labels = _compute(volume, task, checkpoint, dict(options or {}))
         if labels.shape != volume.shape:
@@ -347,14 +460,14 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
         if missing:
             raise ValueError(f"no {' and no '.join(missing)} found in this scan (required: "
                              f"{', '.join(require)}); check that it covers them, or drop --require")
-        # the label file first (atomic), then the sidecar (atomic): the sidecar's presence marks completion
+        # a "writing" sidecar (atomic), the label file (atomic), then the final sidecar (atomic): an interrupted
+        # run leaves a sidecar that says the output is ours and incomplete
         side = sidecar_path(output)
-        side.unlink(missing_ok=True)
-        # an output without its sidecar is incomplete (or from an interrupted run): replace it
+        _write_json(side, {"status": "writing", "input": str(scan), "source": source})
         write_labels(output, labels, volume, overwrite=True)
         counts = np.bincount(np.asarray(labels).ravel().astype(np.int64))
         meta = {
-            "status": "ok", "input": str(scan), "task": task, "checkpoint": checkpoint,
+            "status": "ok", "input": str(scan), "source": source, "task": task, "checkpoint": checkpoint,
             "shape": list(volume.shape), "size_xyz": None, "spacing": list(volume.spacing),
             "voxels": {str(v): int(n) for v, n in enumerate(counts) if n and v},
             "seconds": round(time.perf_counter() - t0, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -365,9 +478,7 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
         reader.SetFileName(str(output))
         reader.ReadImageInformation()
         meta["size_xyz"] = list(reader.GetSize())
-        tmp = side.with_name(f".{side.name}.tmp")
-        tmp.write_text(json.dumps(meta, indent=1) + "\n")
-        os.replace(tmp, side)
+        _write_json(side, meta)
     except _DATA_ERRORS as exc:
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["seconds"] = time.perf_counter() - t0
@@ -376,12 +487,9 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
 
 # ------------------------------------------------------------------------------------------------- runner
 def _local_cluster(n_workers: int | None, memory_limit):
-    from distributed import LocalCluster
+    from ._dask_cluster import secure_local_cluster  # TLS with temporary credentials, no HTTP port
 
-    n = n_workers or max(os.cpu_count() or 1, 1)
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                        dashboard_address=None, env=env)
+    return secure_local_cluster(n_workers, memory_limit)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -436,7 +544,9 @@ def run_cohort(
     retries : int
         How many times a scan is retried after a worker failure (lost worker, out of memory, I/O error).
     overwrite : bool
-        Redo scans whose outputs are already complete (default: skip them).
+        Redo scans whose outputs are already complete (default: skip them), and replace files in the outputs'
+        places that no cohort run wrote (default: leave them and report their scans as failed). An output that
+        would replace an input is refused in any case.
     progress : bool
         Show a progress bar over the cohort.
     summary_csv : path, False or None
@@ -456,7 +566,8 @@ def run_cohort(
     Raises
     ------
     ValueError
-        Unknown ``task``, ``predict`` without a ``checkpoint``, a negative ``retries``, or no scans.
+        Unknown ``task``, ``predict`` without a ``checkpoint``, a negative ``retries``, no scans, or outputs that
+        clash (:func:`check_outputs`); nothing is written then.
     FileNotFoundError
         ``checkpoint`` does not exist.
 
@@ -489,11 +600,17 @@ def run_cohort(
     _organ_values(require)  # validate the names here, not on the workers
     scans, root = find_inputs(inputs)
     outputs = output_paths(scans, root, task=task, output_dir=output_dir)
+    check_outputs(scans, outputs)
     rows: list[CohortRow | None] = [None] * len(scans)
     todo = []
     for i, (scan, out) in enumerate(zip(scans, outputs)):
-        if not overwrite and is_complete(out):
+        if not overwrite and is_complete(out, scan):
             rows[i] = CohortRow(str(scan), str(out), "skipped", "output exists and is complete")
+        elif not overwrite and _foreign(out):
+            rows[i] = CohortRow(str(scan), str(out), "failed",
+                                f"FileExistsError: {out} exists and was not written by a cohort run (no "
+                                f"{sidecar_path(out).name}); it was left as it is: move it away, or pass "
+                                "overwrite=True (CLI: --overwrite) to replace it")
         else:
             todo.append(i)
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["add_cohort_arguments", "wants_cohort", "run_cohort_command"]
+__all__ = ["add_cohort_arguments", "wants_cohort", "run_cohort_command", "refuse_output_over_input"]
 
 
 def add_cohort_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -65,6 +65,20 @@ def wants_cohort(inputs: str | Sequence[str], scheduler: str | None = None) -> b
     if p.is_file():
         return p.suffix.lower() in LIST_SUFFIXES
     return p.is_dir() and not _has_dicom(p)  # a folder of DICOM slices is one scan
+
+
+def refuse_output_over_input(input, output) -> None:
+    """Refuse a single-scan ``-o`` that is the input itself (or lies inside its DICOM folder), even with
+    ``--overwrite``: writing it would replace the CT. Called by ``label`` and ``predict`` before any work.
+
+    Raises
+    ------
+    ValueError
+        Naming the output, the input and the fix.
+    """
+    from ..cohort import check_outputs
+
+    check_outputs([Path(input)], [Path(output)])
 
 
 def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, output=None, checkpoint=None,

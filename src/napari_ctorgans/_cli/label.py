@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     args.input = args.input[0]
     if args.output is None:
         raise ValueError("-o/--output is required for a single scan, e.g. -o labels.nii.gz")
+    from .cohort import refuse_output_over_input  # -o must not be the CT itself, even with --overwrite
+
+    refuse_output_over_input(args.input, args.output)
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
