@@ -97,7 +97,7 @@ def test_missing_slice_is_named_and_can_be_interpolated(series, abdomen_dicom):
     assert files[7].name not in " ".join(vol.metadata["dicom_files"]) and len(vol.metadata["dicom_files"]) == 19
 
 
-@pytest.mark.parametrize("fault", ["garbage", "truncated", "header cut"])
+@pytest.mark.parametrize("fault", ["garbage", "truncated", "header cut", "file meta cut"])
 def test_garbage_and_truncated_slices_are_named(series, fault):
     folder, files = series
     raw = files[4].read_bytes()
@@ -105,7 +105,7 @@ def test_garbage_and_truncated_slices_are_named(series, fault):
         files[4].write_bytes(np.random.default_rng(0).bytes(len(raw)))
         why = "is not a DICOM file"
     else:
-        files[4].write_bytes(raw[: len(raw) // 2 if fault == "truncated" else 600])
+        files[4].write_bytes(raw[: {"truncated": len(raw) // 2, "header cut": 600, "file meta cut": 200}[fault]])
         why = "is truncated or damaged"
     _refused(folder, f"{files[4].name} {why}", "copy the complete series again", "move it out of the folder")
 

@@ -30,6 +30,7 @@ _NOT_SLICES = {".txt", ".md", ".json", ".xml", ".csv", ".pdf", ".html", ".htm", 
 _POSITION_TOL_MM = 0.2  # a slice off the line through the others by more than this is displaced
 _SPACING_TOL_MM = 0.05  # plus 2 % of the step: steps that differ by more are uneven
 _COPY_FIX = "copy the complete series again from the scanner or PACS"
+_CUT = "is truncated or damaged (its header or pixel data is cut off)"
 
 
 @dataclass
@@ -92,15 +93,15 @@ def _header(path: Path, full: bool) -> _Slice | None:
     sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
     is_image = "Image Storage" in UID(sop_class).name if sop_class else False
     has_slice = all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns"))
-    if not (has_slice or is_image or sop_class or _is_dicom_file(path)):
-        raise _Unreadable("is not a DICOM file")
     eof = any("End of file" in str(w.message) for w in caught)
+    if not (has_slice or sop_class):  # every DICOM object names its SOP class
+        raise _Unreadable(_CUT if _is_dicom_file(path) else "is not a DICOM file")
     if is_image and not has_slice and not eof and "PixelData" in ds and int(ds.get("NumberOfFrames", 1) or 1) > 1:
         return None  # a multi-frame object; not a slice of this reader's series
     if not is_image and not has_slice:
         return None
     if eof or not has_slice or (full and not _pixels_complete(ds)):
-        raise _Unreadable("is truncated or damaged (its header or pixel data is cut off)")
+        raise _Unreadable(_CUT)
     try:
         return _slice_of(ds, path)
     except (ValueError, TypeError, IndexError) as exc:
@@ -289,6 +290,11 @@ def _stack_geometry(slices: list[_Slice]) -> tuple[_Grid, list[str], list[str]]:
     pos = np.asarray([sl.position for sl in slices])
     s, uv = pos @ n, np.stack([pos @ r, pos @ c], axis=1)
     ds = np.diff(s)
+    flat = [f"{slices[i].name} and {slices[i + 1].name} lie in the same plane at different in-plane positions: "
+            f"one of them belongs to another acquisition; move it out of the folder or {_COPY_FIX}"
+            for i in np.nonzero(ds < 1e-3)[0]]
+    if flat:
+        return _Grid(s, uv, np.zeros(2), 0.0, False), flat, []
     # the line through the positions, fitted robustly: one displaced slice cannot bend it
     drift = np.median(np.diff(uv, axis=0) / ds[:, None], axis=0)
     if np.abs(drift).max() * (s[-1] - s[0]) <= _POSITION_TOL_MM:

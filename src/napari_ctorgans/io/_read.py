@@ -91,14 +91,17 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
     -------
     Volume
         ``array`` as stored (rescale slope and intercept applied, e.g. int16 HU), with spacing, origin,
-        direction in (z, y, x) order and the file's orientation in ``source_orientation``.
+        direction in (z, y, x) order and the file's orientation in ``source_orientation``. From a DICOM series,
+        ``metadata`` holds ``dicom_series`` (the UID), ``dicom_files`` and ``dicom_sop_uids`` (the source slices
+        along the array's slice axis ``dicom_slice_axis``: one per array slice unless ``dicom_resampled``).
 
     Raises
     ------
     FileNotFoundError
         The path does not exist.
     ValueError
-        The file is not a readable 3D image, or a folder holds several DICOM series and none was chosen.
+        The file is not a readable 3D image, a folder holds several DICOM series and none was chosen, or a DICOM
+        series has damaged, duplicated, missing, displaced, re-oriented or resized slices (each named).
 
     Examples
     --------
