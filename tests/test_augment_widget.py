@@ -105,3 +105,57 @@ def test_save_load_params_and_invalid_values(viewer_with_ct, qtbot, tmp_path):
     qtbot.waitUntil(lambda: widget.last_error is not None, timeout=5000)
     assert "window_low" in widget.status.text()
     assert widget.n_previews == n
+
+
+def test_closed_dock_disconnects_and_stops(make_napari_viewer, qtbot, abdomen_3mm, abdomen_3mm_labels):
+    """Bug 3: after its dock's close button, the preview never brings its layers back nor raises."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QPushButton
+
+    from napari_ctorgans._napari.augment_widget import IMAGE_NAME, LABELS_NAME
+    from napari_ctorgans._napari.layers import image_layer_kwargs, labels_layer_kwargs
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(abdomen_3mm.array, **image_layer_kwargs(abdomen_3mm, name="abdomen"))
+    viewer.add_labels(abdomen_3mm_labels.array, **labels_layer_kwargs(abdomen_3mm_labels, name="organs"))
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-ctorgans", "Augmentation preview")
+    _wait(qtbot, widget, 1)
+    widget._controls["noise_sigma"].setValue((0.0, 5.0))  # a preview is pending when the dock closes
+    close = next(b for b in dock.findChildren(QPushButton) if b.objectName() == "QTitleBarCloseButton")
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
+    assert widget.closed and not widget._timer.isActive()
+    for name in (IMAGE_NAME, LABELS_NAME, "organs"):
+        viewer.layers.remove(name)
+    viewer.add_image(abdomen_3mm.array[:40], name="another CT", scale=abdomen_3mm.spacing)
+    qtbot.wait(800)  # longer than the debounce and one preview
+    assert [ly.name for ly in viewer.layers] == ["abdomen", "another CT"]
+    n = widget.n_previews
+    widget._refresh_layers()
+    qtbot.wait(300)
+    assert widget.n_previews == n
+
+
+def test_controls_have_units_and_thin_slab_defaults(make_napari_viewer, qtbot, abdomen_dicom):
+    """Friction 9: labelled controls with units, one value label per slider, tilts that fit a 40 mm slab."""
+    from qtpy.QtWidgets import QFormLayout, QLabel
+
+    from napari_ctorgans._napari.augment_widget import AugmentationPreview, slab_tilt_deg
+    from napari_ctorgans._napari.layers import image_layer_kwargs
+
+    viewer = make_napari_viewer()
+    viewer.add_image(abdomen_dicom.array, **image_layer_kwargs(abdomen_dicom, name="series"))
+    widget = AugmentationPreview(viewer)
+    form = next(f for f in widget.findChildren(QFormLayout) if f.rowCount() > 10)
+    names = [form.itemAt(i, QFormLayout.ItemRole.LabelRole).widget().text() for i in range(form.rowCount())]
+    assert "rotation about y" in names and "noise sigma" in names and "noise_sigma" not in names
+    assert widget._value_labels["noise_sigma"][0].text() == "0.0 to 40.0 HU"
+    assert widget._value_labels["rotation_deg[0]"][0].text() == "-15.0 to 15.0 \u00b0"
+    tilt = slab_tilt_deg(abdomen_dicom.shape, abdomen_dicom.spacing)
+    assert tilt is not None and tilt < 3.0  # 20 slices of 2 mm
+    p = widget.params()
+    assert p.rotation_deg[0] == (-15.0, 15.0)  # the in-plane rotation keeps its default
+    for k in (1, 2):
+        assert max(abs(v) for v in p.rotation_deg[k]) <= tilt + 0.05
+    assert "40 mm slab" in widget.status.text()
+    assert isinstance(widget._value_labels["rotation_deg[1]"][0], QLabel)
+    assert slab_tilt_deg((100, 200, 200), (3.0, 1.0, 1.0)) is None  # a 300 mm scan keeps the defaults
