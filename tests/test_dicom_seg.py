@@ -76,6 +76,11 @@ def test_labels_to_dicom_seg_to_labels_is_identical(written, abdomen_dicom, abdo
     alone = ct.read_labels(written)  # no CT given: the grid of the segmentation's own frames
     assert alone.same_grid(abdomen_dicom)
     np.testing.assert_array_equal(alone.array, abdomen_dicom_labels.array)
+    from napari_ctorgans._napari.reader import get_reader
+
+    ((data, kwargs, kind),) = get_reader(str(written))(str(written))  # the napari reader opens it as Labels
+    assert kind == "labels" and kwargs["scale"] == abdomen_dicom.spacing and kwargs["translate"] == abdomen_dicom.origin
+    np.testing.assert_array_equal(data, abdomen_dicom_labels.array)
 
 
 def test_highdicom_reads_the_segments_references_and_frame_of_reference(written, abdomen_dicom):
@@ -163,3 +168,33 @@ def test_bad_input_gets_a_clear_error_and_no_file(tmp_path, abdomen_dicom, abdom
     with pytest.raises(FileExistsError, match="overwrite=True"):
         write_dicom_seg(out, abdomen_dicom_labels.array, like=abdomen_dicom)
     assert out.read_bytes() == b"previous"
+
+
+def test_napari_writer_saves_seg_and_rtstruct_of_a_dicom_ct(tmp_path, abdomen_dicom, abdomen_dicom_labels):
+    import highdicom as hd
+    import npe2
+
+    from napari_ctorgans._napari.layers import labels_layer_kwargs
+    from napari_ctorgans.io.dicom_seg import dicom_kind
+
+    npe2.PluginManager.instance().discover()
+    layer = (abdomen_dicom_labels.array, labels_layer_kwargs(abdomen_dicom, name="organs"), "labels")
+    with pytest.warns(UserWarning):
+        (seg_path,) = npe2.write(str(tmp_path / "organs.dcm"), [layer], plugin_name="napari-ctorgans")
+    seg = hd.seg.segread(seg_path)
+    assert {seg.get_segment_description(n).algorithm_type.value for n in seg.segment_numbers} == {"SEMIAUTOMATIC"}
+    np.testing.assert_array_equal(ct.read_labels(seg_path, like=abdomen_dicom).array, abdomen_dicom_labels.array)
+    with pytest.warns(UserWarning):
+        (rt_path,) = npe2.write(str(tmp_path / "organs.rtstruct.dcm"), [layer], plugin_name="napari-ctorgans")
+    assert dicom_kind(rt_path) == "rtstruct"
+
+
+def test_cli_format_refuses_a_ct_without_its_series_before_the_work(tmp_path, capsys):
+    from napari_ctorgans.cli import main
+
+    out = tmp_path / "labels.dcm"
+    assert main(["label", str(data_file("abdomen_3mm.nii.gz")), "-o", str(out), "--format", "dicom-seg"]) == 1
+    assert "DICOM-SEG needs the source DICOM series" in capsys.readouterr().err and not out.exists()
+    assert main(["label", str(data_file("abdomen_3mm.nii.gz")), "-o", str(tmp_path / "x.nii.gz"), "--format",
+                 "rtstruct"]) == 1
+    assert "give the output the suffix .rtstruct.dcm" in capsys.readouterr().err
