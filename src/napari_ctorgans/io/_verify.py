@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-CHUNK = 1 << 22  # 4 MiB
+CHUNK = 1 << 20  # 1 MiB
 
 _META_ITEMSIZE = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
                   "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
