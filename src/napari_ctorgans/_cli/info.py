@@ -33,9 +33,70 @@ def device_report() -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def organ_counts(labels) -> list[tuple[int, str, int]]:
+    """``(value, name, voxels)`` of every label value present in a label map except background, by value."""
     import numpy as np
 
+    from ..stats import organ_name
+
+    arr = np.asarray(labels)
+    counts = np.bincount(arr.ravel().astype(np.int64, copy=False)) if arr.size else np.zeros(1, np.int64)
+    return [(v, organ_name(v), int(n)) for v, n in enumerate(counts) if v and n]
+
+
+def organ_summary(labels, voxel_ml: float) -> str:
+    """One line naming each organ of a label map with its voxels and millilitres (the label/predict summary)."""
+    rows = organ_counts(labels)
+    return ", ".join(f"{name} {n} voxels, {n * voxel_ml:.1f} mL" for _, name, n in rows) or "no organ found"
+
+
+def _is_label_map(arr) -> bool:
+    """Integers that are all organ values (or the ignore value): a label map, not a CT."""
+    import numpy as np
+
+    from ..organs import IGNORE_LABEL, ORGANS
+
+    if arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0 or arr.max() > IGNORE_LABEL:
+        return False
+    present = np.flatnonzero(np.bincount(arr.ravel().astype(np.int64, copy=False)))
+    return all(int(v) in ORGANS or int(v) == IGNORE_LABEL for v in present)
+
+
+def _xyz(values, digits: int) -> str:
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in tuple(values)[::-1]) + ")"
+
+
+def describe(vol, path) -> list[str]:
+    """The lines ``ctorgans info PATH`` prints: grid in the (x, y, z) order viewers use, then values or organs."""
+    import numpy as np
+
+    arr = vol.array
+    z, y, x = vol.shape
+    lines = [
+        f"{path}",
+        f"  size (x, y, z):    {x} x {y} x {z} voxels  (array shape (z, y, x): {vol.shape})   dtype: {arr.dtype}",
+        f"  spacing (x, y, z): {_xyz(vol.spacing, 4)} mm",
+        f"  origin (x, y, z):  {_xyz(vol.origin, 2)} mm (LPS: x to the patient's left, y posterior, z superior)",
+        f"  orientation:       {vol.source_orientation} in the file (held in memory as LPS, axis 0 "
+        "inferior->superior)",
+    ]
+    if _is_label_map(arr):
+        ml = vol.voxel_volume_ml
+        lines.append("  label map:         " + (f"{len(organ_counts(arr))} organ(s)" if organ_counts(arr) else
+                                                  "no organ (all background)"))
+        lines += [f"    {v:>3} {name:<12} {n:>10} voxels {n * ml:>10.1f} mL" for v, name, n in organ_counts(arr)]
+    else:
+        lines.append(f"  values:            min {arr.min()}  max {arr.max()}  mean {float(np.mean(arr)):.1f}")
+    if "dicom_series" in vol.metadata:
+        uid = vol.metadata["dicom_series"]
+        files = vol.metadata.get("dicom_files")
+        n = len(files) if isinstance(files, (list, tuple)) else files
+        shown = f"SeriesInstanceUID {uid}" if uid else "their SeriesInstanceUID tag is empty"
+        lines.append(f"  DICOM series:      {n} files, {shown}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
     from .. import __version__
 
     if not args.path:
@@ -46,14 +107,5 @@ def run(args: argparse.Namespace) -> int:
     from ..io import read_volume
 
     vol = read_volume(args.path, series=args.series)
-    arr = vol.array
-    print(f"{args.path}")
-    print(f"  shape (z, y, x): {vol.shape}   dtype: {arr.dtype}")
-    print(f"  spacing (mm):    {tuple(round(s, 4) for s in vol.spacing)}")
-    print(f"  origin (mm):     {tuple(round(o, 2) for o in vol.origin)}")
-    print(f"  orientation:     {vol.source_orientation} (held in memory as LPS, axis 0 inferior->superior)")
-    print(f"  values:          min {arr.min()}  max {arr.max()}  mean {float(np.mean(arr)):.1f}")
-    if "dicom_series" in vol.metadata:
-        resampled = ", resampled onto an even grid" if vol.metadata.get("dicom_resampled") else ""
-        print(f"  DICOM series:    {vol.metadata['dicom_series']!r} ({len(vol.metadata['dicom_files'])} files{resampled})")
+    print("\n".join(describe(vol, args.path)))
     return 0

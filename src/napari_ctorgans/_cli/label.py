@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "label",
+        usage="ctorgans label INPUT -o OUTPUT [options]\n"
+        "       ctorgans label INPUT [INPUT ...] [-o FOLDER] [options]   (a cohort)",
         help="label lungs and bone of a CT automatically",
         description="Label lungs (3) and bone (5) of a CT with the unsupervised labelers; the label file is "
         "written in the input's geometry.",
     )
     p.add_argument("input", nargs="+", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder; several files, a "
                    "folder of scans or a .txt list of paths label a cohort (see the cohort options)")
-    p.add_argument("-o", "--output", default=None, help="label file to write, e.g. labels.nii.gz (a cohort: an "
-                   "output folder; default next to each input)")
+    p.add_argument("-o", "--output", default=None, help="label file to write, e.g. labels.nii.gz: required for one "
+                   "scan (a cohort: an output folder; default next to each input)")
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -30,12 +33,35 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_organs(text: str) -> list[str]:
+    """The ``--organs`` list, refused with a fix for organs this command does not label."""
+    from ..labelers import ORGAN_LABELERS
+    from ..organs import ORGANS
+
+    organs = [o.strip().lower() for o in text.split(",") if o.strip()]
+    known = {o.name for o in ORGANS.values() if o.value}
+    unknown = [o for o in organs if o not in known]
+    if unknown:
+        raise ValueError(f"--organs: unknown organ(s) {', '.join(unknown)}; ctorgans label labels "
+                         f"{' and '.join(ORGAN_LABELERS)} (e.g. --organs {','.join(ORGAN_LABELERS)})")
+    other = [o for o in organs if o not in ORGAN_LABELERS]
+    if other:
+        raise ValueError(
+            f"--organs: ctorgans label labels only {' and '.join(ORGAN_LABELERS)} automatically, not "
+            f"{', '.join(other)}. For {', '.join(other)}: grow {'it' if len(other) == 1 else 'them'} from seed "
+            "points in napari (Plugins > CT Organs > Auto label, 'Grow organ'), or segment with a trained model: "
+            "ctorgans predict INPUT --checkpoint best.pt -o OUTPUT (a model from ctorgans train)")
+    if not organs:
+        raise ValueError(f"--organs is empty; give some of {','.join(ORGAN_LABELERS)}")
+    return organs
+
+
 def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
 
     from .cohort import run_cohort_command, wants_cohort
 
-    organs = [o.strip() for o in args.organs.split(",") if o.strip()]
+    organs = check_organs(args.organs)
     if wants_cohort(args.input, args.scheduler):
         return run_cohort_command(args, task="label", inputs=args.input,
                                   options={"organs": organs, "backend": args.backend})
@@ -45,16 +71,19 @@ def run(args: argparse.Namespace) -> int:
     from .cohort import refuse_output_over_input  # -o must not be the CT itself, even with --overwrite
 
     refuse_output_over_input(args.input, args.output)
+    from ..io.formats import check_label_output, label_format, write_label_file
+
+    label_format(args.output, args.format)  # a bad suffix or format, and an existing output: before the work
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} already exists; pass --overwrite to replace it, or choose another -o")
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
     vol = ct.read_volume(args.input)
-    from ..io.formats import check_label_output, write_label_file
-
     fmt = check_label_output(args.output, vol, args.format)  # before the work, not after
-    organs = [o.strip() for o in args.organs.split(",") if o.strip()]
-    bar = tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr) if tqdm else None
+    bar = (tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr)
+           if tqdm and not args.no_progress else None)
 
     def progress(step, total, message):
         if bar is not None:
@@ -65,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     path = write_label_file(args.output, labels, vol, fmt, overwrite=args.overwrite)
-    counts = {int(v): int((labels == v).sum()) for v in (3, 5) if (labels == v).any()}
-    print(f"wrote {path} ({', '.join(f'{k}: {n} voxels' for k, n in counts.items()) or 'no organ found'})")
+    from .info import organ_summary
+
+    print(f"wrote {path} ({organ_summary(labels, vol.voxel_volume_ml)})")
     return 0

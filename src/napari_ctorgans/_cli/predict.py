@@ -10,6 +10,8 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
+        usage="ctorgans predict INPUT --checkpoint C -o OUTPUT [options]\n"
+        "       ctorgans predict INPUT [INPUT ...] --checkpoint C [-o FOLDER] [options]   (a cohort)",
         help="segment CT scans with a trained model",
         description="Predict organ labels with a checkpoint from 'ctorgans train'; the label map is written in the "
         "input's geometry. A folder of scans, several files or a .txt list is a cohort: one task per scan on a "
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.formats import check_label_output, write_label_file
 
     fmt = check_label_output(out, vol, args.format)  # before the prediction, not after
-    bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm else None
+    bar = tqdm(desc=scan.name[:30], unit="tile", file=sys.stderr) if tqdm and not args.no_progress else None
 
     def progress(done, total):
         if bar is not None:
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     path = write_label_file(out, labels, vol, fmt, overwrite=args.overwrite)
-    found = [ct.ORGANS[int(v)].name for v in __import__("numpy").unique(labels) if v and int(v) in ct.ORGANS]
-    print(f"wrote {path} ({', '.join(found) or 'no organ found'})")
+    from .info import organ_summary
+
+    print(f"wrote {path} ({organ_summary(labels, vol.voxel_volume_ml)})")
     return 0
