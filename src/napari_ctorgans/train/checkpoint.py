@@ -3,12 +3,24 @@
 A checkpoint is a dict of tensors and plain Python values (numbers, strings, lists, dicts): the model weights, the
 model and training configurations as dicts, the organ table, and (for resuming) the optimiser state, the random
 number generator states and the run's history. Nothing in it executes code when loaded.
+
+Before anything is built from a file it is checked: the zip archive's CRCs (``torch.load`` does not check them, and a
+flipped byte would silently change a weight), sizes that fit the file, finite weights, and a model configuration
+whose parameters (counted on the meta device, without memory) have exactly the stored weights' shapes.
+
+Weights can also be stored as ``.safetensors`` (no pickle at all): the tensors, and every other entry of the
+checkpoint as JSON in the file's metadata, with a SHA-256 of the weights that is checked on reading. Optimiser and
+random states (for resuming) stay in ``.pt`` files.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,9 +29,14 @@ import torch
 
 from ..organs import ORGANS
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "organ_table", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "organ_table", "CheckpointError", "FORMAT_VERSION",
+           "SAFETENSORS_SUFFIX"]
 
 FORMAT_VERSION = 1
+SAFETENSORS_SUFFIX = ".safetensors"
+#: entries kept out of ``.safetensors`` files: resuming state (tensors nested in dicts) lives in ``.pt`` files only
+_RESUME_ONLY = ("optimizer", "rng", "state")
+_FIX = "use last.pt/best.pt from a training run, or train again"
 
 
 class CheckpointError(ValueError):
@@ -34,10 +51,14 @@ def organ_table() -> dict[int, dict]:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
 
-    A failure at any point (full disk, an unpicklable value, a crash) leaves any previous file at ``path`` intact.
+    A failure at any point (full disk, an unpicklable value, a crash) leaves any previous file at ``path`` intact
+    and no temporary file. A path ending in ``.safetensors`` gets the weights as safetensors and the other plain
+    entries as JSON metadata (the optimiser and random states are left out: such a file cannot be resumed).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == SAFETENSORS_SUFFIX:  # weights and plain entries only, no pickle
+        return _save_safetensors(path, {"format_version": FORMAT_VERSION, **payload})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -55,41 +76,145 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint as a dict with ``torch.load(weights_only=True)`` (no code from the file runs).
+    """Read a checkpoint as a dict; no code from the file runs, and damage is refused.
+
+    ``.pt`` files are read with ``torch.load(weights_only=True)`` after the zip archive's CRCs and sizes are
+    checked; ``.safetensors`` files with the safetensors library, their metadata as JSON. The weights must be
+    finite.
 
     Raises
     ------
     FileNotFoundError
         When ``path`` does not exist.
     CheckpointError
-        When the file is truncated, corrupted, not a checkpoint, or holds objects other than plain data.
+        When the file is truncated, corrupted (a CRC or hash mismatch), not a checkpoint, holds objects other than
+        plain data, or holds NaN or infinite weights.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}; pass the path of a .pt file written by ct.train")
+    if path.suffix == SAFETENSORS_SUFFIX:
+        data = _read_safetensors(path)
+    else:
+        data = _read_torch(path, map_location)
+    if not isinstance(data, dict) or "weights" not in data or "model_config" not in data:
+        raise CheckpointError(
+            f"{path} is not a napari-ctorgans checkpoint (no 'weights'/'model_config' entries); "
+            "use last.pt or best.pt written by ct.train"
+        )
+    _check_weights(path, data["weights"])
+    return data
+
+
+def _read_torch(path: Path, map_location: Any) -> Any:
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, corrupted or not a PyTorch checkpoint "
-            f"({path.stat().st_size} bytes, not a zip archive); use last.pt/best.pt from a training run or train again"
+            f"({path.stat().st_size} bytes, not a zip archive); {_FIX}"
         )
+    _check_zip(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, corrupted or not a PyTorch checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use last.pt/best.pt from a training run "
-            "or train again"
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); {_FIX}"
         ) from exc
     except Exception as exc:  # UnpicklingError for objects that weights_only refuses
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, which could run code "
             f"({type(exc).__name__}); only checkpoints written by ct.train are accepted"
         ) from exc
-    if not isinstance(data, dict) or "weights" not in data or "model_config" not in data:
+
+
+def _check_zip(path: Path) -> None:
+    """Every member's CRC, and sizes the file can hold (``torch.load`` checks neither)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > 2 * size + 2**20:  # torch.save stores members uncompressed
+                raise CheckpointError(
+                    f"refusing to load {path}: its members claim {declared:,} bytes uncompressed in a {size:,}-byte "
+                    f"file (a zip bomb or a damaged archive); {_FIX}"
+                )
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: the zip archive is damaged ({exc}); {_FIX}") from exc
+    if bad is not None:
         raise CheckpointError(
-            f"{path} is not a napari-ctorgans checkpoint (no 'weights'/'model_config' entries); "
-            "use last.pt or best.pt written by ct.train"
+            f"checkpoint {path} is corrupted: the CRC of its member {bad!r} does not match its data (changed bytes, "
+            f"e.g. a disk or copy error); {_FIX}"
         )
+
+
+def _check_weights(path: Path, weights: Any) -> None:
+    """Weights are a dict of names to finite tensors."""
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise CheckpointError(f"{path}: 'weights' must map parameter names to tensors; {_FIX}")
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in weights.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        listed = ", ".join(f"{k!r} ({n} values)" for k, n in list(bad.items())[:3])
+        raise CheckpointError(
+            f"refusing to load {path}: its weights hold NaN or infinite values in {len(bad)} tensors ({listed}): the "
+            "training diverged or the file is damaged; use best.pt or an earlier checkpoint, or train again with a "
+            "lower learning_rate"
+        )
+
+
+def _weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        t = weights[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _save_safetensors(path: Path, payload: dict[str, Any]) -> Path:
+    """Weights as safetensors, the other entries (but the resuming state) as JSON metadata; atomic."""
+    from safetensors.torch import save
+
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in payload["weights"].items()}
+    meta = {k: json.dumps(v) for k, v in payload.items() if k != "weights" and k not in _RESUME_ONLY}
+    meta["weights_sha256"] = json.dumps(_weights_digest(weights))
+    data = save(weights, metadata=meta)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    try:  # the library checks that the header's shapes and offsets fit the file exactly
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            weights = {k: fh.get_tensor(k) for k in fh.keys()}
+        data = {k: json.loads(v) for k, v in meta.items()}
+    except (SafetensorError, OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"cannot read checkpoint {path}: the safetensors file is truncated or corrupted "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); {_FIX}") from exc
+    digest = data.pop("weights_sha256", None)
+    if digest is None:
+        warnings.warn(f"{path} holds no weights_sha256: the integrity of its weights cannot be checked", stacklevel=3)
+    elif digest != _weights_digest(weights):
+        raise CheckpointError(f"checkpoint {path} is corrupted: its weights do not match the SHA-256 stored with "
+                              f"them (changed bytes, e.g. a disk or copy error); {_FIX}")
+    if isinstance(data.get("organs"), dict):  # JSON object keys are strings; the organ table's are label values
+        data["organs"] = {int(k): v for k, v in data["organs"].items()}
+    data["weights"] = weights
     return data
 
 
@@ -99,7 +224,7 @@ def load_checkpoint(path: str | Path, *, device: Any = "cpu", num_classes: int |
     Parameters
     ----------
     path : str or Path
-        A ``.pt`` file written by :func:`ct.train`.
+        A ``.pt`` file written by :func:`ct.train`, or a ``.safetensors`` file written by :func:`save_checkpoint`.
     device : str or torch.device
         Where to put the model.
     num_classes : int, optional
@@ -114,7 +239,8 @@ def load_checkpoint(path: str | Path, *, device: Any = "cpu", num_classes: int |
     Raises
     ------
     FileNotFoundError, CheckpointError
-        Missing, corrupted or truncated file, or one for another class count.
+        Missing, corrupted or truncated file, NaN or infinite weights, a model configuration that does not match
+        the stored weights (checked before the model is built), or one for another class count.
 
     Examples
     --------
@@ -134,6 +260,7 @@ def load_checkpoint(path: str | Path, *, device: Any = "cpu", num_classes: int |
             f"{path} holds a model for {model_classes} classes, but {num_classes} were asked for; "
             f"use a checkpoint trained with num_classes={num_classes} or train a new model"
         )
+    _check_shapes(path, config, data["weights"])  # before anything is allocated for the model
     model = build_model(config)
     try:
         model.load_state_dict(data["weights"])
@@ -146,6 +273,28 @@ def load_checkpoint(path: str | Path, *, device: Any = "cpu", num_classes: int |
     info = {k: v for k, v in data.items() if k not in ("weights", "optimizer", "rng")}
     info["path"] = str(path)
     return model, info
+
+
+def _check_shapes(path: Path, config: Any, weights: dict[str, torch.Tensor]) -> None:
+    """The model the stored configuration describes, built on the meta device (no memory), has exactly the stored
+    weights' names and shapes; a configuration edited to describe a far larger model is refused here."""
+    from ..nn import build_model
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected == stored:
+        return
+    n_expected, n_stored = (sum(math.prod(s) for s in d.values()) for d in (expected, stored))
+    wrong = [k for k in expected if k in stored and expected[k] != stored[k]]
+    detail = (f"{len(set(expected) - set(stored))} missing and {len(set(stored) - set(expected))} unexpected "
+              f"tensors, {len(wrong)} of other shape" + (f" (e.g. {wrong[0]!r}: stored {stored[wrong[0]]}, "
+                                                          f"configuration {expected[wrong[0]]})" if wrong else ""))
+    raise CheckpointError(
+        f"refusing to load {path}: its model configuration describes {n_expected:,} parameters but the file holds "
+        f"{n_stored:,} weights ({detail}); the configuration was edited or the file is damaged or from another "
+        f"version; {_FIX}"
+    )
 
 
 def _num_classes(model_config: dict) -> int | None:

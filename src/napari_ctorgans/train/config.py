@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ LR_SCHEDULES = ("constant", "cosine", "step", "poly")
 
 
 def _triple(value: Any, name: str) -> tuple[int, int, int]:
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be an int or 3 ints (z, y, x), got the string {value!r}; e.g. [64, 64, 64]")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         vals = (int(value),) * 3
     else:
@@ -24,6 +27,42 @@ def _triple(value: Any, name: str) -> tuple[int, int, int]:
     if len(vals) != 3 or min(vals) < 1:
         raise ValueError(f"{name} must be 3 positive sizes (z, y, x) in voxels, got {value!r}; e.g. (64, 64, 64)")
     return vals  # type: ignore[return-value]
+
+
+_KIND_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+               "dict": "a dict (a JSON object)"}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> Any:
+    """``value`` checked against a field's annotation ("int", "float | None", ...); returns it normalised.
+
+    Raises a TypeError naming the field, the value and its type, instead of a comparison failing later.
+    """
+    parts = [p.strip() for p in str(annotation).split("|")]
+    optional = "None" in parts
+    kind = next((p for p in parts if p != "None"), "Any")
+    if value is None and optional:
+        return None
+    if kind not in _KIND_NAMES:
+        return value
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool)
+        or isinstance(value, float) and value.is_integer(),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "dict": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        hint = " (a JSON string: write the number without quotes)" if isinstance(value, str) and kind in (
+            "int", "float") else ""
+        raise TypeError(f"TrainConfig field {name!r} must be {_KIND_NAMES[kind]}{' or null' if optional else ''}, "
+                        f"got {value!r} ({type(value).__name__}){hint}")
+    if kind == "float":
+        if not math.isfinite(value):
+            raise ValueError(f"TrainConfig field {name!r} must be a finite number, got {value!r}")
+        return float(value)
+    return int(value) if kind == "int" else value
 
 
 @dataclass
@@ -123,28 +162,19 @@ class TrainConfig:
     bn_recalibration: int = 200
 
     def __post_init__(self) -> None:
+        self._coerce_objects()
+        for f in dataclasses.fields(self):
+            if f.name != "crop_size":
+                setattr(self, f.name, _check_type(f.name, getattr(self, f.name), f.type))
         self.crop_size = _triple(self.crop_size, "crop_size")
-        for name in ("iterations", "batch_size", "validate_every", "checkpoint_every", "plateau_window", "num_classes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}; 1e-3 is a good start for Adam")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.class_weighting not in ("uniform", "simple", "square"):
-            raise ValueError(f"class_weighting must be 'uniform', 'simple' or 'square', got {self.class_weighting!r}")
-        if int(self.bn_recalibration) < 0:
-            raise ValueError(f"bn_recalibration must be a number of crops >= 0, got {self.bn_recalibration!r}")
-        self.bn_recalibration = int(self.bn_recalibration)
-        if not (0.0 <= self.foreground_prob <= 1.0):
-            raise ValueError(f"foreground_prob must be in [0, 1], got {self.foreground_prob!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if not (self.spacing > 0):
-            raise ValueError(f"spacing must be a positive working spacing in mm, got {self.spacing!r}")
-        if self.output_dir is not None:
-            self.output_dir = str(self.output_dir)
+        _check_ranges(self)
+        _check_components(self)
+
+    def _coerce_objects(self) -> None:
+        """Objects the API accepts for plain fields: paths, ``AugmentParams``, ``ModelConfig``."""
+        for name in ("output_dir", "init_checkpoint"):
+            if isinstance(getattr(self, name), Path):
+                setattr(self, name, str(getattr(self, name)))
         if self.augment is not None and not isinstance(self.augment, dict):
             to_dict = getattr(self.augment, "to_dict", None)
             if to_dict is None:
@@ -163,14 +193,38 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """Rebuild from :meth:`to_dict`; unknown keys raise a ValueError naming them."""
+        """Rebuild from :meth:`to_dict`; unknown keys raise a ValueError naming them.
+
+        A ``window`` entry (written beside the fields in a run's ``config.json``: the HU window the augmentation
+        ranges give) is accepted when it agrees with them, so a run's own ``config.json`` can be used again.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a TrainConfig must be a dict (a JSON object) of fields, got {type(data).__name__}")
+        data = dict(data)
+        window = data.pop("window", None)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(names)}")
-        return cls(**data)
+        config = cls(**data)
+        if window is not None:
+            from .loop import resolve_window
+
+            derived = resolve_window(config)
+            try:
+                agrees = len(window) == 2 and all(abs(float(a) - b) <= 1e-6 for a, b in zip(window, derived))
+            except (TypeError, ValueError):
+                agrees = False
+            if not agrees:
+                raise ValueError(
+                    f"'window' {window!r} does not agree with the window {list(derived)} of the augmentation "
+                    "ranges: the window is derived from augment's window_low/window_high; change those and "
+                    "remove 'window'"
+                )
+        return config
 
     def to_json(self, path: str | Path | None = None) -> str:
+        """The config as JSON text (written to ``path`` when given)."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             Path(path).write_text(text + "\n")
@@ -178,9 +232,19 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "TrainConfig":
+        """Read JSON text or a JSON file; errors name the file, the line and the field."""
         p = Path(text_or_path) if not str(text_or_path).lstrip().startswith("{") else None
+        where = str(p) if p is not None else "TrainConfig JSON"
         text = p.read_text() if p is not None else str(text_or_path)
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the "
+                             "file (a JSON object of TrainConfig fields, as TrainConfig.to_json writes)") from None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "TrainConfig":
@@ -191,6 +255,61 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    """Values of the right type but outside their range; each message names the field and a usual value."""
+    for name in ("iterations", "batch_size", "validate_every", "checkpoint_every", "plateau_window", "num_classes"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(c, name)!r}")
+    rules = [  # (holds, field, requirement, hint)
+        (c.num_classes <= 255, "num_classes", "at most 255", "labels are 8-bit and 255 marks unlabelled voxels"),
+        (c.learning_rate > 0, "learning_rate", "positive", "1e-3 is a good start for Adam"),
+        (c.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}", ""),
+        (0.0 <= c.lr_min_factor <= 1.0, "lr_min_factor", "in [0, 1]", "the final fraction of learning_rate"),
+        (c.warmup >= 0, "warmup", "a number of iterations >= 0", ""),
+        (c.weight_decay >= 0, "weight_decay", ">= 0", ""),
+        (c.plateau_tolerance >= 0, "plateau_tolerance", ">= 0", "a relative improvement, e.g. 0.01"),
+        (c.class_weighting in ("uniform", "simple", "square"), "class_weighting", "'uniform', 'simple' or 'square'",
+         ""),
+        (0.0 <= c.val_overlap < 1.0, "val_overlap", "in [0, 1)",
+         "the fraction by which validation tiles overlap; 0.25 is usual"),
+        (c.val_mode in ("constant", "gaussian"), "val_mode", "'constant' or 'gaussian'", ""),
+        (c.early_stopping is None or c.early_stopping >= 1, "early_stopping", "a number of validations >= 1",
+         "use None (JSON null) to switch early stopping off"),
+        (0.0 <= c.foreground_prob <= 1.0, "foreground_prob", "in [0, 1]", ""),
+        (c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), "device", "'auto', 'cpu' or 'cuda'",
+         ""),
+        (c.spacing > 0, "spacing", "a positive working spacing in mm", "3 is usual"),
+        (c.seed >= 0, "seed", "an integer >= 0", ""),
+        (c.bn_recalibration >= 0, "bn_recalibration", "a number of crops >= 0", "0 switches it off"),
+    ]
+    for ok, name, requirement, hint in rules:
+        if not ok:
+            raise ValueError(f"{name} must be {requirement}, got {getattr(c, name)!r}{'; ' + hint if hint else ''}")
+
+
+def _check_components(c: TrainConfig) -> None:
+    """The model, loss and augmentation the names and dicts describe exist (checked now, not at iteration 1)."""
+    from ..augment import AugmentParams
+    from ..nn import MODEL_PRESETS, ModelConfig
+    from ..nn.losses import LOSSES, get_loss, loss_name
+
+    if isinstance(c.model, str) and c.model not in MODEL_PRESETS:
+        raise ValueError(f"TrainConfig field 'model': unknown model preset {c.model!r}; choose one of "
+                         f"{sorted(MODEL_PRESETS)} or give a ModelConfig dict")
+    if loss_name(c.loss) not in LOSSES:
+        raise ValueError(f"TrainConfig field 'loss': unknown loss {c.loss!r}; choose one of {list(LOSSES)}")
+    checks = [("model", lambda: isinstance(c.model, str) or ModelConfig.from_dict(dict(c.model))),
+              ("augment", lambda: c.augment is None or AugmentParams.from_dict(c.augment)),
+              ("loss_options", lambda: get_loss(c.loss, **{k: v for k, v in c.loss_options.items()
+                                                             if loss_name(c.loss) != "cross_entropy"
+                                                             or k != "cross_entropy_weight"}))]
+    for name, check in checks:
+        try:
+            check()
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"TrainConfig field {name!r}: {exc}") from None
 
 
 def _plain(obj: Any) -> Any:
@@ -219,7 +338,7 @@ TRAIN_PRESETS: dict[str, dict] = {
     ),
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
-        model="unet3d", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,
+        model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,
         lr_schedule="step", loss="iou", validate_every=500, augment_at=None, plateau_window=100,
         early_stopping=10, checkpoint_every=250,
     ),

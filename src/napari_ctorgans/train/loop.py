@@ -19,6 +19,7 @@ from ..organs import IGNORE_LABEL, ORGANS
 from .checkpoint import organ_table, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Case, load_cases, random_crop
+from .rundir import RunDir
 
 __all__ = ["train", "TrainStatus", "window_image", "resolve_window", "validate", "learning_rate_at"]
 
@@ -221,9 +222,13 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
         Validated (all tiles, per-organ Dice) every ``config.validate_every`` iterations and at the end.
     resume : bool
         Continue the run whose ``last.pt`` is in ``config.output_dir`` exactly where it stopped (weights, optimiser,
-        random states, curriculum); ``config.iterations`` may be raised to train longer.
+        random states, curriculum). The settings must be the run's own (its ``config.json``); only
+        ``config.iterations`` may be raised to train longer (``output_dir``, ``device`` and ``checkpoint_every`` may
+        change too).
     overwrite : bool
-        Start a new run in an ``output_dir`` that already holds checkpoints (they are replaced).
+        Start a new run in an ``output_dir`` that already holds a run, replacing the whole run: its ``last.pt``,
+        ``best.pt`` and ``config.json`` are moved aside when the new run starts and deleted once it has written a
+        checkpoint (moved back if it writes none).
     cache_dir : str, optional
         Where resampled file cases are cached.
     progress : callable, optional
@@ -238,9 +243,15 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
     Raises
     ------
     FileExistsError
-        ``output_dir`` holds checkpoints and neither ``resume`` nor ``overwrite`` is set.
+        ``output_dir`` holds checkpoints and neither ``resume`` nor ``overwrite`` is set, or another process is
+        training into it.
+    RunConfigMismatch
+        (a ValueError) ``resume=True`` with settings that differ from the run's; ``.fields`` names them.
+    MemoryError
+        One training step of ``crop_size`` x ``batch_size`` would need more memory than is available (the message
+        gives the estimate and a crop size that fits).
     ValueError
-        No training cases, a resume with another model, an unknown preset.
+        No training cases, an unknown preset, both ``resume`` and ``overwrite``.
 
     Notes
     -----
@@ -254,35 +265,47 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
     >>> for status in ct.train(cfg, [ct.make_phantom(seed=s) for s in range(3)]):  # doctest: +SKIP
     ...     print(status.iteration, status.loss)
     """
-    if isinstance(config, str):
-        config = TrainConfig.preset(config)
-    elif isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    elif not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, a preset name or a dict, got {type(config).__name__}")
-    out_dir = Path(config.output_dir) if config.output_dir else None
-    last_path = best_path = None
-    if out_dir is not None:
-        last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-        existing = [p for p in (last_path, best_path) if p.exists()]
-        if existing and not resume and not overwrite:
-            raise FileExistsError(
-                f"output_dir {out_dir} already holds checkpoints of another run ({', '.join(p.name for p in existing)});"
-                " pass resume=True to continue that run, overwrite=True to replace it, or choose another output_dir"
-            )
-        if resume and not last_path.exists():
-            raise FileNotFoundError(f"cannot resume: {last_path} does not exist; start without resume=True")
-    elif resume:
+    config = _as_config(config)
+    from .budget import check_step_memory
+
+    check_step_memory(config)  # a step that cannot fit is refused now, with the numbers (an unknown GPU too)
+    run_dir = RunDir(config.output_dir).open(resume=resume, overwrite=overwrite) if config.output_dir else None
+    if resume and run_dir is None:
         raise ValueError("resume=True needs config.output_dir (the folder holding last.pt)")
-    train_list = load_cases(train_cases, spacing=config.spacing, cache_dir=cache_dir)
-    if not train_list:
-        raise ValueError("train_cases is empty: give at least one (image, labels) case or a folder of cases")
-    val_list = load_cases(val_cases, spacing=config.spacing, cache_dir=cache_dir)
-    return _run(config, train_list, val_list, last_path, best_path, resume, progress=progress)
+    try:
+        resume_from = run_dir.check_resume(config) if resume else None
+        train_list = load_cases(train_cases, spacing=config.spacing, cache_dir=cache_dir)
+        if not train_list:
+            raise ValueError("train_cases is empty: give at least one (image, labels) case or a folder of cases")
+        val_list = load_cases(val_cases, spacing=config.spacing, cache_dir=cache_dir)
+    except BaseException:
+        if run_dir is not None:
+            run_dir.close()
+        raise
+    return _run(config, train_list, val_list, run_dir, resume_from, progress)
 
 
-def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_path, best_path, resume,
-         progress=None) -> Iterator[TrainStatus]:
+def _as_config(config: Any) -> TrainConfig:
+    if isinstance(config, str):
+        return TrainConfig.preset(config)
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, a preset name or a dict, got {type(config).__name__}")
+    return config
+
+
+def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir: RunDir | None,
+         resume_from: dict | None, progress=None) -> Iterator[TrainStatus]:
+    try:
+        yield from _loop(config, cases, val_cases, run_dir, resume_from, progress)
+    finally:  # restores a replaced run when the new one wrote nothing, releases the folder's lock
+        if run_dir is not None:
+            run_dir.close()
+
+
+def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir: RunDir | None,
+          ck: dict | None, progress=None) -> Iterator[TrainStatus]:
     from ..augment import AugmentParams
     from ..nn import build_model
     from ..nn.losses import class_weights, get_loss, loss_name
@@ -327,11 +350,8 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
     state: dict[str, Any] = dict(iteration=0, losses=[], val_history=[], best_score=None, since_best=0,
                                  augment_on=config.augment_at == 0, augment_start=None,
                                  run_id=uuid.uuid4().hex)
-    if resume:
-        ck = read_checkpoint(last_path)
-        if dict(ck["model_config"]) != model_cfg.to_dict():
-            raise ValueError(f"cannot resume {last_path}: it was trained with another model configuration "
-                             f"({ck['model_config']}); use the same config.model or start a new output_dir")
+    last_path, best_path = (run_dir.last, run_dir.best) if run_dir is not None else (None, None)
+    if ck is not None:  # resume: train() checked that the run's settings are these
         model.load_state_dict(ck["weights"])
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["rng"]["torch"])
@@ -372,13 +392,13 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
         if last_path is None or not dist_ctx.is_main:  # [distributed] rank 0 writes
             return None
         save_checkpoint(last_path, payload())
+        run_dir.saved()
         saved_at = state["iteration"]
         return str(last_path)
 
-    if last_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
-        last_path.parent.mkdir(parents=True, exist_ok=True)
-        (last_path.parent / "config.json").write_text(json.dumps({**config.to_dict(), "window": list(window)},
-                                                                 indent=2) + "\n")
+    if run_dir is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
+        run_dir.start()  # overwrite=True: the old run's files go aside until this run has written a checkpoint
+        run_dir.write_config(json.dumps({**config.to_dict(), "window": list(window)}, indent=2) + "\n")
     # [distributed] DistributedDataParallel (synchronised batch norm when asked) around the same parameters;
     # ``model`` stays the plain module for checkpoints and validation
     net = dist_ctx.wrap(model, sync_batchnorm=_dist.sync_batchnorm_requested(config))
@@ -445,6 +465,7 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], last_pat
                     state["best_score"], state["since_best"], best = score, 0, True
                     if best_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
                         save_checkpoint(best_path, payload())
+                        run_dir.saved()
                         ckpt = str(best_path)
                 else:
                     state["since_best"] += 1
