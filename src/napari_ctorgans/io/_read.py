@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from ..volume import Volume
 from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, check_geometry, from_sitk, label_dtype
-from ._nifti2 import read_nifti2
+from ._nifti import image_from_voxels, read_nifti2
 from ._verify import Damaged, Scan, scan
 from ._dicom import _is_dicom_file, _read_dicom, _series_of_file, list_dicom_series  # noqa: F401
 
@@ -26,7 +26,7 @@ def _check_path(path: str | os.PathLike) -> Path:
 def _check_file(path: Path) -> Scan:
     """Refuse an empty, cut-off or corrupted file, and a NIfTI header whose geometry cannot be used."""
     try:
-        found = scan(path)
+        found = scan(path, keep_voxels=True)
     except Damaged as exc:
         raise ValueError(
             f"cannot read {path}: it is truncated or damaged ({exc}); copy or download it again "
@@ -117,7 +117,14 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
     found = _check_file(p)
     nifti = found.header if found.format == "nifti" else None
     try:
-        image = read_nifti2(p, nifti) if nifti and nifti["version"] == 2 else sitk.ReadImage(str(p))
+        image = None
+        if nifti and nifti["version"] == 2:
+            image = read_nifti2(p, nifti)
+        elif found.voxels is not None:  # a .nii.gz already decompressed for its checksum
+            image = image_from_voxels(p, nifti, found.voxels)
+        found.voxels = None
+        if image is None:
+            image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         raise ValueError(

@@ -42,6 +42,7 @@ class Scan:
     digest: str | None
     format: str
     header: dict = field(default_factory=dict)
+    voxels: np.ndarray | None = None  # the voxel bytes (uint8), where asked for and the file is a .nii.gz
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -87,15 +88,20 @@ def _raw(fh: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: bool) -> str | None:
-    """Skip ``offset`` bytes, then hash ``nbytes``; refuse a stream shorter than ``offset + nbytes``."""
+def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: bool,
+             sink: memoryview | None = None) -> str | None:
+    """Skip ``offset`` bytes, then hash ``nbytes`` (and copy them into ``sink``); refuse a shorter stream."""
     h = hashlib.sha256() if want_digest else None
     pos = 0
     end = offset + nbytes
     for chunk in stream:
         lo, hi = max(offset - pos, 0), min(end - pos, len(chunk))
-        if h is not None and hi > lo:
-            h.update(memoryview(chunk)[lo:hi])
+        if hi > lo:
+            part = memoryview(chunk)[lo:hi]
+            if h is not None:
+                h.update(part)
+            if sink is not None:
+                sink[pos + lo - offset : pos + hi - offset] = part
         pos += len(chunk)
     if pos < end:
         raise Damaged(f"it holds {pos - offset if pos > offset else 0} bytes of voxel data where its header "
@@ -146,7 +152,14 @@ def nifti_header(head: bytes) -> dict:
             "xyzt_units": int(units) & 0xFF}
 
 
-def _scan_nifti(path: Path, gz: bool, want_digest: bool) -> Scan:
+def _isize_agrees(path: Path, hdr: dict) -> bool:
+    """The gzip trailer holds the uncompressed size modulo 2**32: a cheap look before allocating the voxels."""
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        return int.from_bytes(fh.read(4), "little") == (hdr["vox_offset"] + hdr["nbytes"]) % 2**32
+
+
+def _scan_nifti(path: Path, gz: bool, want_digest: bool, keep: bool = False) -> Scan:
     with open(path, "rb") as fh:
         stream = _inflate(fh, 31, multi=True) if gz else _raw(fh)
         first = b""
@@ -162,8 +175,10 @@ def _scan_nifti(path: Path, gz: bool, want_digest: bool) -> Scan:
                 raise Damaged(f"it holds {max(size - hdr['vox_offset'], 0)} bytes of voxel data where its header "
                               f"announces {hdr['nbytes']}")
             return Scan(None, "nifti", hdr)
-        digest = _payload(_chain(first, stream), hdr["vox_offset"], hdr["nbytes"], want)
-    return Scan(digest, "nifti", hdr)
+        voxels = np.empty(hdr["nbytes"], np.uint8) if keep and gz and _isize_agrees(path, hdr) else None
+        sink = None if voxels is None else memoryview(voxels)
+        digest = _payload(_chain(first, stream), hdr["vox_offset"], hdr["nbytes"], want, sink)
+    return Scan(digest, "nifti", hdr, voxels)
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -238,7 +253,7 @@ def _scan_nrrd(path: Path, want_digest: bool) -> Scan:
     return Scan(digest, "nrrd", fields)
 
 
-def scan(path: str | Path, *, digest: bool = False) -> Scan:
+def scan(path: str | Path, *, digest: bool = False, keep_voxels: bool = False) -> Scan:
     """Check that a file is complete and its compressed data intact; optionally digest its voxel bytes.
 
     Parameters
@@ -247,6 +262,9 @@ def scan(path: str | Path, *, digest: bool = False) -> Scan:
         ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd`` (other files return an empty :class:`Scan`).
     digest : bool
         Also hash the voxel bytes (in file order), to compare with :func:`array_digest` of the written array.
+    keep_voxels : bool
+        For ``.nii.gz``: keep the decompressed voxel bytes in ``Scan.voxels``, so that the file is decompressed
+        once for both the checksum and the read.
 
     Raises
     ------
@@ -258,7 +276,7 @@ def scan(path: str | Path, *, digest: bool = False) -> Scan:
     if path.is_file() and path.stat().st_size == 0:
         raise Damaged("the file is empty (0 bytes)")
     if name.endswith((".nii", ".nii.gz")):
-        return _scan_nifti(path, name.endswith(".gz"), digest)
+        return _scan_nifti(path, name.endswith(".gz"), digest, keep_voxels)
     if name.endswith((".mha", ".mhd")):
         return _scan_meta(path, digest)
     if name.endswith(".nrrd"):

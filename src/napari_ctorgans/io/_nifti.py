@@ -1,4 +1,5 @@
-"""NIfTI-2 files, which ITK cannot open: rewritten as NIfTI-1 (same voxels, same geometry) in a temporary file."""
+"""NIfTI specifics: a ``.nii.gz`` decompressed once (checksum and read in one pass), and NIfTI-2 files, which
+ITK cannot open, rewritten as NIfTI-1 (same voxels, same geometry) in a temporary file."""
 
 from __future__ import annotations
 
@@ -7,11 +8,42 @@ import struct
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from ._verify import CHUNK, Damaged
 
 _INT16_MAX = 32767
+#: NIfTI datatype code -> numpy type (without byte order)
+_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+
+
+def image_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> sitk.Image | None:
+    """The image ITK would read from a NIfTI-1 file, built from its already decompressed voxel bytes.
+
+    The geometry comes from ITK's own reading of the header; None where ITK would do more than copy the voxels
+    (intensity scaling, vectors, more than 3 dimensions, an unexpected pixel type), so the caller lets ITK read.
+    """
+    code = _DTYPES.get(hdr["datatype"])
+    slope, inter = hdr["scl"]
+    if hdr["version"] != 1 or hdr["ndim"] != 3 or code is None or slope not in (0.0, 1.0) or inter != 0.0:
+        return None
+    dtype = np.dtype(("<" if hdr["little_endian"] else ">") + code)
+    if dtype.itemsize * 8 != hdr["bitpix"]:
+        return None
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    info.ReadImageInformation()
+    if info.GetSize() != hdr["dim"] or info.GetNumberOfComponents() != 1:
+        return None
+    array = voxels.view(dtype).reshape(hdr["dim"][::-1])
+    image = sitk.GetImageFromArray(array.astype(dtype.newbyteorder("="), copy=False))
+    if image.GetPixelID() != info.GetPixelID():
+        return None
+    image.SetSpacing(info.GetSpacing())
+    image.SetOrigin(info.GetOrigin())
+    image.SetDirection(info.GetDirection())
+    return image
 
 
 def _nifti1_header(hdr: dict) -> bytes:
