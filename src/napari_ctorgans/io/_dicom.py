@@ -361,6 +361,20 @@ def _read_pixels(slices: list[_Slice]) -> sitk.Image:
     return image  # its geometry is GDCM's; the caller sets the slices' own
 
 
+def _shift_plane(plane: np.ndarray, offset: tuple[float, float], shape: tuple[int, int], fill: float) -> np.ndarray:
+    """Output pixel (y, x) = the plane linearly interpolated at (y + offset[0], x + offset[1]); ``fill`` outside."""
+    whole = np.floor(offset).astype(int)
+    fy, fx = np.asarray(offset) - whole
+    canvas = np.full((shape[0] + 1, shape[1] + 1), fill, dtype=np.float32)  # canvas[y, x] = plane[y + oy, x + ox]
+    y0, x0 = max(0, -whole[0]), max(0, -whole[1])
+    y1, x1 = min(canvas.shape[0], plane.shape[0] - whole[0]), min(canvas.shape[1], plane.shape[1] - whole[1])
+    if y1 > y0 and x1 > x0:
+        canvas[y0:y1, x0:x1] = plane[y0 + whole[0] : y1 + whole[0], x0 + whole[1] : x1 + whole[1]]
+    top = (1 - fx) * canvas[:-1, :-1] + fx * canvas[:-1, 1:]
+    bottom = (1 - fx) * canvas[1:, :-1] + fx * canvas[1:, 1:]
+    return (1 - fy) * top + fy * bottom
+
+
 def _resample(stack: np.ndarray, grid: _Grid, spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Resample tilted or unevenly spaced slices onto an orthogonal, evenly spaced grid.
 
@@ -368,8 +382,6 @@ def _resample(stack: np.ndarray, grid: _Grid, spacing: tuple[float, float]) -> t
     slices between two input slices are interpolated linearly along the normal. The output lattice contains the
     first slice's voxels and covers every slice. Returns the array and the (u, v, s) position of voxel (0, 0, 0).
     """
-    from scipy.ndimage import affine_transform
-
     dy, dx = spacing
     lo, hi = grid.uv.min(axis=0), grid.uv.max(axis=0)
     before = np.ceil((grid.uv[0] - lo) / (dx, dy) - 1e-6)  # whole voxels added before the first slice's corner
@@ -382,23 +394,26 @@ def _resample(stack: np.ndarray, grid: _Grid, spacing: tuple[float, float]) -> t
     def plane(j: int) -> np.ndarray:
         if j not in shifted:
             offset = ((corner[1] - grid.uv[j, 1]) / dy, (corner[0] - grid.uv[j, 0]) / dx)
-            shifted[j] = affine_transform(stack[j].astype(np.float32), np.ones(2), offset=offset,  # a pure shift
-                                          output_shape=shape, order=1, cval=fill)
+            shifted[j] = _shift_plane(stack[j], offset, shape, fill)
         return shifted[j]
 
     n_out = int(np.floor((grid.s[-1] - grid.s[0]) / grid.step + 1e-6)) + 1
-    out = np.empty((n_out, *shape), dtype=np.float32)
+    integer = stack.dtype.kind in "iu"
+    out = np.empty((n_out, *shape), dtype=stack.dtype if integer else np.float32)
     for k in range(n_out):
         s = grid.s[0] + k * grid.step
         j = int(np.clip(np.searchsorted(grid.s, s + 1e-6, side="right") - 1, 0, len(grid.s) - 2))
         w = (s - grid.s[j]) / (grid.s[j + 1] - grid.s[j])
-        out[k] = plane(j) if w < 1e-6 else plane(j + 1) if w > 1 - 1e-6 else (1 - w) * plane(j) + w * plane(j + 1)
+        value = plane(j) if w < 1e-6 else plane(j + 1) if w > 1 - 1e-6 else (1 - w) * plane(j) + w * plane(j + 1)
+        out[k] = np.clip(np.rint(value), *_limits(stack.dtype)) if integer else value
         for old in [i for i in shifted if i < j]:
             del shifted[old]  # memory: at most two shifted planes
-    if stack.dtype.kind in "iu":
-        info = np.iinfo(stack.dtype)
-        out = np.clip(np.rint(out), info.min, info.max).astype(stack.dtype)
     return out, np.array([corner[0], corner[1], grid.s[0]])
+
+
+def _limits(dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 
 def _problems(folder: Path, uid: str, slices: list[_Slice], bad, resample_irregular: bool):
