@@ -123,3 +123,81 @@ def test_save_through_napari_uses_plugin_writer(make_napari_viewer, tmp_path):
     back = ct.read_labels(out)
     np.testing.assert_array_equal(back.array, layer.data)
     np.testing.assert_allclose(back.spacing, layer.scale)
+
+
+def test_panel_fits_a_laptop_screen_and_steps_dock_alone(make_napari_viewer, qtbot, abdomen_3mm):
+    """Bug 4: one "CT Organs" panel, a scrollable tab per step, in a 1280 x 800 window; each step docks alone."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication, QPushButton
+
+    from napari_ctorgans._napari.layers import image_layer_kwargs
+    from napari_ctorgans._napari.panel import STEPS
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    viewer.add_image(abdomen_3mm.array, **image_layer_kwargs(abdomen_3mm, name="CT"))
+    QApplication.processEvents()
+    assert [panel.tabs.tabText(i) for i in range(panel.tabs.count())] == [t for t, _, _ in STEPS]
+    for i in range(panel.tabs.count()):  # every tab shown in turn: the window never grows past the screen
+        panel.tabs.setCurrentIndex(i)
+        qtbot.wait(50)
+        assert window.minimumSizeHint().height() <= 800 and window.minimumSizeHint().width() <= 1280
+        assert window.height() <= 800 and window.width() <= 1280
+    assert panel.width() <= 420 and viewer.window._qt_viewer.canvas.native.width() >= 500  # beside the canvas
+    # the steps are also separate widgets in the Plugins menu
+    for name in ("Auto label", "Augmentation preview", "Train", "Predict", "Evaluate", "Export"):
+        viewer.window.add_plugin_dock_widget("napari-ctorgans", name)
+    # closing the panel tears every tab down (the Train tab included)
+    close = next(b for b in dock.findChildren(QPushButton) if b.objectName() == "QTitleBarCloseButton")
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
+    assert panel.closed and all(getattr(w, "closed", True) for w in panel.steps.values())
+    from napari_ctorgans._napari.step import disconnect_owner
+
+    assert disconnect_owner(viewer, panel.steps["train"]) == 0
+
+
+def test_every_step_waits_for_its_inputs(make_napari_viewer):
+    """Bug 7: in an empty viewer no step can start; each says in its own status line what it needs."""
+    from napari_ctorgans._napari.panel import CTOrgansPanel
+
+    viewer = make_napari_viewer()
+    panel = CTOrgansPanel(viewer)
+    label, predict, evaluate, export = (panel.steps[k] for k in ("label", "predict", "evaluate", "export"))
+    assert not any(b.isEnabled() for b in (*label.buttons.values(), label.grow_button, predict.button,
+                                           predict.add_case_button, evaluate.button, evaluate.stats_button,
+                                           export.save_button))
+    for step in (label, predict, evaluate, export):
+        assert step.status.text(), type(step).__name__
+    assert "open a CT" in label.status.text() and "open a CT" in predict.status.text()
+
+
+def test_export_writes_in_the_ct_geometry_and_never_over_a_file(make_napari_viewer, qtbot, tmp_path, abdomen_3mm):
+    from napari_ctorgans._napari.export_widget import ExportWidget, export_formats
+    from napari_ctorgans._napari.layers import image_layer_kwargs
+    from napari_ctorgans._napari.working import working_layer
+
+    viewer = make_napari_viewer()
+    ct_layer = viewer.add_image(abdomen_3mm.array, **image_layer_kwargs(abdomen_3mm, name="CT"))
+    layer = working_layer(viewer, ct_layer)
+    layer.data_setitem((np.array([5]), np.array([6]), np.array([7])), 4)
+    w = ExportWidget(viewer)
+    assert [s for _, s in export_formats()][:3] == [".nii.gz", ".nrrd", ".mha"]
+    w.labels_combo.setCurrentText("CT organs")
+    w.path_edit.setText(str(tmp_path / "organs.nii.gz"))
+    w.format_combo.setCurrentIndex(1)  # the file name follows the format
+    assert w.path_edit.text().endswith("organs.nrrd")
+    with qtbot.waitSignal(w.save().finished, timeout=60_000):
+        pass
+    out = tmp_path / "organs.nrrd"
+    back = ct.read_labels(out)
+    assert back.same_grid(abdomen_3mm) and back.array[5, 6, 7] == 4 and back.array.sum() == 4
+    before = out.read_bytes()
+    layer.data_setitem((np.array([5]), np.array([6]), np.array([8])), 1)
+    assert w.save() is None and "exists" in w.status.text() and "replace" in w.status.text()
+    assert out.read_bytes() == before
+    w.replace.setChecked(True)
+    with qtbot.waitSignal(w.save().finished, timeout=60_000):
+        pass
+    assert ct.read_labels(out).array[5, 6, 8] == 1
