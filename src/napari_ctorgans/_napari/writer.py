@@ -9,7 +9,16 @@ from .layers import GEOMETRY_KEY
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """Save a Labels layer (napari's save dialog has already confirmed the file name)."""
+    """Save a Labels layer (napari's save dialog has already confirmed the file name).
+
+    Raises
+    ------
+    OSError
+        The file could not be written completely (full disk, quota, file-size limit); napari shows the message.
+        The write is verified before it replaces anything, so a previous file of that name is unchanged.
+    ValueError
+        The labels cannot be stored (negative or above the largest label a file holds).
+    """
     from ..io import write_labels as _write
 
     arr = np.asarray(data)
