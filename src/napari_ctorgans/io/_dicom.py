@@ -212,6 +212,10 @@ def _choose_series(folder: Path, found: dict[str, list[_Slice]], series: str | N
     raise ValueError(f"DICOM series {series!r} is not in {folder}; series found: {known}")
 
 
+def _label(uid: str) -> str:
+    return repr(uid) if uid else "(without a SeriesInstanceUID)"
+
+
 def _names(slices) -> str:
     names = [s.name for s in slices]
     return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
@@ -426,14 +430,14 @@ def _problems(folder: Path, uid: str, slices: list[_Slice], bad, resample_irregu
         problems += duplicates
     if not problems and len(kept) < 2:
         raise ValueError(
-            f"DICOM series {uid!r} in {folder} has a single slice; a CT volume needs the whole series"
+            f"DICOM series {_label(uid)} in {folder} has a single slice; a CT volume needs the whole series"
         )
     if not problems:
         grid, displaced, uneven = _stack_geometry(kept)
         problems += displaced + ([] if resample_irregular else uneven)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
-        raise ValueError(f"DICOM series {uid!r} in {folder} cannot be stacked into a volume safely:\n{listing}")
+        raise ValueError(f"DICOM series {_label(uid)} in {folder} cannot be stacked into a volume safely:\n{listing}")
     return kept, grid, dropped
 
 
