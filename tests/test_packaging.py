@@ -44,4 +44,4 @@ def test_wheel_ships_manifest_and_npe2_discovers_it(tmp_path):
         " len(m.contributions.sample_data))\n"
     )
     out = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
-    assert out.stdout.split() == ["CT", "Organs", "1", "1", "1"]
+    assert out.stdout.split() == ["CT", "Organs", "1", "2", "1"]  # writers: label images; DICOM-SEG/RTSTRUCT
