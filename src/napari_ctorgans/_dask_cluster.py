@@ -6,7 +6,7 @@ JSON API, ...) even with ``dashboard_address=None``. The cluster made here:
 
 * speaks ``tls://`` with a key and self-signed certificate made in memory for this run
   (:meth:`distributed.security.Security.temporary`): a client must present a certificate signed by that key,
-  which only this process holds, so another process (or another user) cannot connect;
+  which only this process and its worker processes hold, so another process (or another user) cannot connect;
 * opens no HTTP port: the scheduler and workers build their HTTP server (``distributed`` needs the object) and
   close its listening socket in the same call, before their event loop can accept a connection.
 
