@@ -335,7 +335,8 @@ def _spacing_problems(slices: list[_Slice], ds: np.ndarray, step: float, uneven:
     listing = "; ".join(steps[:6]) + (f"; and {len(steps) - 6} more" if len(steps) > 6 else "")
     cause = f"slices are missing: {_COPY_FIX}" if missing else \
         f"a slice is displaced or the series mixes spacings; if it is damaged, {_COPY_FIX}"
-    return [f"uneven slice spacing: the slices are {step:.4g} mm apart except {listing}; {cause}; to read it as "
+    headline = "a gap in the series" if missing else "uneven slice spacing"
+    return [f"{headline}: the slices are {step:.4g} mm apart except {listing}; {cause}; to read it as "
             f"it is, pass read_volume(path, resample_irregular=True), which interpolates onto an even "
             f"{step:.4g} mm grid between the true slice positions"]
 
