@@ -115,6 +115,12 @@ def source_series(like: Volume, what: str = "DICOM-SEG") -> list:
     """
     import pydicom
 
+    if like.metadata.get("dicom_resampled"):
+        raise ValueError(
+            f"the CT {like.path} was resampled when read (a gantry-tilted or unevenly spaced series), so its voxels "
+            f"are not the source slices a {what} must lie on; write the labels as NIfTI (--format nifti), or "
+            "resample them onto the scanner's slices in the planning system"
+        )
     datasets = []
     series = like.metadata.get("dicom_series")
     for f in _candidate_files(like, what):

@@ -88,8 +88,8 @@ def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: b
     suffix = _suffix(path)
     if suffix not in _WRITABLE:
         raise ValueError(
-            f"cannot write {path.name}: use one of {', '.join(_WRITABLE)} (DICOM output is not supported; "
-            "write NIfTI next to the series instead)"
+            f"cannot write {path.name}: use one of {', '.join(_WRITABLE)} (for DICOM use ct.write_dicom_seg or "
+            "ct.write_rtstruct, CLI: --format dicom-seg or rtstruct)"
         )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
