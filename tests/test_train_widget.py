@@ -79,7 +79,7 @@ def test_live_plot_speed_and_validation_progress(make_napari_viewer, qtbot, tmp_
     # the loss plot: labelled axes, a log y axis, the raw losses as data
     plot = w.plot.loss_plot
     assert plot.getAxis("left").logMode and not plot.getAxis("bottom").logMode
-    assert plot.getAxis("left").labelText == "loss" and plot.getAxis("bottom").labelText == "iteration"
+    assert plot.getAxis("left").labelText == "loss (log scale)" and plot.getAxis("bottom").labelText == "iteration"
     assert plot.ctrl.logYCheck.isChecked()
     np.testing.assert_array_equal(w.plot.loss_curve.xData, np.arange(1, 7))
     np.testing.assert_allclose(w.plot.loss_curve.yData, [max(s.loss, 1e-6) for s in w.statuses])
@@ -121,8 +121,6 @@ def test_live_plot_speed_and_validation_progress(make_napari_viewer, qtbot, tmp_
 
 
 def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot, tmp_path, tiny_preset):
-    import napari_ctorgans.train as train_module
-
     viewer = make_napari_viewer()
     w = _widget(viewer, tmp_path, tiny_preset, iterations=3)
     w.hold_out.setChecked(True)
@@ -139,13 +137,15 @@ def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot
     assert w.status.text() == f"not started: {out} already holds a run; choose Resume, Replace or New folder"
     assert w.statuses == [] and ct.load_checkpoint(out / "last.pt")[1]["iteration"] == 3
 
-    # Resume with a changed setting is refused, naming it (when the training checks the run's config)
-    if hasattr(train_module, "RunConfigMismatch"):
-        w.lr.setValue(0.02)
-        _click_and_wait(qtbot, w.resume_button, w)
-        assert w.status.text().startswith("cannot resume: ") and "learning_rate" in w.status.text()
-        assert ct.load_checkpoint(out / "last.pt")[1]["iteration"] == 3
-        w.lr.setValue(0.01)
+    # Resume with a changed setting is refused, naming it; the choice stays
+    w.lr.setValue(0.02)
+    _click_and_wait(qtbot, w.resume_button, w)
+    assert w.status.text().startswith("cannot resume: the settings differ from the run's own in learning_rate "
+                                      "0.01 -> 0.02; set them back and Resume, Replace the run, or train into a New "
+                                      f"folder (cannot resume the run in {out}"), w.status.text()
+    assert not w.choice.isHidden() and w.statuses == []
+    assert ct.load_checkpoint(out / "last.pt")[1]["iteration"] == 3
+    w.lr.setValue(0.01)
     # Resume with more iterations continues the run
     w.iterations.setValue(5)
     _click_and_wait(qtbot, w.resume_button, w)
@@ -175,8 +175,7 @@ def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot
     assert w.run_request["overwrite"] and not w.run_request["resume"]
     info = ct.load_checkpoint(out / "last.pt")[1]
     assert info["iteration"] == 2 and info["run_id"] != first_run and "finished 2 iterations" in w.status.text()
-    if getattr(train_module, "REPLACES_WHOLE_RUN", False):
-        assert not (out / "best.pt").exists()  # the old run's best.pt went with it
+    assert not (out / "best.pt").exists()  # the old run's best.pt went with it
 
 
 def test_stop_pause_and_closing_the_dock(make_napari_viewer, qtbot, tmp_path, tiny_preset):

@@ -67,9 +67,10 @@ class TrainPlot(pg.GraphicsLayoutWidget):
         self.setBackground((38, 41, 48))
         self.setMinimumHeight(300)
         self.loss_plot = self.addPlot(row=0, col=0)
-        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setLabel("left", "loss (log scale)")
         self.loss_plot.setLabel("bottom", "iteration")
         self.loss_plot.setLogMode(x=False, y=True)
+        self.loss_plot.getAxis("left").enableAutoSIPrefix(False)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.25)
         self.loss_plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen((80, 160, 255, 110), width=1), name="loss")
@@ -514,13 +515,8 @@ class TrainWidget(QWidget):
         self.run_request = {"config": cfg, "resume": resume, "overwrite": overwrite, "verb": verb,
                             "validating": bool(val_cases)}
         self._stop = self._paused = False
-        self.statuses.clear()
-        self.plot.clear_curves()
+        self.statuses.clear()  # the plot keeps the previous run until this one reports (a refused run keeps it)
         self.choice.hide()
-        self.speed_label.setText("")
-        self.dice_label.setText("")
-        self.progress.setRange(0, cfg.iterations)
-        self.progress.setValue(0)
         emit = self._relay.progress.emit
 
         @thread_worker
@@ -581,6 +577,11 @@ class TrainWidget(QWidget):
     def _on_status(self, status):
         if self.closed:
             return
+        if not self.statuses:  # the run's first report: its own curves from here
+            self.plot.clear_curves()
+            self.speed_label.setText("")
+            self.dice_label.setText("")
+            self.progress.setRange(0, status.iterations)
         self.statuses.append(status)
         self.val_progress.hide()
         self.progress.setValue(status.iteration)
@@ -613,6 +614,11 @@ class TrainWidget(QWidget):
                                       "(its checkpoints go), or train into a New folder beside it?")
             self.choice.show()
             self.status.setText(f"not started: {out} already holds a run; choose Resume, Replace or New folder")
+        elif req["resume"] and getattr(exc, "changes", None):  # ct.train.RunConfigMismatch
+            listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in exc.changes.items())
+            self.choice.show()
+            self.status.setText(f"cannot resume: the settings differ from the run's own in {listed}; set them back "
+                                f"and Resume, Replace the run, or train into a New folder ({exc})")
         elif req["resume"]:
             self.status.setText(f"cannot resume: {exc}")
         else:
