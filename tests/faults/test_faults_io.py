@@ -25,25 +25,31 @@ LIMIT = 64 * 1024  # bytes: far below any of the label files written under it
 # A second process: ignore SIGXFSZ so that writing past the file-size limit fails with EFBIG (as a full disk
 # fails with ENOSPC) instead of killing the process, then try to overwrite each previous file.
 _CHILD = r"""
-import json, resource, signal, sys
+import json, resource, signal, sys, warnings
 import numpy as np
+import napari
+from napari.plugins import _initialize_plugins
 import napari_ctorgans as ct
-from napari_ctorgans._napari.writer import write_labels as napari_save
 from napari_ctorgans._napari.layers import labels_layer_kwargs
 
+_initialize_plugins()
 like = ct.read_volume(sys.argv[1])
 noisy = np.random.default_rng(0).integers(0, 6, like.shape).astype(np.uint8)  # compresses badly
-meta = labels_layer_kwargs(like.with_array(noisy))
+kwargs = labels_layer_kwargs(like.with_array(noisy))
+layer = napari.layers.Labels(noisy, **{k: kwargs[k] for k in ("name", "scale", "translate", "metadata")})
+big = napari.layers.Labels(noisy.astype(np.int64) * 2**33, **{k: kwargs[k] for k in ("scale", "metadata")})
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 out = {}
 for target in sys.argv[3:]:
     try:
-        if target.endswith("napari.nii.gz"):
-            napari_save(target, noisy, meta)
-        else:
-            ct.write_labels(target, noisy, like=like, overwrite=True)
-        out[target] = "no error"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if "napari" in target:  # napari's own Save: layer.save through the plugin's writer
+                (big if "big" in target else layer).save(target, plugin="napari-ctorgans")
+            else:
+                ct.write_labels(target, noisy, like=like, overwrite=True)
+        out[target] = "no error " + " | ".join(str(w.message) for w in caught)
     except Exception as exc:
         out[target] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(out))
@@ -67,19 +73,23 @@ def _child_env() -> dict:
 def test_file_size_limit_never_replaces_the_previous_file(tmp_path):
     """ITK's NIfTI writer prints "NWAD" and returns: the verified write must still refuse, keeping the old file."""
     files = _previous_files(tmp_path, [".nii.gz", ".nii", ".nrrd", ".mha"])
-    napari_target = tmp_path / "napari.nii.gz"
-    files[napari_target] = next(iter(files.values()))
-    napari_target.write_bytes(files[napari_target])
+    for name in ("napari.nii.gz", "napari_big.nii.gz"):  # napari's Save, and labels that do not fit
+        files[tmp_path / name] = files[tmp_path / "labels.nii.gz"]
+        (tmp_path / name).write_bytes(files[tmp_path / name])
     run = subprocess.run([sys.executable, "-c", _CHILD, str(data_file("abdomen_3mm.nii.gz")), str(LIMIT),
                           *map(str, files)], capture_output=True, text=True, timeout=120, env=_child_env())
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout.strip().splitlines()[-1])
+    big = files.pop(tmp_path / "napari_big.nii.gz")
+    message = results.pop(str(tmp_path / "napari_big.nii.gz"))
+    assert message.startswith("RuntimeError: could not save") and "above the largest label" in message, message
+    assert (tmp_path / "napari_big.nii.gz").read_bytes() == big
     for path, before in files.items():
         message = results[str(path)]
         assert message.startswith("OSError: could not write"), message
         assert str(path) in message and "file-size limit" in message and "the previous file is unchanged" in message
         assert path.read_bytes() == before, f"{path} changed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in files)  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in files), "napari_big.nii.gz"])
 
 
 def test_cli_label_exits_nonzero_under_a_file_size_limit(tmp_path):

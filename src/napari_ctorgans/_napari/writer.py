@@ -16,8 +16,9 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     OSError
         The file could not be written completely (full disk, quota, file-size limit); napari shows the message.
         The write is verified before it replaces anything, so a previous file of that name is unchanged.
-    ValueError
-        The labels cannot be stored (negative or above the largest label a file holds).
+    RuntimeError
+        The labels cannot be stored (negative or above the largest label a file holds). Not a ValueError: npe2
+        reads a ValueError from a writer as "no writer for this file" and napari would hide the message.
     """
     from ..io import write_labels as _write
 
@@ -31,7 +32,10 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
         scale = meta.get("scale", (1.0, 1.0, 1.0))
         translate = meta.get("translate", (0.0, 0.0, 0.0))
         like = Volume(np.broadcast_to(np.uint8(0), arr.shape), tuple(scale)[-3:], tuple(translate)[-3:])
-    out = _write(path, arr, like=like, overwrite=True)
+    try:
+        out = _write(path, arr, like=like, overwrite=True)
+    except ValueError as exc:
+        raise RuntimeError(f"could not save {path}: {exc}") from None
     return [str(out)]
 
 
