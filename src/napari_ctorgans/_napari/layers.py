@@ -85,7 +85,18 @@ def assign_box(layer, box: tuple[slice, ...], new: np.ndarray) -> int:
     if not n:
         return 0
     new = np.asarray(new, dtype=before.dtype)
-    layer._save_history((box, before, new))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # napari flags plugin access to its history helper
+        save = getattr(layer, "_save_history", None)
+    if save is None:  # a napari without it: the public per-voxel path (slower for whole organs)
+        idx = np.nonzero(before != new)
+        layer.data_setitem(tuple(i + s.start for i, s in zip(idx, box)), new[idx])
+        return n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        save((box, before, new))
     layer.data[box] = new
     layer.refresh()
     return n
