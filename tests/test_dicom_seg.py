@@ -39,12 +39,14 @@ def series_copy(tmp_path: Path, edit=None) -> Path:
     return dst
 
 
-def feet_first(ds, i: int, n: int) -> None:
-    """Rewrite a head-first slice as the same pixels scanned feet first: rows run to the patient's right and
-    instance numbers count from the feet."""
+def feet_first(ds, i: int, n: int, degrees: float = 12.0) -> None:
+    """Rewrite a head-first slice as the same pixels scanned feet first and oblique: rows run to the patient's
+    right, turned 12 degrees in the axial plane, the slice normal points to the feet, instance numbers count from
+    the feet."""
     x0, y0, z0 = (float(v) for v in ds.ImagePositionPatient)
     dc = float(ds.PixelSpacing[1])
-    ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    ds.ImageOrientationPatient = [float(-c), float(-s), 0.0, float(-s), float(c), 0.0]
     ds.ImagePositionPatient = [x0 + (int(ds.Columns) - 1) * dc, y0, -z0]
     ds.PatientPosition = "FFS"
     ds.InstanceNumber = n - i
