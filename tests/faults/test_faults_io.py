@@ -45,7 +45,9 @@ for target in sys.argv[3:]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if "napari" in target:  # napari's own Save: layer.save through the plugin's writer
+            if target.endswith(".json"):  # a sidecar through the same verified helper
+                ct.io.write_bytes_atomic(target, b"[" + b"0, " * 100_000 + b"0]", overwrite=True)
+            elif "napari" in target:  # napari's own Save: layer.save through the plugin's writer
                 (big if "big" in target else layer).save(target, plugin="napari-ctorgans")
             else:
                 ct.write_labels(target, noisy, like=like, overwrite=True)
@@ -76,6 +78,8 @@ def test_file_size_limit_never_replaces_the_previous_file(tmp_path):
     for name in ("napari.nii.gz", "napari_big.nii.gz"):  # napari's Save, and labels that do not fit
         files[tmp_path / name] = files[tmp_path / "labels.nii.gz"]
         (tmp_path / name).write_bytes(files[tmp_path / name])
+    files[tmp_path / "sidecar.json"] = b'{"previous": true}\n'
+    (tmp_path / "sidecar.json").write_bytes(files[tmp_path / "sidecar.json"])
     run = subprocess.run([sys.executable, "-c", _CHILD, str(data_file("abdomen_3mm.nii.gz")), str(LIMIT),
                           *map(str, files)], capture_output=True, text=True, timeout=120, env=_child_env())
     assert run.returncode == 0, run.stderr

@@ -6,16 +6,18 @@ SimpleITK orders axes (x, y, z); numpy arrays here are (z, y, x). The conversion
 
 from ._read import list_dicom_series, read_labels, read_volume
 from ._sitk import CANONICAL, SUPPORTED_SUFFIXES, from_sitk, to_sitk
-from ._write import write_labels, write_volume
+from ._write import atomic_output, write_bytes_atomic, write_labels, write_volume
 
 __all__ = [
     "CANONICAL",
+    "atomic_output",
     "SUPPORTED_SUFFIXES",
     "from_sitk",
     "list_dicom_series",
     "read_labels",
     "read_volume",
     "to_sitk",
+    "write_bytes_atomic",
     "write_labels",
     "write_volume",
 ]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +82,68 @@ def _write_error(path: Path, exc: Exception) -> OSError:
     )
 
 
-def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: bool) -> Path:
-    """Write into a temporary folder beside the target, verify the file, and only then move it into place.
+@contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
+                  verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """The one way files are written: into a temporary folder beside ``path``, verified, then renamed into place.
 
-    A crash, a full disk or a writer that fails without raising (ITK's NIfTI writer prints "NWAD" and returns)
-    never leaves a partial file under the final name, and never replaces the previous one.
+    The block writes the file at the yielded temporary path (and any companion files beside it, such as the data
+    file of a ``.mhd``). When it ends, ``verify(tmp)`` must return (raise :class:`Damaged` or ``OSError`` when the
+    file is not what was meant), every file is flushed to disk, the companions are moved, and the file itself is
+    renamed over ``path`` last. A crash, a full disk or a writer that fails without raising never leaves a partial
+    file under the final name, and never replaces the previous one.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    OSError
+        Writing or verification failed; the message names the file, the free space and the fix.
     """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=".ctorgans-", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        try:
+            yield tmp
+            if not tmp.is_file():
+                raise Damaged("the writer produced no file")
+            if verify is not None:
+                verify(tmp)
+            for written in tmpdir.iterdir():
+                _fsync(written)
+        except (RuntimeError, OSError, Damaged) as exc:
+            raise _write_error(path, exc) from None
+        for extra in tmpdir.iterdir():  # companions first: the file that names them comes last
+            if extra.name != path.name:
+                os.replace(extra, path.parent / extra.name)
+        os.replace(tmp, path)
+        try:
+            _fsync(path.parent)  # make the rename itself durable
+        except OSError:  # pragma: no cover - file systems without directory fsync
+            pass
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``data`` through :func:`atomic_output`, verified by reading the bytes back (sidecars, CSV, JSON)."""
+    digest = hashlib.sha256(data).hexdigest()
+
+    def same(tmp: Path) -> None:
+        if hashlib.sha256(tmp.read_bytes()).hexdigest() != digest:
+            raise Damaged(f"it reads back as {tmp.stat().st_size} bytes that differ from the {len(data)} written")
+
+    with atomic_output(path, overwrite=overwrite, verify=same) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: bool) -> Path:
+    """Write an image through :func:`atomic_output`, verified: same grid, and voxels with the same hash."""
     suffix = _suffix(path)
     if suffix not in _WRITABLE:
         raise ValueError(
@@ -95,29 +154,9 @@ def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: b
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
     if suffix == ".mhd":
         _check_mhd_data_file(path, compress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = array_digest(sitk.GetArrayViewFromImage(image))
-    tmpdir = Path(tempfile.mkdtemp(prefix=".ctorgans-", dir=path.parent))
-    try:
-        tmp = tmpdir / path.name
-        try:
-            sitk.WriteImage(image, str(tmp), useCompression=compress)
-            _verify_written(tmp, image, digest)
-            for written in tmpdir.iterdir():
-                _fsync(written)
-        except (RuntimeError, OSError, Damaged) as exc:
-            raise _write_error(path, exc) from None
-        if suffix == ".mhd":  # the header names its data file: move the data first, then the header
-            for extra in tmpdir.iterdir():
-                if extra.name != path.name:
-                    os.replace(extra, path.parent / extra.name)
-        os.replace(tmp, path)
-        try:
-            _fsync(path.parent)  # make the rename itself durable
-        except OSError:  # pragma: no cover - file systems without directory fsync
-            pass
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    with atomic_output(path, overwrite=overwrite, verify=lambda tmp: _verify_written(tmp, image, digest)) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
 
 
@@ -182,4 +221,4 @@ def write_volume(path: str | os.PathLike, volume: Volume, *, overwrite: bool = F
     return _atomic_write(image, Path(path), overwrite=overwrite, compress=compress)
 
 
-__all__ = ["write_labels", "write_volume", "SUPPORTED_SUFFIXES"]
+__all__ = ["atomic_output", "write_bytes_atomic", "write_labels", "write_volume", "SUPPORTED_SUFFIXES"]
