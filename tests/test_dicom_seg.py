@@ -85,7 +85,8 @@ def test_labels_to_dicom_seg_to_labels_is_identical(written, abdomen_dicom, abdo
     np.testing.assert_array_equal(data, abdomen_dicom_labels.array)
 
 
-def test_highdicom_reads_the_segments_references_and_frame_of_reference(written, abdomen_dicom):
+def test_highdicom_reads_the_segments_references_and_frame_of_reference(written, abdomen_dicom,
+                                                                         abdomen_dicom_labels):
     import highdicom as hd
 
     seg = hd.seg.segread(written)
@@ -102,6 +103,21 @@ def test_highdicom_reads_the_segments_references_and_frame_of_reference(written,
     assert referenced == {ds.file_meta.MediaStorageSOPInstanceUID for ds in source}
     assert seg.FrameOfReferenceUID == source[0].FrameOfReferenceUID
     assert dciodvfy_errors(written) == []
+    # highdicom's own volume and affine (index -> LPS mm) land on the same voxels of the CT
+    hd_volume = seg.get_volume(combine_segments=True)
+    ours = np.eye(4)
+    ours[:3, :3] = (np.asarray(abdomen_dicom.direction) @ np.diag(abdomen_dicom.spacing))[::-1, ::-1]
+    ours[:3, 3] = np.asarray(abdomen_dicom.origin)[::-1]  # index (i, j, k) = (x, y, z) -> LPS
+    ours = ours @ np.eye(4)[[2, 1, 0, 3]]  # index given as (z, y, x)
+    t = np.linalg.inv(ours) @ hd_volume.affine  # highdicom's index -> the CT's (z, y, x) index
+    perm = np.rint(t[:3, :3])
+    assert np.abs(t[:3, :3] - perm).max() < 1e-6 and np.abs(t[:3, 3] - np.rint(t[:3, 3])).max() < 1e-3
+    axes = [int(np.argmax(np.abs(row))) for row in perm]
+    view = np.transpose(abdomen_dicom_labels.array, axes)
+    for axis, a in enumerate(axes):
+        if perm[axis, a] < 0:
+            view = np.flip(view, axis)
+    np.testing.assert_array_equal(hd_volume.array, np.select([view == 1, view == 5], [1, 2], 0))
 
 
 def test_manual_edits_are_semiautomatic_and_unknown_segments_keep_their_names(tmp_path, abdomen_dicom,
