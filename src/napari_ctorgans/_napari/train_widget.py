@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -34,6 +34,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .step import Step
 
 #: checkpoints written by Train widgets in this session, newest last (the Predict widget offers them)
 TRAINED_CHECKPOINTS: list[str] = []
@@ -172,14 +174,15 @@ class _Relay(QObject):
     progress = Signal(int, int, str)
 
 
-class TrainWidget(QWidget):
-    """Train a model on Image + Labels layer pairs or a folder of cases, in a worker thread."""
+class TrainWidget(Step):
+    """Train a model on Image + Labels layer pairs or a folder of cases, in a worker thread.
+
+    Closing the widget or its dock (:meth:`Step.teardown`) stops a running training after its current iteration
+    (``last.pt`` is written) and disconnects the widget from the viewer.
+    """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.worker = None
-        self.closed = False
+        super().__init__(napari_viewer, parent)
         self.statuses: list = []
         self.checkpoint: str | None = None
         self.run_request: dict | None = None  # what the last run asked ct.train for (config, resume, overwrite)
@@ -187,7 +190,6 @@ class TrainWidget(QWidget):
         self._stop = False
         self._paused = False
         self._failed = False
-        self._docked = parent is not None
         # (image layer, labels layer) names, or (Volume, labels array) snapshots from "Add to training set"
         self.cases: list[tuple] = []
         self._serial = time.monotonic_ns()
@@ -197,8 +199,8 @@ class TrainWidget(QWidget):
         self._build()
         self._apply_preset(self.preset.currentText())
         self._busy(False)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
+        self.listen(self.viewer.layers.events.inserted, self._refresh)
+        self.listen(self.viewer.layers.events.removed, self._refresh)
         self._refresh()
 
     # layout -------------------------------------------------------------------------------------------------------
@@ -287,8 +289,6 @@ class TrainWidget(QWidget):
         self.plot = TrainPlot()
         self.dice_label = QLabel("")
         self.dice_label.setWordWrap(True)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self._lay_out(add)
 
     def _lay_out(self, add):
@@ -562,6 +562,13 @@ class TrainWidget(QWidget):
         self._paused = False
         self.status.setText("stopping after this iteration...")
 
+    def cancel(self, quiet: bool = False) -> None:
+        """Stop the run after its current iteration (the worker closes the training, which writes ``last.pt``)."""
+        if quiet:
+            self._stop, self._paused = True, False
+        else:
+            self.stop()
+
     # reports from the worker ----------------------------------------------------------------------------------------
     def _on_progress(self, done: int, total: int, what: str):
         if self.closed or self.worker is None:
@@ -662,30 +669,12 @@ class TrainWidget(QWidget):
 
     # lifetime -------------------------------------------------------------------------------------------------------
     def teardown(self):
-        """Stop the worker (it writes ``last.pt``) and disconnect every handler: a closed widget never acts again."""
+        """Stop the run (it writes ``last.pt``) and disconnect every handler: a closed widget never acts again."""
         if self.closed:
             return
-        self.closed = True
-        self._stop, self._paused = True, False
-        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            try:
-                emitter.disconnect(self._refresh)
-            except (TypeError, RuntimeError, ValueError):
-                pass
         try:
             self._relay.progress.disconnect(self._on_progress)
         except (TypeError, RuntimeError):
             pass
         _TRAIN_WIDGETS.discard(self)
-
-    def event(self, ev):  # noqa: D102 - Qt API
-        if ev.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:  # taken out of its dock (napari's close button): the widget is done
-                self.teardown()
-        return super().event(ev)
-
-    def closeEvent(self, ev):  # noqa: N802 - Qt API
-        self.teardown()
-        super().closeEvent(ev)
+        super().teardown()
