@@ -1,4 +1,4 @@
-"""``ctorgans train --cases DIR --output-dir D``: train a model with a progress bar; checkpoints in D."""
+"""``ctorgans train --cases DIR | --case CT LABELS ... --output-dir D``: train with a progress bar; checkpoints in D."""
 
 from __future__ import annotations
 
@@ -12,12 +12,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a segmentation model on labelled cases",
-        description="Train a model on a folder of cases (CT-ORG: volume-N.nii.gz + labels-N.nii.gz, or MSD/nnU-Net: "
-        "imagesTr/ + labelsTr/). Checkpoints last.pt and best.pt go to --output-dir.",
+        description="Train a model on labelled cases: a folder (CT-ORG: volume-N.nii.gz + labels-N.nii.gz; "
+        "MSD/nnU-Net: imagesTr/ + labelsTr/; or scans beside their NAME_labels.nii.gz, as ctorgans label writes "
+        "them) and/or image + labels file pairs (--case CT LABELS, repeatable). --output-dir gets last.pt and "
+        "config.json, and best.pt (the best validation Dice) when validation cases are given.",
     )
-    p.add_argument("--cases", required=True, help="folder of training cases")
-    p.add_argument("--val-cases", default=None, help="folder of validation cases (per-organ Dice)")
-    p.add_argument("--output-dir", required=True, help="folder for last.pt, best.pt and config.json")
+    p.add_argument("--cases", default=None, help="folder of training cases")
+    p.add_argument("--case", nargs=2, action="append", default=[], metavar=("CT", "LABELS"),
+                   help="one training case: a CT file and its label map (repeat for more cases)")
+    p.add_argument("--val-cases", default=None, help="folder of validation cases (per-organ Dice, best.pt)")
+    p.add_argument("--val-case", nargs=2, action="append", default=[], metavar=("CT", "LABELS"),
+                   help="one validation case (repeatable)")
+    p.add_argument("--output-dir", required=True,
+                   help="folder for last.pt and config.json (and best.pt with validation cases)")
     p.add_argument("--preset", default="cpu-quick", help="training preset (cpu-quick, paper)")
     p.add_argument("--config", default=None, help="a TrainConfig JSON file (overrides the preset)")
     p.add_argument("--iterations", type=int, default=None)
@@ -30,14 +37,16 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="model preset (e.g. cpu-small)")
     p.add_argument("--augment", default=None, help="augmentation parameters JSON file (ct.AugmentParams)")
     p.add_argument("--augment-at", type=int, default=None, help="iteration to switch augmentation on (default: "
-                   "when the loss stops falling; -1 never)")
+                   "the preset's: cpu-quick 0, from the start; paper: when the loss stops falling); -1 never")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto, cpu or cuda")
     p.add_argument("--cache-dir", default=None, help="where resampled cases are cached")
     p.add_argument("--init", default=None, help="start from the weights of this checkpoint (fine-tuning)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
-    g.add_argument("--overwrite", action="store_true", help="replace the checkpoints in --output-dir")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir with its own settings (only --iterations may grow)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the whole run in --output-dir (last.pt, best.pt, config.json)")
     p.set_defaults(func=run)
 
 
@@ -55,21 +64,48 @@ def build_config(args: argparse.Namespace):
             raise ValueError(f"--crop-size takes one size or three (z y x), got {args.crop_size}")
         changes["crop_size"] = tuple(args.crop_size) * (3 if len(args.crop_size) == 1 else 1)
     if args.augment:
-        changes["augment"] = json.loads(Path(args.augment).read_text())
+        changes["augment"] = _read_json(Path(args.augment), "--augment")
     changes = {k: v for k, v in changes.items() if v is not None}
     return cfg.replace(output_dir=args.output_dir, **changes)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                         "fix the file") from None
+
+
+def _cases(folder: str | None, pairs: list) -> list | str | None:
+    """The cases of a folder and/or of ``--case CT LABELS`` pairs."""
+    from ..train import find_cases
+
+    if folder and not pairs:
+        return folder
+    return [*(find_cases(folder) if folder else []), *(tuple(p) for p in pairs)] or None
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import train
 
     cfg = build_config(args)
+    train_cases, val_cases = _cases(args.cases, args.case), _cases(args.val_cases, args.val_case)
+    if train_cases is None:
+        raise ValueError("no training cases: give --cases FOLDER and/or --case CT LABELS (repeatable)")
+    try:
+        return _train(cfg, train(cfg, train_cases, val_cases, resume=args.resume, overwrite=args.overwrite,
+                                 cache_dir=args.cache_dir))
+    except MemoryError as exc:  # a step that cannot fit (refused before any work) or out of memory while training
+        print(f"ctorgans train: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _train(cfg, gen) -> int:
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    gen = train(cfg, args.cases, args.val_cases, resume=args.resume, overwrite=args.overwrite,
-                cache_dir=args.cache_dir)
     bar = tqdm(total=cfg.iterations, desc="train", unit="it", file=sys.stderr) if tqdm else None
     last = None
     try:
@@ -92,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if last is not None:
-        print(f"trained {last.iteration} iterations in {last.elapsed:.0f} s; checkpoints in {cfg.output_dir}")
+        written = [n for n in ("last.pt", "best.pt") if (Path(cfg.output_dir) / n).exists()]
+        print(f"trained {last.iteration} iterations in {last.elapsed:.0f} s; {' and '.join(written)} in "
+              f"{cfg.output_dir}")
         if last.val_dice:
             print("validation Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in last.val_dice.items()))
     return 0

@@ -60,19 +60,48 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     if path.suffix == SAFETENSORS_SUFFIX:  # weights and plain entries only, no pickle
         return _save_safetensors(path, {"format_version": FORMAT_VERSION, **payload})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fh = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as raw:
+            fh = _KeepWriteError(raw)  # torch's zip writer turns a failed write (full disk) into a vague RuntimeError
             torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, RuntimeError) and fh is not None and fh.error is not None:
+            raise _write_failed(path, fh.error) from exc
         raise
     return path
+
+
+class _KeepWriteError:
+    """A binary file that remembers the OSError of a failed write."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
+
+
+def _write_failed(path: Path, error: OSError) -> OSError:
+    return type(error)(error.errno, f"cannot write checkpoint {path}: {error.strerror or error} (a full disk or a "
+                       f"file-size limit); free some space or write elsewhere; any previous {path.name} is intact")
 
 
 def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
@@ -179,7 +208,7 @@ def _save_safetensors(path: Path, payload: dict[str, Any]) -> Path:
     from safetensors.torch import save
 
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in payload["weights"].items()}
-    meta = {k: json.dumps(v) for k, v in payload.items() if k != "weights" and k not in _RESUME_ONLY}
+    meta = {k: json.dumps(_json_safe(v)) for k, v in payload.items() if k != "weights" and k not in _RESUME_ONLY}
     meta["weights_sha256"] = json.dumps(_weights_digest(weights))
     data = save(weights, metadata=meta)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -189,10 +218,36 @@ def _save_safetensors(path: Path, payload: dict[str, Any]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise _write_failed(path, exc) from exc
         raise
     return path
+
+
+_INT_KEYS = "__int_keys__"
+
+
+def _json_safe(obj: Any) -> Any:
+    """Plain data for JSON, keeping dicts with integer keys (organ tables: label value -> organ) as such."""
+    if isinstance(obj, dict):
+        if obj and all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
+            return {_INT_KEYS: [[k, _json_safe(v)] for k, v in obj.items()]}
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _from_json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_INT_KEYS}:
+            return {int(k): _from_json_safe(v) for k, v in obj[_INT_KEYS]}
+        return {k: _from_json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json_safe(v) for v in obj]
+    return obj
 
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
@@ -202,7 +257,7 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
             weights = {k: fh.get_tensor(k) for k in fh.keys()}
-        data = {k: json.loads(v) for k, v in meta.items()}
+        data = {k: _from_json_safe(json.loads(v)) for k, v in meta.items()}
     except (SafetensorError, OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"cannot read checkpoint {path}: the safetensors file is truncated or corrupted "
                               f"({type(exc).__name__}: {str(exc)[:200]}); {_FIX}") from exc
@@ -212,8 +267,6 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     elif digest != _weights_digest(weights):
         raise CheckpointError(f"checkpoint {path} is corrupted: its weights do not match the SHA-256 stored with "
                               f"them (changed bytes, e.g. a disk or copy error); {_FIX}")
-    if isinstance(data.get("organs"), dict):  # JSON object keys are strings; the organ table's are label values
-        data["organs"] = {int(k): v for k, v in data["organs"].items()}
     data["weights"] = weights
     return data
 

@@ -170,11 +170,15 @@ def find_cases(folder: str | Path) -> list[tuple[Path, Path]]:
     * CT-ORG: ``volume-N.nii.gz`` with ``labels-N.nii.gz`` side by side.
     * MSD / nnU-Net: ``imagesTr/`` and ``labelsTr/`` (an image may carry the ``_0000`` channel suffix), usually with
       a ``dataset.json`` whose ``training`` list is used when present.
+    * Labelled scans: ``NAME.nii.gz`` (or ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``) beside ``NAME_labels.nii.gz``,
+      as ``ctorgans label`` and the cohort runner write them.
 
     Raises
     ------
     FileNotFoundError
         When the folder does not exist or holds no recognisable pairs.
+    ValueError
+        A damaged ``dataset.json``, or a label map beside two scans of the same name.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -183,7 +187,12 @@ def find_cases(folder: str | Path) -> list[tuple[Path, Path]]:
     images_tr, labels_tr = folder / "imagesTr", folder / "labelsTr"
     if images_tr.is_dir() and labels_tr.is_dir():
         ds = folder / "dataset.json"
-        listed = json.loads(ds.read_text()).get("training") if ds.exists() else None
+        try:
+            listed = json.loads(ds.read_text()).get("training") if ds.exists() else None
+        except (json.JSONDecodeError, AttributeError) as exc:
+            where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise ValueError(f"{ds}: not a valid dataset.json{where} ({exc}); fix it or remove it (the pairs in "
+                             "imagesTr/ and labelsTr/ are then found by name)") from None
         if listed:
             for entry in listed:
                 img = folder / entry["image"]
@@ -204,15 +213,36 @@ def find_cases(folder: str | Path) -> list[tuple[Path, Path]]:
                 lab = folder / f"labels-{m.group(1)}{m.group(2)}"
                 if lab.exists():
                     pairs.append((img, lab))
+        pairs = pairs or _labelled_scans(folder)
         pairs.sort(key=lambda p: _natural(p[0].name))
     missing = [str(p) for pair in pairs for p in pair if not p.exists()]
     if missing:
         raise FileNotFoundError(f"files listed for {folder} are missing: {missing[:3]}")
     if not pairs:
         raise FileNotFoundError(
-            f"no training cases found in {folder}: expected CT-ORG files (volume-N.nii.gz + labels-N.nii.gz) or "
-            "MSD/nnU-Net folders imagesTr/ and labelsTr/"
+            f"no training cases found in {folder}: expected CT-ORG files (volume-N.nii.gz + labels-N.nii.gz), "
+            "MSD/nnU-Net folders imagesTr/ and labelsTr/, or scans beside their NAME_labels.nii.gz; or give the "
+            "(image, labels) file pairs themselves"
         )
+    return pairs
+
+
+def _labelled_scans(folder: Path) -> list[tuple[Path, Path]]:
+    """Scans beside their ``NAME_labels.nii.gz`` (the names ``ctorgans label`` writes): ``NAME.<suffix>``."""
+    from ..io import SUPPORTED_SUFFIXES
+
+    pairs = []
+    for lab in sorted(folder.glob("*_labels.*")):
+        stem, ext = _split(lab.name)
+        if not ext or not lab.is_file():
+            continue
+        images = [folder / f"{stem[: -len('_labels')]}{e}" for e in SUPPORTED_SUFFIXES if e != ".dcm"]
+        found = [p for p in images if p.is_file()]
+        if len(found) > 1:
+            raise ValueError(f"{lab} could belong to {', '.join(p.name for p in found)}; keep one scan per label "
+                             "map in the folder, or give the pairs with --case CT LABELS")
+        if found:
+            pairs.append((found[0], lab))
     return pairs
 
 
