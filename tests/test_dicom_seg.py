@@ -217,3 +217,39 @@ def test_cli_format_refuses_a_ct_without_its_series_before_the_work(tmp_path, ca
     assert main(["label", str(data_file("abdomen_3mm.nii.gz")), "-o", str(tmp_path / "x.nii.gz"), "--format",
                  "rtstruct"]) == 1
     assert "give the output the suffix .rtstruct.dcm" in capsys.readouterr().err
+
+
+def gantry_tilt(ds, i: int, n: int, degrees: float = 15.0) -> None:
+    """Rewrite a slice as acquired with a tilted gantry: columns turned towards the head, positions unchanged."""
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(c), float(s)]
+    ds.GantryDetectorTilt = degrees
+
+
+def test_gantry_tilted_series_gets_a_seg_on_its_own_slice_planes(tmp_path):
+    import highdicom as hd
+
+    from napari_ctorgans.io.rtstruct import write_rtstruct
+
+    folder = series_copy(tmp_path, gantry_tilt)
+    with pytest.warns(UserWarning, match="gantry tilt of 15 degrees"):
+        tilted = ct.read_volume(folder)  # resampled onto an orthogonal grid by the reader
+    labels = np.where(tilted.array > 300, 5, 0).astype(np.uint8)
+    labels[5:15, 200:300, 100:200] = 1
+    path = tmp_path / "tilted.dcm"
+    with pytest.warns(UserWarning, match="empty StudyInstanceUID"):
+        write_dicom_seg(path, labels, like=tilted)
+    np.testing.assert_array_equal(ct.read_labels(path, like=tilted).array, labels)
+    seg = hd.seg.segread(path)
+    source = [pydicom.dcmread(f, stop_before_pixels=True) for f in tilted.metadata["dicom_files"]]
+    iop = np.asarray(source[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    shared = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    np.testing.assert_allclose(np.asarray(shared, float), iop, atol=1e-6)  # frames in the tilted planes
+    depths = {round(float(np.dot(np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, float), normal)), 2)
+              for f in seg.PerFrameFunctionalGroupsSequence}
+    assert depths == {round(float(np.dot(np.asarray(d.ImagePositionPatient, float), normal)), 2) for d in source}
+    assert dciodvfy_errors(path) == []
+    with pytest.raises(ValueError, match=r"was resampled when read .*\(--format nifti\).*DICOM-SEG can hold them"):
+        write_rtstruct(tmp_path / "tilted.rtstruct.dcm", labels, like=tilted)
+    assert not (tmp_path / "tilted.rtstruct.dcm").exists()

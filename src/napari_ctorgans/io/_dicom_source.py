@@ -95,7 +95,7 @@ def _repair_uids(datasets: list, folder: str) -> None:
         )
 
 
-def source_series(like: Volume, what: str = "DICOM-SEG") -> list:
+def source_series(like: Volume, what: str = "DICOM-SEG", *, resampled_ok: bool = False) -> list:
     """The CT's DICOM instances (headers only) in stacking order, checked against the CT's grid.
 
     Parameters
@@ -105,6 +105,9 @@ def source_series(like: Volume, what: str = "DICOM-SEG") -> list:
         series in ``volume.path``).
     what : str
         The object being made, for messages.
+    resampled_ok : bool
+        Accept a CT that the reader resampled from a gantry-tilted or unevenly spaced series (its voxels are not
+        the source pixels; the caller places its frames by their own positions).
 
     Raises
     ------
@@ -115,11 +118,12 @@ def source_series(like: Volume, what: str = "DICOM-SEG") -> list:
     """
     import pydicom
 
-    if like.metadata.get("dicom_resampled"):
+    resampled = bool(like.metadata.get("dicom_resampled"))
+    if resampled and not resampled_ok:
         raise ValueError(
             f"the CT {like.path} was resampled when read (a gantry-tilted or unevenly spaced series), so its voxels "
             f"are not the source slices a {what} must lie on; write the labels as NIfTI (--format nifti), or "
-            "resample them onto the scanner's slices in the planning system"
+            "resample them onto the scanner's slices in the planning system (DICOM-SEG can hold them as they are)"
         )
     datasets = []
     series = like.metadata.get("dicom_series")
@@ -134,7 +138,7 @@ def source_series(like: Volume, what: str = "DICOM-SEG") -> list:
     n = like.shape[_slice_axis(like, datasets)] if datasets else 0
     if not datasets:
         raise _needs_series(like, what, "has no CT image files in its folder")
-    if len(datasets) != n:
+    if len(datasets) != n and not (resampled and "dicom_files" in like.metadata):
         raise FileNotFoundError(
             f"the DICOM series {like.path} now holds {len(datasets)} CT instances but the CT has {n} slices: "
             f"instances are missing or were added; {what} must reference exactly the slices labelled. Restore the "

@@ -52,6 +52,16 @@ def _description(number: int, value: int, name: str, algorithm, algorithm_type: 
     )
 
 
+def _as_hd_volume(array: np.ndarray, like: Volume, frame_of_reference: str):
+    """The label array with its patient geometry, as highdicom places frames that are not the source slices."""
+    import highdicom as hd
+
+    affine = np.eye(4)
+    affine[:3, :3] = (np.asarray(like.direction) @ np.diag(like.spacing))[::-1, :]  # (z, y, x) index -> (L, P, S)
+    affine[:3, 3] = np.asarray(like.origin)[::-1]
+    return hd.Volume(array, affine, coordinate_system="PATIENT", frame_of_reference_uid=frame_of_reference)
+
+
 def write_dicom_seg(
     path: str | os.PathLike,
     labels,
@@ -97,11 +107,16 @@ def write_dicom_seg(
     arr = check_labels(labels, like, "DICOM-SEG")
     if Path(path).exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
-    datasets = source_series(like, "DICOM-SEG")
+    datasets = source_series(like, "DICOM-SEG", resampled_ok=True)
     values = present_values(arr)
     lut = np.zeros(int(arr.max()) + 1, dtype=np.uint16)
     lut[values] = np.arange(1, len(values) + 1)
-    frames = np.stack([lut[arr[idx]] for idx in frame_indices(like, datasets, "DICOM-SEG")])
+    if like.metadata.get("dicom_resampled"):  # tilted or uneven slices: frames placed by their own positions
+        frames = _as_hd_volume(lut[arr].astype(np.uint8 if len(values) < 256 else np.uint16), like,
+                               str(datasets[0].FrameOfReferenceUID))
+    else:
+        frames = np.stack([lut[arr[idx]] for idx in frame_indices(like, datasets, "DICOM-SEG")])
+        frames = frames.astype(np.uint8 if len(values) < 256 else np.uint16)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=ALGORITHM_NAME, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
     )
@@ -109,7 +124,7 @@ def write_dicom_seg(
     named = segment_names(labels, values, names)
     seg = hd.seg.Segmentation(
         source_images=datasets,
-        pixel_array=frames.astype(np.uint8 if len(values) < 256 else np.uint16),
+        pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(n, v, named[v], algorithm, kind) for n, v in enumerate(values, 1)],
         series_instance_uid=hd.UID(),
