@@ -259,6 +259,20 @@ class TrainWidget(Step):
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
 
+        self._build_choice()
+
+        self.progress = QProgressBar()
+        self.progress.setFormat("iteration %v / %m")
+        self.val_progress = QProgressBar()
+        self.val_progress.hide()
+        self.speed_label = QLabel("")
+        self.plot = TrainPlot()
+        self.dice_label = QLabel("")
+        self.dice_label.setWordWrap(True)
+        self._lay_out(add)
+
+    def _build_choice(self):
+        """The row shown when the output folder already holds a run: Resume / Replace / New folder."""
         # the output folder already holds a run: the three ways on, as buttons
         self.choice = QWidget()
         self.choice_label = QLabel("")
@@ -280,16 +294,6 @@ class TrainWidget(Step):
         box.addWidget(self.choice_label)
         box.addLayout(row)
         self.choice.hide()
-
-        self.progress = QProgressBar()
-        self.progress.setFormat("iteration %v / %m")
-        self.val_progress = QProgressBar()
-        self.val_progress.hide()
-        self.speed_label = QLabel("")
-        self.plot = TrainPlot()
-        self.dice_label = QLabel("")
-        self.dice_label.setWordWrap(True)
-        self._lay_out(add)
 
     def _lay_out(self, add):
         pair = QHBoxLayout()
