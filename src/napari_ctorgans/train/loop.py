@@ -349,14 +349,14 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
 
     state: dict[str, Any] = dict(iteration=0, losses=[], val_history=[], best_score=None, since_best=0,
                                  augment_on=config.augment_at == 0, augment_start=None,
-                                 run_id=uuid.uuid4().hex)
+                                 run_id=uuid.uuid4().hex, world_size=dist_ctx.world_size)
     last_path, best_path = (run_dir.last, run_dir.best) if run_dir is not None else (None, None)
     if ck is not None:  # resume: train() checked that the run's settings are these
         model.load_state_dict(ck["weights"])
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["rng"]["torch"])
         rng.bit_generator.state = ck["rng"]["numpy"]
-        state.update(ck["state"])
+        state.update(ck["state"], world_size=dist_ctx.world_size)  # [distributed] the global batch is kept
     elif config.init_checkpoint:
         ck = read_checkpoint(config.init_checkpoint)
         try:

@@ -38,12 +38,14 @@ class RunConfigMismatch(ValueError):
         self.fields = tuple(changes)
 
 
-def config_changes(stored: dict, config: Any, stored_model: dict | None = None) -> dict[str, tuple[Any, Any]]:
+def config_changes(stored: dict, config: Any, stored_model: dict | None = None, *, stored_world_size: int = 1,
+                   world_size: int = 1) -> dict[str, tuple[Any, Any]]:
     """Fields of ``config`` (a TrainConfig) that differ from a run's stored ``train_config``.
 
-    ``iterations`` counts only when it shrinks; the fields in :data:`RESUME_EXEMPT` never count. The model is
-    compared as the built configuration (``stored_model``, the checkpoint's ``model_config``) when given, so a
-    preset name and the same configuration as a dict agree.
+    ``iterations`` counts only when it shrinks; the fields in :data:`RESUME_EXEMPT` never count. ``batch_size`` is
+    per process: the global batch ``batch_size * world_size`` must stay (a run of 2 x 2 crops resumes as 1 x 4). The
+    model is compared as the built configuration (``stored_model``, the checkpoint's ``model_config``) when given,
+    so a preset name and the same configuration as a dict agree.
     """
     from .config import _plain
     from .loop import _model_config
@@ -57,6 +59,10 @@ def config_changes(stored: dict, config: Any, stored_model: dict | None = None) 
         if name == "iterations":
             if value < old:
                 changes[name] = (old, value)
+        elif name == "batch_size":
+            if old * stored_world_size != value * world_size:
+                changes[name] = (old if stored_world_size == 1 else f"{old} x {stored_world_size} processes",
+                                 value if world_size == 1 else f"{value} x {world_size} processes")
         elif old != value:
             changes[name] = (old, value)
     if stored_model is not None and dict(stored_model) != _model_config(config).to_dict():
@@ -196,8 +202,12 @@ class RunDir:
         """Read ``last.pt`` and refuse a configuration that differs from the run's; returns the checkpoint."""
         from .checkpoint import read_checkpoint
 
+        from ..distributed import env_world_size
+
         ck = read_checkpoint(self.last)
-        changes = config_changes(dict(ck.get("train_config") or {}), config, ck.get("model_config"))
+        stored_world = int((ck.get("state") or {}).get("world_size", 1))
+        changes = config_changes(dict(ck.get("train_config") or {}), config, ck.get("model_config"),
+                                 stored_world_size=stored_world, world_size=env_world_size())
         if changes:
             listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
             grow = " (iterations may only grow)" if "iterations" in changes else ""
