@@ -79,6 +79,35 @@ def check_label_output(path: str | os.PathLike, like: Volume, format: str | None
     return fmt
 
 
+def written_size(path: str | os.PathLike) -> list:
+    """What identifies a complete label file on disk: the (x, y, z) size of a label image, or ``["dicom", SOP
+    Instance UID]`` of a DICOM-SEG or RTSTRUCT (cohort sidecars record it and compare it on the next run).
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read as the format its name says.
+    """
+    fmt = label_format(path)
+    if fmt in DICOM_FORMATS:
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            return ["dicom", str(ds.SOPInstanceUID)]
+        except Exception as exc:  # noqa: BLE001 - pydicom raises several types for damaged files
+            raise ValueError(f"{path} is not a readable DICOM file ({exc})") from None
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ValueError(f"{path} is not a readable label image ({str(exc).strip().splitlines()[-1]})") from None
+    return list(reader.GetSize())
+
+
 def write_label_file(
     path: str | os.PathLike,
     labels,
@@ -107,4 +136,5 @@ def write_label_file(
     return write_labels(path, labels.array if isinstance(labels, Volume) else labels, like, overwrite=overwrite)
 
 
-__all__ = ["DICOM_FORMATS", "LABEL_FORMATS", "check_label_output", "label_format", "with_format_suffix", "write_label_file"]
+__all__ = ["DICOM_FORMATS", "LABEL_FORMATS", "check_label_output", "label_format", "with_format_suffix",
+           "write_label_file", "written_size"]
