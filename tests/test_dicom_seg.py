@@ -99,7 +99,8 @@ def test_highdicom_reads_the_segments_references_and_frame_of_reference(written,
     algorithm = descriptions[0].algorithm_identification[0]
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("napari-ctorgans", ct.__version__)
     source = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(data_file("abdomen_dicom").iterdir())]
-    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence
+                  for i in s.ReferencedInstanceSequence}
     assert referenced == {ds.file_meta.MediaStorageSOPInstanceUID for ds in source}
     assert seg.FrameOfReferenceUID == source[0].FrameOfReferenceUID
     assert dciodvfy_errors(written) == []

@@ -225,7 +225,9 @@ def read_dicom_seg(path: str | os.PathLike, like: Volume | str | os.PathLike | N
     try:
         seg = hd.seg.segread(path)
     except Exception as exc:  # noqa: BLE001 - highdicom raises several types for malformed files
-        raise ValueError(f"cannot read {path} as a DICOM Segmentation ({exc}); export it again from its source") from None
+        raise ValueError(
+            f"cannot read {path} as a DICOM Segmentation ({exc}); export it again from its source"
+        ) from None
     if isinstance(like, (str, os.PathLike)):
         like = read_volume(like)
     planes = _frame_planes(seg)

@@ -68,7 +68,8 @@ def _contour_item(points_rc: np.ndarray, ds) -> object:
 def _roi_items(number: int, value: int, name: str, frames, datasets, frame_of_ref: str, algorithm: str):
     _, prop = SNOMED.get(value, SNOMED_OTHER)
     rgb = ORGANS[value].color if value in ORGANS and value != 0 else (0.5, 0.5, 0.5, 1.0)
-    contours = [_contour_item(outline, ds) for frame, ds in zip(frames, datasets) for outline in _outlines(frame == value)]
+    contours = [_contour_item(outline, ds) for frame, ds in zip(frames, datasets)
+                for outline in _outlines(frame == value)]
     roi = _ds(ROINumber=number, ReferencedFrameOfReferenceUID=frame_of_ref, ROIName=name,
               ROIGenerationAlgorithm=algorithm, ROIGenerationDescription=f"{ALGORITHM_NAME} {__version__}")
     contour = _ds(ReferencedROINumber=number, ROIDisplayColor=[int(round(c * 255)) for c in rgb[:3]],
