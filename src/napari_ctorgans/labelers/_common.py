@@ -82,13 +82,22 @@ def check_mask_like(mask, shape, name: str) -> np.ndarray:
     return m
 
 
-def label_sizes(lab: np.ndarray, n: int) -> np.ndarray:
-    """Voxel count of each label 0..n of a label image, in z-slabs (bincount copies its input to int64)."""
+def label_sizes(lab: np.ndarray, n: int, where: np.ndarray | None = None) -> np.ndarray:
+    """Voxel count of each label 0..n of a label image (only where ``where`` is True, when given), in z-slabs
+    (bincount copies its input to int64)."""
     sizes = np.zeros(n + 1, dtype=np.int64)
     step = max(1, (1 << 22) // max(1, lab[0].size)) if lab.ndim == 3 else lab.shape[0]
     for z in range(0, lab.shape[0], step):
-        sizes += np.bincount(lab[z : z + step].ravel(), minlength=n + 1)
+        part = lab[z : z + step] if where is None else lab[z : z + step][where[z : z + step]]
+        sizes += np.bincount(part.ravel(), minlength=n + 1)
     return sizes
+
+
+def border_labels(lab: np.ndarray) -> np.ndarray:
+    """The labels (> 0) of a 3D label image found on any of its six faces."""
+    faces = [lab[0], lab[-1], lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]]
+    ids = np.unique(np.concatenate([f.ravel() for f in faces]))
+    return ids[ids > 0]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
