@@ -127,14 +127,16 @@ def test_manual_edits_are_semiautomatic_and_unknown_segments_keep_their_names(tm
 
     labels = abdomen_dicom_labels.array.copy()
     labels[10, 200:220, 300:330] = 9  # a user's own class
+    labels[12, 100:120, 100:130] = 12  # a class named like an organ made elsewhere
     path = tmp_path / "edited.dcm"
     with pytest.warns(UserWarning):
-        write_dicom_seg(path, labels, like=abdomen_dicom, manual_edits=True, names={9: "lesion"})
+        write_dicom_seg(path, labels, like=abdomen_dicom, manual_edits=True, names={9: "lesion", 12: "Right Kidney"})
     seg = hd.seg.segread(path)
     assert {seg.get_segment_description(n).algorithm_type.value for n in seg.segment_numbers} == {"SEMIAUTOMATIC"}
     back = ct.read_labels(path, like=abdomen_dicom)
-    assert back.metadata["segment_names"] == {1: "liver", 5: "bone", 7: "lesion"}  # 7: the first free value
-    np.testing.assert_array_equal(back.array, np.where(labels == 9, 7, labels))
+    # 7: the first free value; "Right Kidney" joins the CT-ORG kidneys by its name
+    assert back.metadata["segment_names"] == {1: "liver", 5: "bone", 7: "lesion", 4: "kidneys"}
+    np.testing.assert_array_equal(back.array, np.where(labels == 9, 7, np.where(labels == 12, 4, labels)))
 
 
 def test_feet_first_copy_lands_on_the_same_pixels(tmp_path, tmp_path_factory, abdomen_dicom_labels):

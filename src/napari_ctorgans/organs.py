@@ -88,7 +88,8 @@ SNOMED_OTHER: tuple[SnomedCode, SnomedCode] = (_TISSUE, _TISSUE)
 ORGAN_ALIASES: dict[int, tuple[str, ...]] = {
     1: ("liver",),
     2: ("bladder", "urinary bladder", "urinary_bladder"),
-    3: ("lung", "lungs", "left lung", "right lung", "lung_left", "lung_right"),
+    3: ("lung", "lungs", "left lung", "right lung", "lung_left", "lung_right", "lung_upper_lobe_left",
+        "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right"),
     4: ("kidney", "kidneys", "left kidney", "right kidney", "kidney_left", "kidney_right"),
     5: ("bone", "bones", "skeleton", "bone structure"),
     6: ("brain",),

@@ -142,6 +142,25 @@ def write_dicom_seg(
     return atomic_save(seg, path, overwrite=overwrite)
 
 
+def segment_values(segments: list[tuple[int, str | None, str]]) -> tuple[dict[int, int], dict[int, str]]:
+    """Label values of segments or ROIs given as (number, SNOMED CT code, name), and the name of each value.
+
+    A segment coded or named as a CT-ORG organ takes its value (a left and a right kidney both become
+    ``kidneys``); any other segment gets the next free value and keeps its name.
+    """
+    value_of, names = {}, {}
+    free = free_values(set(ORGANS))
+    for number, code, name in segments:
+        value = organ_from_segment(code, name)
+        if value is None:
+            value = next(free)
+            names[value] = str(name)
+        else:
+            names[value] = ORGANS[value].name
+        value_of[int(number)] = value
+    return value_of, names
+
+
 def free_values(taken: set[int]):
     """Label values for segments that are no CT-ORG organ: after the organ table, skipping taken ones."""
     value = max(ORGANS) + 1
@@ -235,13 +254,9 @@ def read_dicom_seg(path: str | os.PathLike, like: Volume | str | os.PathLike | N
     if like is None:
         gap = _functional(seg, 0, "PixelMeasuresSequence").get("SpacingBetweenSlices")
         like = grid_of_planes(planes, rows, cols, gap)
-    value_of, names, taken = {}, {}, set(ORGANS)
-    free = free_values(taken)
-    for number in seg.segment_numbers:
-        desc = seg.get_segment_description(number)
-        value = organ_from_segment(desc.segmented_property_type.value, desc.segment_label)
-        value = value if value is not None and value not in value_of.values() else next(free)
-        value_of[number], names[value] = value, str(desc.segment_label)
+    descriptions = [seg.get_segment_description(n) for n in seg.segment_numbers]
+    value_of, names = segment_values([(n, d.segmented_property_type.value, d.segment_label)
+                                      for n, d in zip(seg.segment_numbers, descriptions)])
     top = max(value_of.values())
     out = np.zeros(like.shape, dtype=np.uint8 if top < 256 else np.uint16)
     for frame, (number, position, orientation, spacing) in zip(_frames_of(seg), planes):

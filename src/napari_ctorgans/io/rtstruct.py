@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..organs import ORGANS, SNOMED, SNOMED_OTHER, organ_from_segment
+from ..organs import ORGANS, SNOMED, SNOMED_OTHER
 from ..volume import Volume
 from ._dicom_source import atomic_save, check_labels, frame_indices, source_series
-from .dicom_seg import ALGORITHM_NAME, RTSTRUCT_SOP_CLASS, free_values, present_values, segment_names
+from .dicom_seg import (ALGORITHM_NAME, RTSTRUCT_SOP_CLASS, free_values, present_values, segment_names,
+                        segment_values)
 
 _PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
                   "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription")
@@ -197,13 +198,12 @@ def read_rtstruct(path: str | os.PathLike, like: Volume | str | os.PathLike) -> 
     rs = pydicom.dcmread(path)
     observed = {int(o.ReferencedROINumber): o for o in rs.get("RTROIObservationsSequence", [])}
     rois = {int(r.ROINumber): str(r.get("ROIName", "")) for r in rs.get("StructureSetROISequence", [])}
-    taken, value_of, names = set(ORGANS), {}, {}
-    free = free_values(taken)
+    coded = []
     for number, name in rois.items():
-        codes = observed.get(number, {}).get("RTROIIdentificationCodeSequence", []) if number in observed else []
-        value = organ_from_segment(codes[0].CodeValue if codes else None, name)
-        value = value if value is not None and value not in value_of.values() else next(free)
-        value_of[number], names[value] = value, name
+        codes = observed[number].get("RTROIIdentificationCodeSequence", []) if number in observed else []
+        coded.append((number, codes[0].CodeValue if codes else None, name))
+    value_of, names = segment_values(coded)
+    free = free_values(set(ORGANS) | set(value_of.values()))
     out = np.zeros(like.shape, dtype=np.uint8 if max(value_of.values(), default=0) < 256 else np.uint16)
     for item in rs.get("ROIContourSequence", []):
         number = int(item.ReferencedROINumber)
