@@ -217,6 +217,17 @@ def test_resume_refuses_changed_settings_naming_each_field(tmp_path, run_a, case
     assert read_checkpoint(folder / "last.pt")["iteration"] == 3
 
 
+def test_resume_keeps_the_global_batch_across_process_counts():
+    """batch_size is per process under torchrun: 2 processes x 2 crops resume as 1 x 4, not as 1 x 2."""
+    from napari_ctorgans.train.rundir import config_changes
+
+    stored = tiny_config("run", batch_size=2).to_dict()
+    assert config_changes(stored, tiny_config("run", batch_size=4), stored_world_size=2, world_size=1) == {}
+    assert config_changes(stored, tiny_config("run", batch_size=2), stored_world_size=2, world_size=1) == {
+        "batch_size": ("2 x 2 processes", 2)}
+    assert config_changes(stored, tiny_config("moved", batch_size=2, device="cpu", checkpoint_every=5)) == {}
+
+
 _CHILD = r"""
 import os, resource, signal, sys
 from pathlib import Path
