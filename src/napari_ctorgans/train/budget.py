@@ -11,6 +11,7 @@ and a crop size that fits.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,8 +127,10 @@ def available_memory(config: Any) -> int:
     device = _device(config)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    import psutil
-
+    try:
+        import psutil  # installed with dask.distributed; not a declared dependency of its own
+    except ImportError:  # pragma: no cover
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     return int(psutil.virtual_memory().available)
 
 
