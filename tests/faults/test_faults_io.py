@@ -72,6 +72,7 @@ def _child_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
 
 
+@pytest.mark.slow  # two processes import napari: ~5 s of CPU, over 10 s on a loaded machine
 def test_file_size_limit_never_replaces_the_previous_file(tmp_path):
     """ITK's NIfTI writer prints "NWAD" and returns: the verified write must still refuse, keeping the old file."""
     files = _previous_files(tmp_path, [".nii.gz", ".nii", ".nrrd", ".mha"])
@@ -96,6 +97,7 @@ def test_file_size_limit_never_replaces_the_previous_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(p.name for p in files), "napari_big.nii.gz"])
 
 
+@pytest.mark.slow  # labels a real CT in a second process
 def test_cli_label_exits_nonzero_under_a_file_size_limit(tmp_path):
     out = tmp_path / "labels.nii.gz"
     out.write_bytes(data_file("abdomen_3mm_ctorg.nii.gz").read_bytes())
