@@ -72,7 +72,7 @@ def _child_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
 
 
-@pytest.mark.slow  # two processes import napari: ~5 s of CPU, over 10 s on a loaded machine
+@pytest.mark.slow  # a second process imports napari: ~5 s of CPU, over 10 s on a loaded machine
 def test_file_size_limit_never_replaces_the_previous_file(tmp_path):
     """ITK's NIfTI writer prints "NWAD" and returns: the verified write must still refuse, keeping the old file."""
     files = _previous_files(tmp_path, [".nii.gz", ".nii", ".nrrd", ".mha"])
