@@ -581,9 +581,9 @@ class TrainWidget(Step):
         self.val_progress.setValue(done)
         self.val_progress.setFormat(f"{what}: {'%v / %m' if what == 'batch norm' else 'tile %v / %m'}")
         self.val_progress.show()
-        it = self.statuses[-1].iteration + 1 if self.statuses else 1
         doing = "recomputing batch-norm statistics" if what == "batch norm" else what
-        self.status.setText(f"iteration {it}: {doing} ({done}/{total})")
+        at = f"iteration {self.statuses[-1].iteration + 1}: " if self.statuses else ""  # a resumed run: unknown yet
+        self.status.setText(f"{at}{doing} ({done}/{total})")
 
     def _on_status(self, status):
         if self.closed:
