@@ -222,7 +222,7 @@ def test_loss_falls_and_checkpoint_round_trip(tmp_path, phantoms):
 
     model, info = load_checkpoint(tmp_path / "run" / "last.pt")
     assert info["iteration"] == 32 and info["train_config"]["iterations"] == 32
-    assert info["model_config"]["num_classes"] == 6 and info["organs"][3]["name"] == "lungs"
+    assert info["model_config"]["num_classes"] == 6 and info["contract"]["organs"][3] == "lungs"
     assert not model.training
     best_model, best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best["best_score"] == max(s.val_score for s in vals)

@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", "-c", required=True, help="best.pt or last.pt from 'ctorgans train'")
     p.add_argument("-o", "--output", default=None, help="label file (or folder when INPUT is a folder of files; "
                    "a cohort writes next to the inputs without it)")
-    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1)")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap in [0, 1) when the scan is tiled")
     p.add_argument("--mode", default="gaussian", choices=("gaussian", "constant"), help="tile blending")
-    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default 1 on CPU, 4 on CUDA)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

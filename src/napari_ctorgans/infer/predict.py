@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..contract import ModelContract, read_contract
 from ..organs import ORGANS
+from ..resampling import Grid, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
-from .sliding import sliding_window
+from .engine import cpu_threads, network_labels, prepare_model, resolve_device
+from .plan import body_box, bytes_per_voxel, plan_tiles
 
 __all__ = ["predict", "Predictor", "postprocess", "KEEP_COMPONENTS"]
 
@@ -62,15 +66,8 @@ def postprocess(labels: np.ndarray, *, keep: Mapping[int, int | None] | None = N
     return out
 
 
-def _fixed_window() -> tuple[float, float]:
-    from ..augment import AugmentParams
-
-    p = AugmentParams()
-    return (float(np.mean(p.window_low)), float(np.mean(p.window_high)))
-
-
 class Predictor:
-    """A model with the settings it was trained with: ``Predictor.from_checkpoint(path)(volume) -> labels``.
+    """A model with its contract: ``Predictor.from_checkpoint(path)(volume) -> labels``.
 
     Parameters
     ----------
@@ -80,30 +77,34 @@ class Predictor:
     window : (low, high)
         HU window used in training without augmentation.
     roi_size : 3 ints
-        Tile size (the training crop size).
+        The training crop size (tiles of the previous default; ``ct.predict`` now chooses its own tiles).
     info : dict, optional
         Checkpoint information.
+    contract : ModelContract, optional
+        What the model expects and predicts (built from ``spacing``, ``window`` and the model when not given).
     """
 
     def __init__(self, model: torch.nn.Module, *, spacing: float = 3.0, window: tuple[float, float] | None = None,
-                 roi_size: Any = (64, 64, 64), info: dict | None = None):
+                 roi_size: Any = (64, 64, 64), info: dict | None = None, contract: ModelContract | None = None):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.spacing = float(spacing)
-        self.window = tuple(float(w) for w in (window or _fixed_window()))
+        if contract is None:
+            cfg = getattr(model, "config", None)
+            contract = ModelContract(spacing=spacing, **({"window": tuple(window)} if window is not None else {}),
+                                     size_multiple=int(getattr(cfg, "size_multiple", 8)))
+        self.contract = contract
+        self.spacing = contract.spacing
+        self.window = contract.window
         self.roi_size = tuple(int(r) for r in (roi_size if np.ndim(roi_size) else (roi_size,) * 3))
         self.info = dict(info or {})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: Any = "cpu") -> "Predictor":
-        from ..train.checkpoint import load_checkpoint
+        import napari_ctorgans as ct  # the checkpoint reader of the public API
 
-        model, info = load_checkpoint(path, device=device)
-        tc = info.get("train_config") or {}
-        return cls(model, spacing=float(info.get("spacing", tc.get("spacing", 3.0))),
-                   window=tuple(info.get("window") or tc.get("window") or _fixed_window()),
-                   roi_size=tuple(tc.get("crop_size", (64, 64, 64))), info=info)
+        model, info = ct.load_checkpoint(path, device=device)
+        return cls.from_checkpoint_info(model, info)
 
     @classmethod
     def coerce(cls, obj: Any, *, device: Any = "cpu") -> "Predictor":
@@ -122,52 +123,108 @@ class Predictor:
 
     @classmethod
     def from_checkpoint_info(cls, model: torch.nn.Module, info: dict) -> "Predictor":
-        tc = info.get("train_config") or {}
-        return cls(model, spacing=float(info.get("spacing", tc.get("spacing", 3.0))),
-                   window=tuple(info.get("window") or tc.get("window") or _fixed_window()),
-                   roi_size=tuple(tc.get("crop_size", (64, 64, 64))), info=info)
+        contract = read_contract(info)
+        crop = (info.get("train_config") or {}).get("crop_size", (64, 64, 64))
+        return cls(model, roi_size=tuple(crop), info=info, contract=contract)
 
     def __call__(self, volume: Volume, **options: Any) -> np.ndarray:
         return predict(volume, self, **options)
 
 
+def _class_count(model: torch.nn.Module, device: torch.device, multiple: int) -> int:
+    cfg = getattr(model, "config", None)
+    if cfg is not None and getattr(cfg, "num_classes", None):
+        return int(cfg.num_classes)
+    with torch.inference_mode():  # a bare module: ask it (one tiny pass)
+        probe = torch.zeros((1, 1, *(max(multiple, 8),) * 3), device=device)
+        return int(model(probe).shape[1])
+
+
+def _as_volume(volume: Any) -> Volume:
+    import napari_ctorgans as ct
+
+    if isinstance(volume, (str, Path)):
+        volume = ct.read_volume(volume)
+    if not isinstance(volume, Volume):
+        raise TypeError(f"volume must be a ct.Volume or a file path, got {type(volume).__name__}; "
+                        "wrap an array with ct.Volume(array, spacing=...)")
+    return volume
+
+
+def _network_input(volume: Volume, source: Grid, sub: Grid, lo, hi, same_grid: bool, contract: ModelContract,
+                   threads: int) -> torch.Tensor:
+    """The windowed working-grid box as a (1, 1, D, H, W) float32 tensor (resampled in slabs, windowed in place)."""
+    if same_grid:
+        hu = np.asarray(volume.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
+    else:
+        hu = resample_streamed(volume.array, source, sub, kind="image", threads=threads)
+    return torch.from_numpy(contract.window_array(hu, out=hu))[None, None]
+
+
+def _to_scan(labels: np.ndarray, volume: Volume, work: Grid, lo, hi, same_grid: bool, threads: int) -> np.ndarray:
+    """Working-box labels on the scan's own grid (nearest neighbour); background outside the box."""
+    out = np.zeros(volume.shape, dtype=np.uint8)
+    if same_grid:
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = labels
+        return out
+    idx = nearest_indices(work, Grid.of(volume))  # the full grid's rounding, as resampling the whole map
+    inside = [np.flatnonzero((i >= a) & (i < b)) for i, a, b in zip(idx, lo, hi)]
+    if any(len(k) == 0 for k in inside):
+        return out
+    box = tuple(slice(int(k[0]), int(k[-1]) + 1) for k in inside)
+    local = [i[s] - a for i, s, a in zip(idx, box, lo)]
+    gather_labels(labels, local, out[box], threads)
+    return out
+
+
 def predict(volume: Volume | str | Path, checkpoint_or_model: Any, *, spacing: float | None = None,
-            roi_size: Any = None, overlap: float = 0.5, mode: str = "gaussian", batch_size: int = 1,
+            roi_size: Any = None, overlap: float = 0.25, mode: str = "gaussian", batch_size: int | None = None,
             tta: bool = False, postprocess_labels: bool = True, device: Any = None,
-            progress: Callable[[int, int], Any] | None = None, return_probabilities: bool = False):
+            progress: Callable[[int, int], Any] | None = None, return_probabilities: bool = False,
+            crop_to_body: bool = True, memory_budget: float | None = None, threads: int | None = None):
     """Segment a CT volume; the label map comes back on the volume's own grid.
 
-    Steps: resample to the working spacing (anti-aliased), window the HU values as in training, blend the model's
-    probabilities over overlapping tiles (:func:`sliding_window`), argmax, keep the largest connected components
-    per organ and fill holes (:func:`postprocess`), resample back by nearest neighbour.
+    Steps: find the body's bounding box at low resolution (:func:`body_box`), resample that box to the working
+    spacing (anti-aliased, in slabs on every core), window the HU values as in training, run the network over the
+    whole box in one pass when it fits ``memory_budget`` (else over tiles chosen for it, blended with ``mode``),
+    argmax, keep the largest connected components per organ and fill holes (:func:`postprocess`), and put the
+    labels back on the scan's grid by nearest neighbour. Outside the body box is background.
 
     Parameters
     ----------
     volume : Volume or path
         CT in HU.
     checkpoint_or_model : path, torch.nn.Module, (model, info) or Predictor
-        A checkpoint from :func:`ct.train` carries its working spacing, window and tile size.
+        A checkpoint from :func:`ct.train` carries its model contract (working spacing, window, size multiple,
+        organ table).
     spacing : float, optional
-        Working spacing in mm (default: the checkpoint's, else 3).
+        Working spacing in mm (default: the contract's).
     roi_size : int or 3 ints, optional
-        Tile size (default: the training crop size).
+        Tile size; default: chosen from the model's size multiple and ``memory_budget``, up to the whole box.
+        The previous default was the training crop (``Predictor.roi_size``) with overlap 0.5.
     overlap : float
-        Tile overlap in [0, 1).
+        Tile overlap in [0, 1) when the box is tiled.
     mode : {"gaussian", "constant"}
         Tile blending.
-    batch_size : int
-        Tiles per forward pass.
+    batch_size : int, optional
+        Tiles per forward pass (default 1 on the CPU, 4 on CUDA).
     tta : bool
         Mirroring test-time augmentation (8 passes).
     postprocess_labels : bool
         Apply :func:`postprocess`.
     device : str or torch.device, optional
-        Where the model runs (default: CUDA when available, else CPU); probabilities are stitched on the CPU
-        when the GPU is short of memory.
+        Where the model runs (default: CUDA when available, else CPU). On CUDA the network runs under float16
+        autocast and the tiles are stitched on the GPU, on the CPU when its memory is short.
     progress : callable(done, total), optional
         Called after each batch of tiles.
     return_probabilities : bool
-        Also return the probabilities at the working spacing, ``(classes, Z, Y, X)`` float32.
+        Also return the probabilities on the whole working grid, ``(classes, Z, Y, X)`` float32.
+    crop_to_body : bool
+        Compute only inside the body's bounding box (False: the whole scan, as before).
+    memory_budget : float, optional
+        Bytes one forward pass may use when predict chooses the tiles (default 1e9).
+    threads : int, optional
+        CPU threads (default: every core this process may use).
 
     Returns
     -------
@@ -176,53 +233,53 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any, *, spacing: f
     Raises
     ------
     TypeError, ValueError
-        Bad volume or model; ``MemoryError`` with advice when the device runs out of memory.
+        Bad volume or model; a model whose classes do not fit its organ table; tiles that would run away
+        (``overlap=0.999``, ``roi_size=1``: the message gives the numbers); ``device="cuda"`` without CUDA;
+        ``MemoryError`` with advice when the device runs out of memory.
 
     Examples
     --------
     >>> labels = ct.predict(ct.read_volume("scan.nii.gz"), "runs/demo/best.pt")  # doctest: +SKIP
     """
-    import napari_ctorgans as ct
-
-    from ..train.loop import window_image
-
-    if isinstance(volume, (str, Path)):
-        volume = ct.read_volume(volume)
-    if not isinstance(volume, Volume):
-        raise TypeError(f"volume must be a ct.Volume or a file path, got {type(volume).__name__}; "
-                        "wrap an array with ct.Volume(array, spacing=...)")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    pred = Predictor.coerce(checkpoint_or_model, device=device)
-    model = pred.model.to(device).eval()
-    work_spacing = float(spacing or pred.spacing)
-    roi = roi_size if roi_size is not None else pred.roi_size
-    target = (work_spacing,) * 3
-    if np.allclose(volume.spacing, target, atol=1e-3):
-        work = volume
-    else:
-        work = ct.resample(volume, work_spacing, kind="image")
-    x = torch.from_numpy(window_image(work.array, pred.window))[None, None]
-    try:
-        probs = sliding_window(x, model, roi_size=roi, overlap=overlap, mode=mode, batch_size=batch_size,
-                               sw_device=device, device=device, progress=progress, tta=tta)[0]
-    except RuntimeError as exc:
-        if "out of memory" not in str(exc).lower():
-            raise
-        raise MemoryError(f"out of memory predicting {volume!r} on {device}: lower batch_size (now {batch_size}) "
-                          f"or roi_size, or pass device='cpu'") from exc
-    del x
-    labels = probs.argmax(0).to("cpu", torch.uint8).numpy()
-    if not return_probabilities:
-        del probs
-    if postprocess_labels:
-        labels = postprocess(labels)
-    if work is volume:
-        out = labels
-    else:
-        out = np.asarray(ct.resample(work.with_array(labels), kind="labels", like=volume).array, dtype=np.uint8)
+    volume = _as_volume(volume)
+    dev = resolve_device(device)
+    pred = Predictor.coerce(checkpoint_or_model, device=dev)
+    contract = pred.contract
+    if spacing is not None:
+        contract = dataclasses.replace(contract, spacing=float(spacing))
+    source = Grid.of(volume)
+    same_grid = bool(np.allclose(volume.spacing, (contract.spacing,) * 3, atol=1e-3))
+    work = source if same_grid else Grid.working(volume, contract.spacing)
+    box = body_box(volume.array, source, work) if crop_to_body else None
+    lo, hi = box if box is not None else ((0, 0, 0), tuple(work.shape))
+    sub = work.crop(lo, hi)
+    with cpu_threads(threads) as n_threads:
+        model = prepare_model(pred.model, dev)
+        classes = _class_count(model, dev, contract.size_multiple)
+        contract.check_classes(classes, source=str(pred.info.get("path") or "the model"))
+        plan = plan_tiles(sub.shape, size_multiple=contract.size_multiple, per_voxel=bytes_per_voxel(model),
+                          classes=classes, roi_size=roi_size, overlap=overlap, tta=tta, memory_budget=memory_budget,
+                          what=repr(volume))
+        x = _network_input(volume, source, sub, lo, hi, same_grid, contract, n_threads)
+        try:
+            labels_t, probs = network_labels(model, x, plan, device=dev, overlap=overlap, mode=mode,
+                                             batch_size=batch_size, tta=tta, need_probs=return_probabilities,
+                                             progress=progress)
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            raise MemoryError(f"out of memory predicting {volume!r} on {dev}: pass a smaller memory_budget "
+                              f"(now {plan.network_bytes / 1e9:.2f} GB per pass) or roi_size, or device='cpu'") from exc
+        del x
+        labels = labels_t.numpy()
+        if postprocess_labels:
+            labels = postprocess(labels)
+        out = _to_scan(labels, volume, work, lo, hi, same_grid, n_threads)
     if return_probabilities:
-        return out, probs.cpu().numpy()
+        full = torch.zeros((probs.shape[0], *work.shape), dtype=torch.float32)
+        full[0] = 1.0  # background outside the body box
+        full[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = probs
+        return out, full.numpy()
     return out
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..organs import IGNORE_LABEL, ORGANS
-from .checkpoint import organ_table, read_checkpoint, save_checkpoint
+from ..contract import ModelContract
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Case, load_cases, random_crop
 from .rundir import RunDir
@@ -365,18 +366,19 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
             raise ValueError(f"init_checkpoint {config.init_checkpoint} does not fit model {model_cfg.to_dict()}: "
                              f"{str(exc).splitlines()[0]}; use the same model preset and num_classes") from exc
 
+    contract = ModelContract(spacing=config.spacing, window=window, size_multiple=model_cfg.size_multiple,
+                             organs={v: ORGANS[v].name for v in range(config.num_classes) if v in ORGANS})
+
     def payload() -> dict:
         return {
             "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "model_config": model_cfg.to_dict(),
             "train_config": {**config.to_dict(), "window": list(window)},
-            "organs": organ_table(),
+            "contract": contract.to_dict(),  # what prediction needs, stored once (napari_ctorgans.contract)
             "iteration": state["iteration"],
             "val_dice": state["val_history"][-1]["dice"] if state["val_history"] else None,
             "best_score": state["best_score"],
             "run_id": state["run_id"],
-            "window": list(window),
-            "spacing": float(config.spacing),
             "optimizer": opt.state_dict(),
             "rng": dict(rng_done),  # [distributed] random state at the end of the last completed iteration
             "state": {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()},

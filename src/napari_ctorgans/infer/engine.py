@@ -1,0 +1,113 @@
+"""The network step of a prediction, tuned per device: threads, memory layout, mixed precision, batching.
+
+Measured on a 2-core AVX2 CPU (docs/benchmarks.md, "Prediction"): ``channels_last_3d`` runs the small U-Net's 3D
+convolutions about 1.5x faster than the default layout with the same labels; bf16 autocast on that CPU (no native
+bf16 units) was more than ten times slower, so the CPU path stays float32. On CUDA the tiles run under float16
+autocast, several per forward pass, and are stitched on the GPU (on the CPU when its memory is short).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from ..resampling import _worker_count
+from .plan import TilePlan
+from .sliding import _mirror_axes, sliding_window
+
+__all__ = ["resolve_device", "cpu_threads", "prepare_model", "network_labels"]
+
+
+def resolve_device(device: Any) -> torch.device:
+    """The device a prediction runs on: None gives CUDA when available, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        ``device="cuda"`` (or ``"cuda:N"``) on a machine without a usable CUDA GPU; the message says to use
+        ``device="cpu"`` or leave it unset.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but no CUDA GPU is available here; pass device='cpu' "
+                         "or leave device unset (CUDA when available, else the CPU)")
+    return dev
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[int]:
+    """Use ``threads`` torch threads (default: every core this process may use) inside the block."""
+    n = _worker_count(threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(previous)
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on ``device`` in eval mode; on the CPU in the ``channels_last_3d`` layout (faster 3D convs)."""
+    model = model.to(device).eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def _forward(model, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cpu":
+        return model(x.contiguous(memory_format=torch.channels_last_3d)).float()
+    with torch.autocast("cuda", dtype=torch.float16):
+        return model(x).float()
+
+
+def _whole(model, x: torch.Tensor, device: torch.device, tta, need_probs: bool) -> torch.Tensor:
+    """One pass over the whole box (per flip): class probabilities, or logits when only the argmax is needed."""
+    flips = _mirror_axes(tta)
+    acc = None
+    for axes in flips:
+        dims = [a + 2 for a in axes]
+        inp = torch.flip(x, dims) if dims else x
+        out = _forward(model, inp, device)
+        if len(flips) > 1 or need_probs:
+            out = torch.softmax(out, dim=1)
+        if dims:
+            out = torch.flip(out, dims)
+        acc = out if acc is None else acc.add_(out)
+    return acc / len(flips) if len(flips) > 1 else acc
+
+
+def network_labels(model: torch.nn.Module, x: torch.Tensor, plan: TilePlan, *, device: torch.device,
+                   overlap: float, mode: str, batch_size: int | None, tta, need_probs: bool,
+                   progress: Callable[[int, int], Any] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Labels (uint8, on the CPU) and, when ``need_probs``, the probabilities of a windowed box ``x`` (1, 1, D, H, W).
+
+    The whole box runs as one pass when ``plan.whole``; otherwise :func:`sliding_window` with ``plan.roi``,
+    stitched on the model's device (``batch_size`` tiles per pass; default 1 on the CPU, 4 on CUDA).
+    """
+    if plan.whole:
+        with torch.inference_mode():
+            scores = _whole(model, x, device, tta, need_probs)
+        if progress is not None:
+            progress(1, 1)
+    else:
+        batch = int(batch_size or (4 if device.type == "cuda" else 1))
+        scores = sliding_window(x, lambda t: _forward(model, t, device), roi_size=plan.roi, overlap=overlap,
+                                mode=mode, batch_size=batch, sw_device=device, device=device, progress=progress,
+                                tta=tta)
+    with torch.inference_mode():
+        labels = scores[0].argmax(0).to("cpu", torch.uint8)
+    probs = scores[0].float().cpu() if need_probs else None
+    return labels, probs
+
+
