@@ -51,6 +51,7 @@ def _click_and_wait(qtbot, button, w):
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # a refused run may finish within the click
 
 
+@pytest.mark.slow  # 15-25 s on a loaded 2-core machine
 def test_live_plot_speed_and_validation_progress(make_napari_viewer, qtbot, tmp_path, tiny_preset):
     from qtpy.QtCore import QTimer
 
@@ -120,6 +121,7 @@ def test_live_plot_speed_and_validation_progress(make_napari_viewer, qtbot, tmp_
     assert ct.load_checkpoint(out / "last.pt")[1]["iteration"] == 6
 
 
+@pytest.mark.slow  # 15-25 s on a loaded 2-core machine
 def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot, tmp_path, tiny_preset):
     viewer = make_napari_viewer()
     w = _widget(viewer, tmp_path, tiny_preset, iterations=3)
