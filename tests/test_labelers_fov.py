@@ -49,6 +49,23 @@ def test_tight_thorax_crop_keeps_both_lungs(chest_3mm, chest_full, crop):
     assert np.array_equal(ct.auto_label(v, organs=["lungs"]) == 3, sides > 0)
 
 
+@pytest.mark.parametrize("pad", [-1024, -2048])
+def test_tight_crop_padded_outside_reconstruction_circle(chest_3mm, chest_full, pad):
+    """A square matrix around a circular reconstruction: the padded corners touch the lungs where the circle cuts
+    them, and are not taken for lung nor take the lungs out with them."""
+    box = CROPS["mediastinum+lungs"]
+    a = chest_3mm.array[box].copy()
+    _, ny, nx = a.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    corners = ((yy - (ny - 1) / 2) / (ny / 2)) ** 2 + ((xx - (nx - 1) / 2) / (nx / 2)) ** 2 > 1
+    a[:, corners] = pad
+    full = chest_full[1][box] > 0
+    assert np.count_nonzero(full[:, corners]) > 10_000  # the circle cuts the lungs
+    lungs = ct.label_lungs(ct.Volume(a, spacing=chest_3mm.spacing))
+    assert not lungs[:, corners].any()
+    assert dice(lungs, full & ~corners) >= 0.99
+
+
 def test_crop_outside_air_still_outside(chest_3mm, chest_full):
     """A crop that shows the patient's side and the air beyond it: that air (median -1000 HU) stays outside."""
     box = (slice(15, 70), slice(45, 100), slice(0, 90))
@@ -57,7 +74,7 @@ def test_crop_outside_air_still_outside(chest_3mm, chest_full):
     full_body, chest_sides = chest_full[0][box], chest_full[1]
     assert (~full_body).sum() > 10_000
     assert not np.any(body & ~full_body)  # no outside air taken into the body
-    assert np.count_nonzero(full_body & ~body) < 1e-4 * body.size  # a few partial-volume voxels at the crop edge
+    assert np.count_nonzero(full_body & ~body) < 1e-3 * body.size  # slivers cut by the crop edge
     assert dice(ct.label_lungs(v), chest_sides[box] > 0) >= 0.99
 
 
@@ -109,6 +126,7 @@ def test_bone_with_hu_clipped_at_1023(abdomen_3mm, abdomen_3mm_labels):
     assert dice(cl, ref) >= 0.87
 
 
+@pytest.mark.slow
 def test_bone_clipped_dicom_slab(abdomen_dicom, abdomen_dicom_labels):
     """The contrast slab at 0.98 mm has about 5,000 voxels of cortex above 1023 HU."""
     assert np.count_nonzero(abdomen_dicom.array > 1023) > 3000

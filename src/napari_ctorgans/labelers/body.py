@@ -15,17 +15,25 @@ from scipy import ndimage as ndi
 from ._common import as_ct, border_labels, check_positive, fill_holes_axial, label_sizes, looks_like_ct, strides
 
 
+#: the floor of the HU scale: air clipped there, or padding below it outside the reconstruction circle
+FLOOR_HU = -1024.0
+
+
 def cut_air(arr: np.ndarray, tissue: np.ndarray, parts: np.ndarray, outside_hu: float) -> np.ndarray:
     """Non-tissue reaching the border of the volume that is not outside air: lungs cut by the field of view.
 
     A connected piece of ``~tissue`` that touches one of the six faces is inside the patient when fewer than half
     of its voxels lie below ``outside_hu`` (its median is not air: lung parenchyma, median near -820 HU, against
-    -1000 HU) and at least half of the tissue around it belongs to the body's ``parts`` (the air inside a couch
-    or a cushion is walled by the couch, not by the patient). Pieces that do not reach the border are left to the
-    axial hole filling.
+    -1000 HU), is walled by tissue more than by voxels at the floor of the HU scale, at least half of that tissue
+    belongs to the body's ``parts`` (the air inside a couch or a cushion is walled by the couch, not by the
+    patient), and it holds at least twice as many voxels as its one-voxel surroundings (not a thin rim of
+    partial-volume air next to air clipped at the floor). Pieces that do not reach the border are left to the
+    axial hole filling. Voxels at or below :data:`FLOOR_HU` are never inside.
     """
     out = np.zeros(arr.shape, dtype=bool)
-    lab, n = ndi.label(~tissue)
+    # voxels at the floor of the HU scale (clipped air, padding outside the reconstruction circle) are outside:
+    # padding in the corners of a tight crop touches the lungs where the circle cuts them
+    lab, n = ndi.label(~tissue & (arr > FLOOR_HU))
     ids = border_labels(lab)
     if ids.size == 0:
         return out
@@ -36,8 +44,14 @@ def cut_air(arr: np.ndarray, tissue: np.ndarray, parts: np.ndarray, outside_hu: 
     for i in ids:
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[i - 1])
         piece = lab[box] == i
-        ring = ndi.binary_dilation(piece) & tissue[box]
-        if 2 * np.count_nonzero(ring & parts[box]) >= np.count_nonzero(ring):
+        ring = ndi.binary_dilation(piece) & ~piece
+        walls = ring & tissue[box]
+        n_walls, n_floor = np.count_nonzero(walls), np.count_nonzero(ring & (arr[box] <= FLOOR_HU))
+        # lung is walled by the patient more than by the floor and thick (at 3 mm about 6 voxels per voxel of its
+        # surroundings); partial-volume air next to air clipped at the floor is a shell about as thin as its
+        # surroundings
+        thick = sizes[i] >= 2 * np.count_nonzero(ring)
+        if thick and n_walls > n_floor and 2 * np.count_nonzero(walls & parts[box]) >= n_walls:
             out[box] |= piece
     return out
 
