@@ -291,6 +291,7 @@ def test_a_training_step_too_large_for_memory_is_refused_with_the_numbers(tmp_pa
     before, t0 = maxrss_mb(), time.perf_counter()
     with pytest.raises(MemoryError) as err:
         train(config, [cases[0]])
+    assert isinstance(err.value, ValueError)  # caught where settings are refused (the Train widget's status line)
     assert maxrss_mb() - before < 200 and time.perf_counter() - t0 < 10
     message = str(err.value)
     free_gib = available_memory(config) / 2**30

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .budget import StepMemory, estimate_step_memory
+from .budget import StepMemory, StepTooLarge, estimate_step_memory
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TRAIN_PRESETS, TrainConfig
 from .data import Case, auto_labelled_case, find_cases, load_case, load_cases, random_crop
@@ -13,5 +13,5 @@ __all__ = [
     "TrainConfig", "TRAIN_PRESETS", "train", "TrainStatus", "validate", "learning_rate_at",
     "Case", "load_case", "load_cases", "find_cases", "auto_labelled_case", "random_crop",
     "load_checkpoint", "read_checkpoint", "save_checkpoint", "CheckpointError", "RunConfigMismatch",
-    "estimate_step_memory", "StepMemory",
+    "estimate_step_memory", "StepMemory", "StepTooLarge",
 ]

@@ -17,13 +17,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["StepMemory", "estimate_step_memory", "check_step_memory", "available_memory", "parameter_count"]
+__all__ = ["StepMemory", "StepTooLarge", "estimate_step_memory", "check_step_memory", "available_memory",
+           "parameter_count"]
 
 #: bytes per parameter while training: weights, gradients, Adam's first and second moments (float32)
 BYTES_PER_PARAMETER = 16
 #: peak / saved tensors of one CPU step (gradient buffers of the backward pass, allocator slack): measured 1.07 to 1.5
 #: for cpu-small, paper-unet and paper-inception on 32-96 voxel crops (peak RSS of one step)
 BACKWARD_FACTOR = 1.3
+
+
+class StepTooLarge(MemoryError, ValueError):
+    """A training configuration whose step cannot fit in memory, refused before any work (a MemoryError, and a
+    ValueError like the other refused settings)."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,8 @@ def check_step_memory(config: Any) -> StepMemory:
 
     Raises
     ------
-    MemoryError
-        With the estimate, the memory available, and a crop size (or batch size) that fits.
+    StepTooLarge
+        (a MemoryError and a ValueError) With the estimate, the memory available, and a crop size that fits.
     """
     est = estimate_step_memory(config)
     free = available_memory(config)
@@ -153,9 +159,9 @@ def check_step_memory(config: Any) -> StepMemory:
             f"{est.parameters:,} parameters with gradients and optimiser {_size(est.parameter_bytes)}), but "
             f"{_size(free)} of {where} is available")
     if est.parameter_bytes >= free / 2:
-        raise MemoryError(f"{head}; the model alone is too large: choose a smaller model (e.g. model='cpu-small')")
+        raise StepTooLarge(f"{head}; the model alone is too large: choose a smaller model (e.g. model='cpu-small')")
     side = suggest_crop_side(config, est, free)
-    raise MemoryError(f"{head}; lower crop_size to about ({side}, {side}, {side}) or batch_size "
+    raise StepTooLarge(f"{head}; lower crop_size to about ({side}, {side}, {side}) or batch_size "
                       f"(e.g. --crop-size {side}), or train on a machine with more memory")
 
 

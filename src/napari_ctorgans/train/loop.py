@@ -248,9 +248,9 @@ def train(config: TrainConfig | str | dict, train_cases: Any, val_cases: Any = N
         training into it.
     RunConfigMismatch
         (a ValueError) ``resume=True`` with settings that differ from the run's; ``.fields`` names them.
-    MemoryError
-        One training step of ``crop_size`` x ``batch_size`` would need more memory than is available (the message
-        gives the estimate and a crop size that fits).
+    StepTooLarge
+        (a MemoryError and a ValueError) One training step of ``crop_size`` x ``batch_size`` would need more memory
+        than is available (the message gives the estimate and a crop size that fits).
     ValueError
         No training cases, an unknown preset, both ``resume`` and ``overwrite``.
 
