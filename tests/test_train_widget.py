@@ -130,6 +130,7 @@ def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot
     _click_and_wait(qtbot, w.start_button, w)
     assert (out / "best.pt").exists()
     first_run = ct.load_checkpoint(out / "last.pt")[1]["run_id"]
+    first = list(w.statuses)
 
     # a second Start: refused in the worker, the three ways on appear as buttons
     _click_and_wait(qtbot, w.start_button, w)
@@ -155,9 +156,25 @@ def test_second_start_offers_resume_replace_new_folder(make_napari_viewer, qtbot
     assert [s.iteration for s in w.statuses] == [4, 5] and "finished 5 iterations" in w.status.text()
     info = ct.load_checkpoint(out / "last.pt")[1]
     assert info["iteration"] == 5 and info["run_id"] == first_run
-    # nothing left to resume: said so
+    # the plot shows the whole run: the first run's losses and Dice (from last.pt's history), then the resumed ones
+    resumed = first + w.statuses
+    np.testing.assert_array_equal(w.plot.loss_curve.xData, np.arange(1, 6))
+    np.testing.assert_allclose(w.plot.loss_curve.yData, [max(s.loss, 1e-6) for s in resumed])
+    np.testing.assert_array_equal(w.plot.smooth_curve.xData, np.arange(5, 6))
+    validated = [s for s in resumed if s.val_dice]
+    assert [s.iteration for s in validated] == [3, 5]
+    assert set(w.plot.dice_curves) == set(validated[0].val_dice) | {"mean"}
+    for name, curve in w.plot.dice_curves.items():
+        np.testing.assert_array_equal(curve.xData, [3, 5])
+        expected = [s.val_score if name == "mean" else s.val_dice[name] for s in validated]
+        np.testing.assert_allclose(curve.yData, expected)
+    assert [label.text for _, label in w.plot.dice_legend.items][-1] == "mean"
+    assert w.progress.value() == 5 and w.progress.maximum() == 5
+    # nothing left to resume: said so, and the plot shows the run's history
     _click_and_wait(qtbot, w.resume_button, w)
     assert w.status.text().startswith(f"nothing to resume: the run in {out} already reached 5 iterations")
+    np.testing.assert_allclose(w.plot.loss_curve.yData, [max(s.loss, 1e-6) for s in resumed])
+    assert w.dice_label.text().startswith("val Dice: liver")
 
     # New folder: a fresh run beside this one, which stays byte-identical
     before = (out / "last.pt").read_bytes()

@@ -1,23 +1,19 @@
 """The "Train" dock widget: a thin skin over :func:`napari_ctorgans.train`, run in a worker thread.
 
-Cases come from Image + Labels layer pairs, snapshots added by the Predict widget, or a folder. The live plot is
-drawn with pyqtgraph rather than matplotlib's Qt canvas: pyqtgraph is native Qt (curves are items of a
-QGraphicsScene), appending a point at every iteration redraws only that curve instead of re-rendering a whole figure
-on the GUI thread, and axes, a log-scale mode, a legend, zoom and pan come built in.
+Cases come from Image + Labels layer pairs, snapshots added by the Predict widget, or a folder. The live plot, its
+speed and ETA (:mod:`.train_plot`), the Resume / Replace / New folder row (:mod:`.train_choice`) and the file pickers
+(:mod:`.train_pickers`) have modules of their own.
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 import weakref
 from pathlib import Path
 
 import numpy as np
-import pyqtgraph as pg
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,10 +28,12 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from .step import Step
+from .train_choice import RunChoice, free_folder
+from .train_pickers import browse_button, open_file_dialog, with_button
+from .train_plot import TrainPlot, run_history, speed_and_eta, speed_text
 
 #: checkpoints written by Train widgets in this session, newest last (the Predict widget offers them)
 TRAINED_CHECKPOINTS: list[str] = []
@@ -50,128 +48,23 @@ def train_widget_for(viewer) -> "TrainWidget | None":
     return max(found, key=lambda w: w._serial) if found else None
 
 
-def _organ_colour(name: str) -> QColor:
-    from ..organs import ORGANS
-
-    for organ in ORGANS.values():
-        if organ.name == name:
-            return QColor.fromRgbF(*organ.color)
-    return QColor(170, 170, 170)
+def _dice_text(val_dice: dict) -> str:
+    return "val Dice: " + ", ".join(f"{k} {v:.2f}" for k, v in val_dice.items())
 
 
-class TrainPlot(pg.GraphicsLayoutWidget):
-    """Live curves: training loss on a log axis (top), per-organ validation Dice on [0, 1] (bottom), x linked."""
-
-    SMOOTH = 20  #: iterations in the running mean drawn over the raw loss
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setBackground((38, 41, 48))
-        self.setMinimumHeight(300)
-        self.loss_plot = self.addPlot(row=0, col=0)
-        self.loss_plot.setLabel("left", "loss (log scale)")
-        self.loss_plot.setLabel("bottom", "iteration")
-        self.loss_plot.setLogMode(x=False, y=True)
-        self.loss_plot.getAxis("left").enableAutoSIPrefix(False)
-        self.loss_plot.showGrid(x=True, y=True, alpha=0.25)
-        self.loss_plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
-        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen((80, 160, 255, 110), width=1), name="loss")
-        self.smooth_curve = self.loss_plot.plot(pen=pg.mkPen((80, 160, 255), width=2),
-                                                name=f"mean of {self.SMOOTH}")
-        self.dice_plot = self.addPlot(row=1, col=0)
-        self.dice_plot.setLabel("left", "validation Dice")
-        self.dice_plot.setLabel("bottom", "iteration")
-        self.dice_plot.setYRange(0.0, 1.0, padding=0.02)
-        self.dice_plot.showGrid(x=True, y=True, alpha=0.25)
-        self.dice_plot.setXLink(self.loss_plot)
-        self.dice_legend = self.dice_plot.addLegend(offset=(-5, -5), labelTextSize="8pt", colCount=3)
-        self.dice_curves: dict[str, pg.PlotDataItem] = {}
-        self.iterations: list[int] = []
-        self.losses: list[float] = []
-        self.dice: dict[str, tuple[list[int], list[float]]] = {}
-
-    def clear_curves(self) -> None:
-        self.iterations.clear()
-        self.losses.clear()
-        self.dice.clear()
-        self.loss_curve.setData([], [])
-        self.smooth_curve.setData([], [])
-        for curve in self.dice_curves.values():
-            self.dice_plot.removeItem(curve)
-        self.dice_curves.clear()
-        self.dice_legend.clear()
-
-    def add(self, status) -> None:
-        """Append one :class:`~napari_ctorgans.train.TrainStatus`."""
-        self.iterations.append(int(status.iteration))
-        self.losses.append(max(float(status.loss), 1e-6))  # a log axis has no 0
-        x, y = np.asarray(self.iterations), np.asarray(self.losses)
-        self.loss_curve.setData(x, y)
-        k = min(self.SMOOTH, len(y))
-        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
-        self.smooth_curve.setData(x[k - 1:], smooth)
-        if status.val_dice:
-            scores = dict(status.val_dice)
-            if status.val_score is not None:
-                scores["mean"] = float(status.val_score)
-            for name, value in scores.items():
-                xs, ys = self.dice.setdefault(name, ([], []))
-                xs.append(int(status.iteration))
-                ys.append(float(value))
-                self._dice_curve(name).setData(xs, ys)
-
-    def _dice_curve(self, name: str) -> pg.PlotDataItem:
-        if name not in self.dice_curves:
-            colour = QColor(200, 200, 200) if name == "mean" else _organ_colour(name)
-            pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.PenStyle.DashLine if name == "mean" else None)
-            self.dice_curves[name] = self.dice_plot.plot(pen=pen, symbol="o", symbolSize=6, symbolBrush=colour,
-                                                         symbolPen=None, name=name)
-        return self.dice_curves[name]
-
-
-def speed_and_eta(statuses: list, iterations: int, validate_every: int, validating: bool) -> tuple[float, float]:
-    """Iterations per second and seconds left, from the statuses of the current run.
-
-    The speed is the median over the last 30 plain iterations (a pause or a validation does not skew it); the
-    remaining validations are priced at the time the last one took. Returns ``(nan, nan)`` before two iterations.
-    """
-    steps, extra = [], []
-    for a, b in zip(statuses, statuses[1:]):
-        if b.iteration == a.iteration + 1:
-            (extra if b.val_dice else steps).append(b.elapsed - a.elapsed)
-    if not steps:
-        return float("nan"), float("nan")
-    step = float(np.median(steps[-30:]))
-    rate = 1.0 / step if step > 0 else float("inf")
-    now = statuses[-1].iteration
-    eta = max(iterations - now, 0) * step
-    if validating and extra:
-        due = sum(1 for it in range(now + 1, iterations + 1) if it % validate_every == 0 or it == iterations)
-        eta += due * max(extra[-1] - step, 0.0)
-    return rate, eta
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def _free_folder(base: Path, infix: str = "-") -> Path:
-    """The first ``<stem><infix>N`` (N = 1, 2, ...) beside ``base`` that does not exist (``stem``: ``base``'s name
-    without a trailing ``<infix>N``)."""
-    stem = re.sub(rf"{re.escape(infix)}\d+$", "", base.name)
-    n = 1
-    while (base.parent / f"{stem}{infix}{n}").exists():
-        n += 1
-    return base.parent / f"{stem}{infix}{n}"
+def _read_history(last: Path) -> dict | None:
+    """The run's history from ``last``, or None when it keeps none or cannot be read (the run goes on without)."""
+    try:
+        return run_history(last)
+    except (OSError, ValueError, KeyError, TypeError):  # CheckpointError is a ValueError
+        return None
 
 
 class _Relay(QObject):
     """Carries the training's progress callback (called in the worker thread) to the GUI thread."""
 
     progress = Signal(int, int, str)
+    history = Signal(object)  # a resumed run's earlier losses and validations (train_plot.run_history), or None
 
 
 class TrainWidget(Step):
@@ -195,6 +88,8 @@ class TrainWidget(Step):
         self._serial = time.monotonic_ns()
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
+        self._relay.history.connect(self._on_history)
+        self._history_shown = False  # the plot shows the history of the resumed run under way
         _TRAIN_WIDGETS.add(self)
         self._build()
         self._apply_preset(self.preset.currentText())
@@ -273,27 +168,9 @@ class TrainWidget(Step):
 
     def _build_choice(self):
         """The row shown when the output folder already holds a run: Resume / Replace / New folder."""
-        # the output folder already holds a run: the three ways on, as buttons
-        self.choice = QWidget()
-        self.choice_label = QLabel("")
-        self.choice_label.setWordWrap(True)
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("continue that run where it stopped (same settings; more iterations allowed)")
-        self.replace_button = QPushButton("Replace")
-        self.replace_button.setToolTip("start afresh in this folder; the run there is replaced")
-        self.new_folder_button = QPushButton("New folder")
-        self.new_folder_button.setToolTip("start afresh in a new folder beside this one; the run there is kept")
-        self.resume_button.clicked.connect(lambda: self.resume_run())
-        self.replace_button.clicked.connect(lambda: self.replace_run())
-        self.new_folder_button.clicked.connect(lambda: self.new_folder_run())
-        row = QHBoxLayout()
-        for b in (self.resume_button, self.replace_button, self.new_folder_button):
-            row.addWidget(b)
-        box = QVBoxLayout(self.choice)
-        box.setContentsMargins(0, 0, 0, 0)
-        box.addWidget(self.choice_label)
-        box.addLayout(row)
-        self.choice.hide()
+        self.choice = RunChoice(self.resume_run, self.replace_run, self.new_folder_run)
+        self.choice_label = self.choice.label
+        self.resume_button, self.replace_button, self.new_folder_button = self.choice.buttons
 
     def _lay_out(self, add):
         pair = QHBoxLayout()
@@ -329,32 +206,15 @@ class TrainWidget(Step):
 
     @staticmethod
     def _with(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
-        row = QHBoxLayout()
-        row.addWidget(edit, 1)
-        row.addWidget(button)
-        return row
+        return with_button(edit, button)
 
     def _browse_button(self, edit: QLineEdit, kind: str, caption: str) -> QPushButton:
-        button = QPushButton("Browse...")
-        button.setToolTip(caption)
-        button.clicked.connect(lambda: self.browse(edit, kind, caption))
-        return button
+        return browse_button(caption, lambda: self.browse(edit, kind, caption))
 
     def browse(self, edit: QLineEdit, kind: str, caption: str) -> QFileDialog:
         """Open a file dialog (non-blocking, ``self.file_dialog``) whose choice goes into ``edit``."""
-        start = edit.text().strip() or str(Path.home())
-        dialog = QFileDialog(self, caption, str(Path(start).parent if kind == "json" else start))
-        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
-        if kind == "folder":
-            dialog.setFileMode(QFileDialog.FileMode.Directory)
-            dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
-        else:
-            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-            dialog.setNameFilter("JSON files (*.json)")
-        dialog.fileSelected.connect(edit.setText)
-        self.file_dialog = dialog
-        dialog.open()
-        return dialog
+        self.file_dialog = open_file_dialog(self, edit, kind, caption)
+        return self.file_dialog
 
     # settings -----------------------------------------------------------------------------------------------------
     def _apply_preset(self, name: str):
@@ -476,7 +336,7 @@ class TrainWidget(Step):
     def new_folder_run(self):
         """Start afresh in the first free ``<output folder>-N`` beside the output folder."""
         base = Path(self.output_dir.text().strip() or Path(tempfile.gettempdir()) / "ctorgans-runs" / "run")
-        self.output_dir.setText(str(_free_folder(base)))
+        self.output_dir.setText(str(free_folder(base)))
         return self.start()
 
     def fine_tune(self, checkpoint: str | None = None):
@@ -499,7 +359,7 @@ class TrainWidget(Step):
         except (ValueError, TypeError, OSError) as exc:
             self.status.setText(f"cannot fine-tune: {exc}")
             return None
-        out = _free_folder(Path(self.output_dir.text().strip() or Path(checkpoint).parent), "-finetune-")
+        out = free_folder(Path(self.output_dir.text().strip() or Path(checkpoint).parent), "-finetune-")
         spacing = (info.get("train_config") or {}).get("spacing", cfg.spacing)
         cfg = cfg.replace(model=dict(info["model_config"]), spacing=float(spacing), init_checkpoint=str(checkpoint),
                           output_dir=str(out))
@@ -518,10 +378,11 @@ class TrainWidget(Step):
             return None
         self.run_request = {"config": cfg, "resume": resume, "overwrite": overwrite, "verb": verb,
                             "validating": bool(val_cases)}
-        self._stop = self._paused = False
+        self._stop = self._paused = self._history_shown = False
         self.statuses.clear()  # the plot keeps the previous run until this one reports (a refused run keeps it)
         self.choice.hide()
-        emit = self._relay.progress.emit
+        emit, emit_history = self._relay.progress.emit, self._relay.history.emit
+        last = Path(cfg.output_dir) / "last.pt" if resume and cfg.output_dir else None
 
         @thread_worker
         def work():
@@ -530,6 +391,10 @@ class TrainWidget(Step):
                 gen = train(cfg, train_cases, val_cases, resume=resume, overwrite=overwrite, progress=emit)
             except Exception as exc:  # noqa: BLE001 - shown in the status line
                 return [exc]  # in a list: superqt would re-raise a returned exception
+            if last is not None:  # train() has checked the run; its first iteration rewrites last.pt
+                history = _read_history(last)
+                if history is not None:
+                    emit_history(history)
             try:
                 for status in gen:
                     yield status
@@ -585,28 +450,39 @@ class TrainWidget(Step):
         at = f"iteration {self.statuses[-1].iteration + 1}: " if self.statuses else ""  # a resumed run: unknown yet
         self.status.setText(f"{at}{doing} ({done}/{total})")
 
+    def _on_history(self, history: dict):
+        """Draw a resumed run's earlier iterations (they arrive before its first report)."""
+        if self.closed or self.worker is None:
+            return
+        self.plot.show_history(history)
+        self._history_shown = True
+        self.speed_label.setText("")
+        self.dice_label.setText(_dice_text(history["validations"][-1][1]) if history["validations"] else "")
+        self.progress.setRange(0, self.run_request["config"].iterations)
+        self.progress.setValue(history["iterations"][-1] if history["iterations"] else 0)
+
     def _on_status(self, status):
         if self.closed:
             return
-        if not self.statuses:  # the run's first report: its own curves from here
-            self.plot.clear_curves()
+        if not self.statuses:  # the run's first report: its own curves from here (a resumed run's after its history)
+            if not self._history_shown:
+                self.plot.clear_curves()
+                self.dice_label.setText("")
             self.speed_label.setText("")
-            self.dice_label.setText("")
             self.progress.setRange(0, status.iterations)
         self.statuses.append(status)
         self.val_progress.hide()
         self.progress.setValue(status.iteration)
         self.plot.add(status)
         if status.val_dice:
-            self.dice_label.setText("val Dice: " + ", ".join(f"{k} {v:.2f}" for k, v in status.val_dice.items()))
+            self.dice_label.setText(_dice_text(status.val_dice))
         if status.checkpoint:
             self.checkpoint = status.checkpoint
         cfg = self.run_request["config"]
         rate, eta = speed_and_eta(self.statuses, status.iterations, cfg.validate_every,
                                   self.run_request["validating"])
         if np.isfinite(rate):
-            self.speed_label.setText(f"{rate:.2f} it/s, ETA {_duration(eta)}" if rate >= 1
-                                     else f"{1 / rate:.1f} s/it ({rate:.2f} it/s), ETA {_duration(eta)}")
+            self.speed_label.setText(speed_text(rate, eta))
         notes = [status.message, *status.warnings]
         text = f"iteration {status.iteration}/{status.iterations}, loss {status.loss:.4f}"
         if status.augment_on:
