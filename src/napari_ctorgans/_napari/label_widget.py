@@ -269,9 +269,11 @@ def _auto(vol, organs, params, data, record):
 
 def _grow(vol, seeds, value, opening_mm, data, record):
     from .. import grow_region
+    from .process import in_process
 
     yield 0
-    region = grow_region(vol, seeds, opening_mm=opening_mm)
+    # scipy.ndimage holds the GIL for seconds on a full-resolution CT: a thread would still freeze the viewer
+    region = yield from in_process(grow_region, vol, seeds, opening_mm=opening_mm)
     yield 1
     data = np.array(data, copy=True)
     return data, organs_update(data, record, {value: region})

@@ -68,10 +68,13 @@ def digest(data) -> str:
 
 def bounding_box(where: np.ndarray) -> tuple[slice, ...] | None:
     """The smallest box (tuple of slices) holding every True voxel of ``where``; None when there is none."""
-    from scipy import ndimage as ndi
-
-    boxes = ndi.find_objects(where.astype(np.uint8))
-    return boxes[0] if boxes else None
+    box = []
+    for axis in range(where.ndim):  # numpy reductions release the GIL (scipy's find_objects does not)
+        hit = np.flatnonzero(where.any(axis=tuple(a for a in range(where.ndim) if a != axis)))
+        if not hit.size:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def assign_box(layer, box: tuple[slice, ...], new: np.ndarray) -> int:

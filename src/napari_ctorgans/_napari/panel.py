@@ -5,7 +5,7 @@ docked alone from the Plugins menu."""
 from __future__ import annotations
 
 from qtpy.QtCore import QSize
-from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout
+from qtpy.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout
 
 from .step import Step, disconnect_owner
 
@@ -18,8 +18,32 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("Evaluate", ".evaluate_widget", "EvaluateWidget"),
     ("Export", ".export_widget", "ExportWidget"),
 )
-#: the panel's preferred width (px): leaves 900 px of canvas on a 1280 px screen
+#: the panel's preferred width (px)
 PANEL_WIDTH = 380
+
+#: view name -> (napari dims order of the (z, y, x) volume, 2D camera orientation (vertical, horizontal)).
+#: Axis 0 runs inferior -> superior: coronal and sagittal views draw it upwards so the head is at the top.
+VIEWS: dict[str, tuple[tuple[int, int, int], tuple[str, str]]] = {
+    "axial": ((0, 1, 2), ("down", "right")),
+    "coronal": ((1, 0, 2), ("up", "right")),
+    "sagittal": ((2, 0, 1), ("up", "right")),
+}
+
+
+def set_view(viewer, name: str) -> None:
+    """Show the CT axial, coronal or sagittal (head up), or in 3D; the data is never changed."""
+    if name == "3D":
+        viewer.dims.ndisplay = 3
+        return
+    if name not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join([*VIEWS, '3D'])}, got {name!r}")
+    order, orientation = VIEWS[name]
+    viewer.dims.ndisplay = 2
+    ndim = viewer.dims.ndim
+    lead = tuple(range(ndim - 3))  # any leading (time) axes stay in front
+    viewer.dims.order = lead + tuple(len(lead) + a for a in order)
+    viewer.camera.orientation2d = orientation
+    viewer.reset_view()
 
 
 class CTOrgansPanel(Step):
@@ -41,8 +65,16 @@ class CTOrgansPanel(Step):
             scroll.setWidget(widget)
             self.tabs.addTab(scroll, title)
             self.steps[title.lower()] = widget
+        self.view_combo = QComboBox()
+        self.view_combo.addItems([*VIEWS, "3D"])
+        self.view_combo.setToolTip("how the canvas shows the CT (coronal and sagittal with the head up)")
+        self.view_combo.currentTextChanged.connect(lambda name: set_view(self.viewer, name))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("view"))
+        row.addWidget(self.view_combo, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
         layout.addWidget(self.tabs)
         self.setMinimumWidth(300)
 

@@ -9,11 +9,9 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QLabel,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from .layers import digest as _digest
@@ -146,12 +144,15 @@ class PredictWidget(Step):
         emit = self._progress.tiles.emit
 
         def work():
-            return predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
+            labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
+            found = [int(v) for v in np.nonzero(np.bincount(labels.ravel(), minlength=1))[0] if v]
+            return labels, found, _digest(labels)  # the whole-volume passes stay off the GUI thread
 
         self.say(f"predicting '{name}' with {path}...")
-        return self.start_job(work, what="prediction", on_result=lambda labels: self._show(labels, layer))
+        return self.start_job(work, what="prediction", on_result=lambda result: self._show(result, layer))
 
-    def _show(self, labels: np.ndarray, ct_layer):
+    def _show(self, result, ct_layer):
+        labels, self._found, self._labels_digest = result
         if ct_layer not in self.viewer.layers:
             self.say(f"prediction done, but '{ct_layer.name}' was removed meanwhile; nothing added")
             return
@@ -191,10 +192,10 @@ class PredictWidget(Step):
                     i += 1
                 kwargs["name"] = f"{name} [{i}]"
             layer = self.viewer.add_labels(labels, **kwargs)
-        layer.metadata[DIGEST_KEY] = _digest(labels)
+        layer.metadata[DIGEST_KEY] = self._labels_digest
         self.result_layer = layer
         self.labels_combo.setCurrentText(layer.name)
-        found = [int(v) for v in np.unique(labels) if v]
+        found = self._found
         self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
                                                    or "no organ found") + " (editable: paint, fill, erase)")
 
@@ -214,7 +215,8 @@ class PredictWidget(Step):
             return False
         trainer = train_widget_for(self.viewer)
         if trainer is None:
-            self.status.setText("open the Train widget first (Plugins > napari-ctorgans > Train), then add the case")
+            self.say("open the Train widget first (Plugins > CT Organs > Train, or the Train tab of the CT Organs "
+                     "panel), then add the case")
             return False
         try:
             vol = volume_from_layer(self.viewer.layers[image])
