@@ -1,8 +1,8 @@
 """The "Train" dock widget: a thin skin over :func:`napari_ctorgans.train`, run in a worker thread.
 
-Cases come from Image + Labels layer pairs, snapshots added by the Predict widget, or a folder. The live plot, its
-speed and ETA (:mod:`.train_plot`), the Resume / Replace / New folder row (:mod:`.train_choice`) and the file pickers
-(:mod:`.train_pickers`) have modules of their own.
+Cases come from Image + Labels layer pairs, snapshots added by the Predict widget, or a folder. The controls and
+their layout (:mod:`.train_ui`), the live plot with its speed and ETA (:mod:`.train_plot`), the Resume / Replace /
+New folder row (:mod:`.train_choice`) and the file pickers (:mod:`.train_pickers`) have modules of their own.
 """
 
 from __future__ import annotations
@@ -14,26 +14,16 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-)
+from qtpy.QtWidgets import QFileDialog, QLineEdit
 
 from .step import Step
-from .train_choice import RunChoice, free_folder
-from .train_pickers import browse_button, open_file_dialog, with_button
+from .train_choice import free_folder
+from .train_pickers import open_file_dialog
 from .train_plot import TrainPlot, run_history, speed_and_eta, speed_text
+from .train_ui import setup_ui
+
+# TrainPlot and speed_and_eta live in .train_plot and are still importable from here
+__all__ = ["TrainWidget", "TrainPlot", "speed_and_eta", "train_widget_for", "TRAINED_CHECKPOINTS"]
 
 #: checkpoints written by Train widgets in this session, newest last (the Predict widget offers them)
 TRAINED_CHECKPOINTS: list[str] = []
@@ -91,7 +81,7 @@ class TrainWidget(Step):
         self._relay.history.connect(self._on_history)
         self._history_shown = False  # the plot shows the history of the resumed run under way
         _TRAIN_WIDGETS.add(self)
-        self._build()
+        setup_ui(self)
         self._apply_preset(self.preset.currentText())
         self._busy(False)
         self.listen(self.viewer.layers.events.inserted, self._refresh)
@@ -99,118 +89,6 @@ class TrainWidget(Step):
         self._refresh()
 
     # layout -------------------------------------------------------------------------------------------------------
-    def _build(self):
-        from ..nn import MODEL_PRESETS
-        from ..nn.losses import LOSSES
-        from ..train import TRAIN_PRESETS
-
-        self.image_combo, self.labels_combo = QComboBox(), QComboBox()
-        for combo in (self.image_combo, self.labels_combo):
-            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(6)
-        add = QPushButton("Add pair")
-        add.setToolTip("add the chosen Image + Labels layers as a training case")
-        add.clicked.connect(lambda: self.add_pair())
-        self.case_list = QListWidget()
-        self.case_list.setMaximumHeight(70)
-        self.folder = QLineEdit()
-        self.folder.setPlaceholderText("or a folder of cases (CT-ORG or imagesTr/labelsTr)")
-        self.hold_out = QCheckBox("validate on the last case")
-        self.hold_out.setToolTip("keep the last case out of training and report its per-organ Dice")
-        self.preset = QComboBox()
-        self.preset.addItems(sorted(TRAIN_PRESETS))
-        self.preset.setCurrentText("cpu-quick")
-        self.preset.currentTextChanged.connect(self._apply_preset)
-        self.model = QComboBox()
-        self.model.addItems(sorted(MODEL_PRESETS))
-        self.loss = QComboBox()
-        self.loss.addItems(list(LOSSES))
-        self.weighting = QComboBox()
-        self.weighting.addItems(["uniform", "simple", "square"])
-        self.lr = QDoubleSpinBox()
-        self.lr.setDecimals(5)
-        self.lr.setRange(1e-5, 1.0)
-        self.lr.setSingleStep(1e-3)
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 1_000_000)
-        self.crop = QSpinBox()
-        self.crop.setRange(8, 256)
-        self.crop.setSingleStep(8)
-        self.crop.setSuffix(" voxels")
-        self.augment_json = QLineEdit()
-        self.augment_json.setPlaceholderText("the preset's (or a JSON file from the preview)")
-        self.output_dir = QLineEdit(str(Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"))
-        self.output_dir.textChanged.connect(lambda _: self.choice.hide())
-        self.folder_browse = self._browse_button(self.folder, "folder", "Folder of training cases")
-        self.augment_browse = self._browse_button(self.augment_json, "json", "Augmentation parameters (JSON)")
-        self.output_browse = self._browse_button(self.output_dir, "folder", "Output folder of the run")
-
-        self.start_button, self.pause_button, self.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
-        self.start_button.clicked.connect(lambda: self.start())
-        self.finetune_button = QPushButton("Fine-tune")
-        self.finetune_button.setToolTip("continue training from the current checkpoint on all cases (including "
-                                        "corrected ones) into a new output folder")
-        self.finetune_button.clicked.connect(lambda: self.fine_tune())
-        self.pause_button.clicked.connect(self.toggle_pause)
-        self.stop_button.clicked.connect(self.stop)
-
-        self._build_choice()
-
-        self.progress = QProgressBar()
-        self.progress.setFormat("iteration %v / %m")
-        self.val_progress = QProgressBar()
-        self.val_progress.hide()
-        self.speed_label = QLabel("")
-        self.plot = TrainPlot()
-        self.dice_label = QLabel("")
-        self.dice_label.setWordWrap(True)
-        self._lay_out(add)
-
-    def _build_choice(self):
-        """The row shown when the output folder already holds a run: Resume / Replace / New folder."""
-        self.choice = RunChoice(self.resume_run, self.replace_run, self.new_folder_run)
-        self.choice_label = self.choice.label
-        self.resume_button, self.replace_button, self.new_folder_button = self.choice.buttons
-
-    def _lay_out(self, add):
-        pair = QHBoxLayout()
-        pair.addWidget(self.image_combo, 1)
-        pair.addWidget(self.labels_combo, 1)
-        pair.addWidget(add)
-        form = QFormLayout()
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
-        form.addRow("preset", self.preset)
-        form.addRow("model", self.model)
-        form.addRow("loss", self.loss)
-        form.addRow("class weighting", self.weighting)
-        form.addRow("learning rate", self.lr)
-        form.addRow("iterations", self.iterations)
-        form.addRow("crop size", self.crop)
-        form.addRow("augmentation", self._with(self.augment_json, self.augment_browse))
-        form.addRow("output folder", self._with(self.output_dir, self.output_browse))
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.finetune_button, self.pause_button, self.stop_button):
-            buttons.addWidget(b)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("cases: Image + Labels layers"))
-        layout.addLayout(pair)
-        layout.addWidget(self.case_list)
-        layout.addLayout(self._with(self.folder, self.folder_browse))
-        layout.addWidget(self.hold_out)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.choice)
-        for w in (self.progress, self.val_progress, self.speed_label, self.plot, self.dice_label, self.status):
-            layout.addWidget(w)
-        layout.addStretch()
-
-    @staticmethod
-    def _with(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
-        return with_button(edit, button)
-
-    def _browse_button(self, edit: QLineEdit, kind: str, caption: str) -> QPushButton:
-        return browse_button(caption, lambda: self.browse(edit, kind, caption))
-
     def browse(self, edit: QLineEdit, kind: str, caption: str) -> QFileDialog:
         """Open a file dialog (non-blocking, ``self.file_dialog``) whose choice goes into ``edit``."""
         self.file_dialog = open_file_dialog(self, edit, kind, caption)
