@@ -11,7 +11,9 @@ Usage::
     python benchmarks/bench_large.py --steps label    # one step
     python benchmarks/bench_large.py --slices 400     # a smaller scan (quick check)
 
-The budget is 6 GB per step on CPU.
+The budget is 6 GB per step on CPU. The prediction step is ``ct.predict`` with its defaults (the body box, tiles
+chosen for inference); ``benchmarks/bench_predict.py`` times the same scan against MONAI and the previous default.
+Pass ``--checkpoint`` to predict with a trained model instead of the two-iteration one made here.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--wrap", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scan", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint for the predict step (default: a tiny one)")
     args = parser.parse_args(argv)
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     if args.child:
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
         return 0
     scan = make_scan(args.slices)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    if "predict" in steps:
+    if "predict" in steps and ckpt is None:
         ckpt = make_checkpoint()
     print(f"scan: {scan.name} (512 x 512 x {args.slices}, int16: {512 * 512 * args.slices * 2 / 1e9:.2f} GB)")
     print(f"{'step':<10} {'peak GB':>8} {'budget':>7} {'ratio':>6} {'seconds':>8}  note")
