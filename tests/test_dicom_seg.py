@@ -256,3 +256,19 @@ def test_gantry_tilted_series_gets_a_seg_on_its_own_slice_planes(tmp_path):
     with pytest.raises(ValueError, match=r"was resampled when read .*\(--format nifti\).*DICOM-SEG can hold them"):
         write_rtstruct(tmp_path / "tilted.rtstruct.dcm", labels, like=tilted)
     assert not (tmp_path / "tilted.rtstruct.dcm").exists()
+
+
+def test_cohort_writes_the_format_asked_for_and_keeps_seg_outputs_out_of_the_inputs(tmp_path, written):
+    from napari_ctorgans.cohort import find_inputs, output_paths, process_scan
+
+    site = tmp_path / "site1"
+    site.mkdir()
+    scan = site / "p1.nii.gz"
+    scan.write_bytes(data_file("abdomen_3mm.nii.gz").read_bytes())
+    (site / "p0_labels.dcm").write_bytes(written.read_bytes())  # a DICOM-SEG output beside the scans
+    scans, root = find_inputs(tmp_path)
+    assert scans == [scan]  # the SEG does not make site1/ a DICOM series
+    (out,) = output_paths(scans, root, ext=".rtstruct.dcm")
+    row = process_scan(scan, out, task="label", format="rtstruct")
+    assert row["status"] == "failed" and "RTSTRUCT needs the source DICOM series" in row["error"]
+    assert "p1.nii.gz" in row["error"] and not out.exists()

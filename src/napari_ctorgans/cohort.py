@@ -145,8 +145,11 @@ def _stem(path: Path) -> str:
 def _has_dicom(folder: Path) -> bool:
     from .io._read import _is_dicom_file
 
+    from .io.dicom_seg import dicom_kind  # a DICOM-SEG or RTSTRUCT beside the scans is an output, not a series
+
     for entry in folder.iterdir():
-        if entry.is_file() and (entry.suffix.lower() == ".dcm" or _is_dicom_file(entry)):
+        dicom = entry.is_file() and (entry.suffix.lower() == ".dcm" or _is_dicom_file(entry))
+        if dicom and dicom_kind(entry) is None:
             return True
     return False
 
@@ -367,12 +370,9 @@ def is_complete(output: str | os.PathLike, scan: str | os.PathLike | None = None
         return False
     try:
         meta = json.loads(side.read_text())
-        import SimpleITK as sitk
+        from .io.formats import written_size
 
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(output))
-        reader.ReadImageInformation()
-        size_xyz = reader.GetSize()
+        size_xyz = written_size(output)
     except (OSError, ValueError, RuntimeError):
         return False
     if not isinstance(meta, dict) or meta.get("status") != "ok" or list(size_xyz) != list(meta.get("size_xyz", [])):
@@ -433,7 +433,8 @@ def _organ_values(names: Sequence[str]) -> list[tuple[str, int]]:
 
 
 def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: str = "label",
-                 checkpoint: str | None = None, options: dict | None = None, require: Sequence[str] = ()) -> dict:
+                 checkpoint: str | None = None, options: dict | None = None, require: Sequence[str] = (),
+                 format: str = "nifti") -> dict:
     """Label or predict one scan and write its output and sidecar; the unit of work of :func:`run_cohort`.
 
     Returns a :class:`CohortRow` as a dict. Errors of the scan itself are returned as a ``failed`` row;
@@ -442,7 +443,8 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
     """
     import numpy as np
 
-    from .io import read_volume, write_labels
+    from .io import read_volume
+    from .io.formats import check_label_output, write_label_file, written_size
 
     t0 = time.perf_counter()
     scan, output = Path(scan), Path(output)
@@ -453,6 +455,7 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
         except OSError:
             source = None  # missing or unreadable: read_volume says so, naming the file and the fix
         volume = read_volume(scan)
+        check_label_output(output, volume, format)  # DICOM-SEG/RTSTRUCT need the scan's series: before the work
         labels = _compute(volume, task, checkpoint, dict(options or {}))
         if labels.shape != volume.shape:
             raise ValueError(f"{task} returned shape {labels.shape} for a scan of shape {volume.shape}")
@@ -464,7 +467,7 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
         # run leaves a sidecar that says the output is ours and incomplete
         side = sidecar_path(output)
         _write_json(side, {"status": "writing", "input": str(scan), "source": source})
-        write_labels(output, labels, volume, overwrite=True)
+        write_label_file(output, labels, volume, format, overwrite=True)
         counts = np.bincount(np.asarray(labels).ravel().astype(np.int64))
         meta = {
             "status": "ok", "input": str(scan), "source": source, "task": task, "checkpoint": checkpoint,
@@ -472,12 +475,7 @@ def process_scan(scan: str | os.PathLike, output: str | os.PathLike, *, task: st
             "voxels": {str(v): int(n) for v, n in enumerate(counts) if n and v},
             "seconds": round(time.perf_counter() - t0, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        import SimpleITK as sitk
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(output))
-        reader.ReadImageInformation()
-        meta["size_xyz"] = list(reader.GetSize())
+        meta["size_xyz"] = written_size(output)
         _write_json(side, meta)
     except _DATA_ERRORS as exc:
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -517,6 +515,7 @@ def run_cohort(
     summary_csv: str | os.PathLike | None | bool = None,
     options: dict | None = None,
     require: Sequence[str] = (),
+    format: str = "nifti",
 ) -> CohortSummary:
     """Label (``task="label"``) or predict (``task="predict"``) every scan of a cohort on a Dask cluster.
 
@@ -557,6 +556,11 @@ def run_cohort(
     require : sequence of organ names
         Organs that every output must contain (e.g. ``("lungs",)``): a scan where one is not found is reported as
         failed (``"no lungs found"``) and no output is written.
+    format : str
+        Output format, one of :data:`napari_ctorgans.io.formats.LABEL_FORMATS` (``"nifti"``, ``"nrrd"``,
+        ``"mha"``, ``"dicom-seg"``, ``"rtstruct"``); the output names take its suffix (``scan_labels.dcm``,
+        ``scan_labels.rtstruct.dcm``). DICOM-SEG and RTSTRUCT need scans that are DICOM series; other scans are
+        reported as failed with the reason.
 
     Returns
     -------
@@ -598,8 +602,12 @@ def run_cohort(
         require = [r.strip() for r in require.split(",") if r.strip()]
     require = tuple(require)
     _organ_values(require)  # validate the names here, not on the workers
+    from .io.formats import LABEL_FORMATS
+
+    if format not in LABEL_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(LABEL_FORMATS)}, got {format!r}")
     scans, root = find_inputs(inputs)
-    outputs = output_paths(scans, root, task=task, output_dir=output_dir)
+    outputs = output_paths(scans, root, task=task, output_dir=output_dir, ext=LABEL_FORMATS[format])
     check_outputs(scans, outputs)
     rows: list[CohortRow | None] = [None] * len(scans)
     todo = []
@@ -617,7 +625,7 @@ def run_cohort(
     if todo:
         _run_tasks(scans, outputs, todo, rows, task=task, checkpoint=checkpoint, scheduler=scheduler,
                    n_workers=n_workers, memory_limit=memory_limit, retries=retries,
-                   progress=progress, options=options, require=require)
+                   progress=progress, options=options, require=require, format=format)
     summary = CohortSummary(rows)  # type: ignore[arg-type]
     if summary_csv is not False:
         target = Path(summary_csv) if summary_csv else Path(output_dir or root) / f"ctorgans_{task}_summary.csv"
@@ -627,7 +635,7 @@ def run_cohort(
 
 
 def _run_tasks(scans, outputs, todo, rows, *, task, checkpoint, scheduler, n_workers, memory_limit, retries,
-               progress, options, require) -> None:
+               progress, options, require, format="nifti") -> None:
     import dask
     from distributed import Client, as_completed
 
@@ -640,7 +648,8 @@ def _run_tasks(scans, outputs, todo, rows, *, task, checkpoint, scheduler, n_wor
             futures = {}
             for i in todo:
                 fut = client.submit(process_scan, str(scans[i]), str(outputs[i]), task=task, checkpoint=checkpoint,
-                                    options=options, require=require, retries=retries, pure=False,
+                                    options=options, require=require, format=format, retries=retries,
+                                    pure=False,
                                     key=f"ctorgans-{task}-{i}-{os.urandom(4).hex()}")
                 futures[fut] = i
             for fut in as_completed(futures):

@@ -113,6 +113,7 @@ def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, outp
         summary_csv=getattr(args, "summary", None),
         options=options,
         require=getattr(args, "require", "") or (),
+        format=getattr(args, "format", None) or "nifti",
     )
     print(summary.table())
     if summary.csv_path is not None:

@@ -24,6 +24,7 @@ from .dicom_seg import (ALGORITHM_NAME, RTSTRUCT_SOP_CLASS, free_values, present
 _PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
                   "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription")
 _DETACHED_STUDY = "1.2.840.10008.3.1.2.3.1"
+_CONTOUR_DATA = 0x30060050
 
 
 def _ds(**items):
@@ -58,12 +59,30 @@ def _contour_item(points_rc: np.ndarray, ds) -> object:
     dr, dc = (float(v) for v in ds.PixelSpacing)
     xyz = (np.asarray(ds.ImagePositionPatient, dtype=float)
            + points_rc[:, 1:2] * dc * iop[:3] + points_rc[:, 0:1] * dr * iop[3:])
-    return _ds(
-        ContourImageSequence=[_image_ref(ds)],
-        ContourGeometricType="CLOSED_PLANAR",
-        NumberOfContourPoints=len(xyz),
-        ContourData=[f"{v:.3f}" for v in xyz.ravel()],
-    )
+    item = _ds(ContourImageSequence=[_image_ref(ds)], ContourGeometricType="CLOSED_PLANAR",
+               NumberOfContourPoints=len(xyz))
+    item[_CONTOUR_DATA] = _raw_ds(_CONTOUR_DATA, xyz.ravel())
+    return item
+
+
+def _raw_ds(tag: int, values: np.ndarray):
+    """A DS element from numbers, already encoded: pydicom's per-value checks cost minutes on speckled labels."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    text = "\\".join(f"{v:.3f}" for v in values).encode("ascii")  # at most 16 characters each
+    if len(text) % 2:
+        text += b" "
+    return RawDataElement(Tag(tag), "DS", len(text), text, 0, False, True)
+
+
+def _contour_points(contour) -> np.ndarray:
+    """The (N, 3) points of a contour, parsed from the raw bytes when pydicom has not converted them yet."""
+    raw = contour.get_item(_CONTOUR_DATA)
+    value = getattr(raw, "value", None)
+    if isinstance(value, bytes):
+        return np.array(value.replace(b"\\", b" ").split(), dtype=float).reshape(-1, 3)
+    return np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
 
 
 def _roi_items(number: int, value: int, name: str, frames, datasets, frame_of_ref: str, algorithm: str):
@@ -211,7 +230,7 @@ def read_rtstruct(path: str | os.PathLike, like: Volume | str | os.PathLike) -> 
         for contour in item.get("ContourSequence", []):
             if contour.get("ContourGeometricType", "") != "CLOSED_PLANAR":
                 continue
-            points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
+            points = _contour_points(contour)
             if not _fill_contour(mask, points, like):
                 raise ValueError(
                     f"{path}: a contour of ROI {rois.get(number, number)!r} does not lie on a slice of the CT "
