@@ -171,6 +171,7 @@ def test_buttons_wait_for_inputs_and_errors_stay_in_the_widget(make_napari_viewe
     viewer.add_image(vol.array, name="phantom", **vol.napari_kwargs())
     w.image_combo.setCurrentText("phantom")
     assert all(b.isEnabled() for b in w.buttons.values()) and not w.grow_button.isEnabled()
+    assert "2D" not in w.status.text()  # the hint goes once the CT is there
     points = viewer.add_points(np.zeros((0, 3)), name="seeds")
     w.points_combo.setCurrentText("seeds")
     assert not w.grow_button.isEnabled()

@@ -172,8 +172,9 @@ class EvaluateWidget(Step):
         self.stats_button.setEnabled(bool(self.stats_labels_combo.currentText())
                                      and bool(self.stats_image_combo.currentText()))
         self.resample_button.setEnabled(not busy)
-        if not self.pred_combo.currentText():
-            self.say("open or predict a Labels layer, and open its reference (File... buttons)")
+        if not busy:
+            self.hint(None if self.pred_combo.currentText()
+                      else "open or predict a Labels layer, and open its reference (File... buttons)")
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()

@@ -99,8 +99,9 @@ class ExportWidget(Step):
             return
         ok = bool(self.labels_combo.currentText()) and bool(self.path_edit.text().strip())
         self.save_button.setEnabled(ok and self.worker is None)
-        if not self.labels_combo.currentText():
-            self.say("nothing to save yet: label, grow or predict organs first")
+        if self.worker is None:
+            self.hint(None if self.labels_combo.currentText()
+                      else "nothing to save yet: label, grow or predict organs first")
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()

@@ -145,9 +145,9 @@ class AutoLabelWidget(Step):
             b.setEnabled(not busy and ct_problem is None)
         self.grow_button.setEnabled(not busy and ct_problem is None and self._seeds_problem() is None)
         self.cancel_button.setEnabled(busy)
-        if not busy and ct_problem:
-            self.say(ct_problem)
-        elif ct_problem is None:
+        if not busy:
+            self.hint(ct_problem)
+        if ct_problem is None:
             QTimer.singleShot(0, self._ensure_working_layer)
 
     def _ensure_working_layer(self):

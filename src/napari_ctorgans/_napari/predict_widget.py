@@ -108,10 +108,10 @@ class PredictWidget(Step):
         has_ct = bool(self.image_combo.currentText())
         self.button.setEnabled(not busy and has_ct and bool(self.checkpoint.currentText().strip()))
         self.add_case_button.setEnabled(has_ct and bool(self.labels_combo.currentText()))
-        if not has_ct:
-            self.say("open a CT first (File > Open, or drop a scan or DICOM folder on the window)")
-        elif not self.checkpoint.currentText().strip():
-            self.say("choose a checkpoint (.pt) or train a model in the Train tab")
+        if not busy:
+            self.hint("open a CT first (File > Open, or drop a scan or DICOM folder on the window)" if not has_ct
+                      else None if self.checkpoint.currentText().strip()
+                      else "choose a checkpoint (.pt) or train a model in the Train tab")
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()

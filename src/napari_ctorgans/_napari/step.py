@@ -113,7 +113,16 @@ class Step(QWidget):
     # ------------------------------------------------------------------------------------------------ messages
     def say(self, text: str) -> None:
         """Write ``text`` in the widget's own status line."""
+        self._hinted = False
         self.status.setText(text)
+
+    def hint(self, missing: str | None) -> None:
+        """Show what the widget still needs; clear that hint once nothing is missing (other messages stay)."""
+        if missing:
+            self.say(missing)
+            self._hinted = True
+        elif getattr(self, "_hinted", False):
+            self.say("")
 
     def busy_changed(self, busy: bool) -> None:
         """Enable or disable the widget's buttons while a worker runs (override)."""
