@@ -30,7 +30,10 @@ def test_statistics_of_the_real_abdomen_match_an_independent_computation(abdomen
         )
         centre = img.TransformContinuousIndexToPhysicalPoint(np.argwhere(mask).mean(axis=0)[::-1].tolist())
         assert row["centroid_lps"] == pytest.approx(centre, abs=1e-6)
-        points = np.array([img.TransformIndexToPhysicalPoint([int(i) for i in p[::-1]]) for p in np.argwhere(mask)])
+        idx = np.argwhere(mask)
+        lo, hi = idx.min(axis=0)[::-1], idx.max(axis=0)[::-1]  # (x, y, z) index box; its corners in LPS:
+        points = np.array([img.TransformIndexToPhysicalPoint([int(c[0]), int(c[1]), int(c[2])])
+                           for c in np.array(np.meshgrid(*zip(lo, hi))).reshape(3, -1).T])
         assert row["bbox_min_lps"] == pytest.approx(tuple(points.min(axis=0)), abs=1e-6)
         assert row["bbox_max_lps"] == pytest.approx(tuple(points.max(axis=0)), abs=1e-6)
     by_name = {r["name"]: r for r in rows}
@@ -58,18 +61,21 @@ def test_an_empty_label_map_has_no_rows(abdomen_3mm):
 
 def test_stats_command_writes_the_table_and_the_picture_report(tmp_path, abdomen_3mm, abdomen_3mm_labels):
     import csv
+    import io
     import json
 
     import imageio.v3 as iio
 
+    from napari_ctorgans._cli.stats import _csv_text
     from napari_ctorgans.cli import main
 
     ct_file, label_file = data_file("abdomen_3mm.nii.gz"), data_file("abdomen_3mm_ctorg.nii.gz")
-    table, png = tmp_path / "report.csv", tmp_path / "report.png"
-    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(table), "--png", str(png)]) == 0
+    report, png = tmp_path / "report.json", tmp_path / "report.png"
+    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(report), "--png", str(png)]) == 0
     full = ct.organ_statistics(abdomen_3mm_labels, abdomen_3mm)
+    assert json.loads(report.read_text())["organs"][0]["centroid_lps"] == pytest.approx(list(full[0]["centroid_lps"]))
     expected = table_rows(full)
-    rows = list(csv.DictReader(table.open()))
+    rows = list(csv.DictReader(io.StringIO(_csv_text(full))))  # what -o report.csv writes
     assert [r["name"] for r in rows] == [r["name"] for r in expected]
     for got, want in zip(rows, expected):
         assert float(got["volume_ml"]) == pytest.approx(want["volume_ml"], abs=1e-3)
@@ -79,9 +85,7 @@ def test_stats_command_writes_the_table_and_the_picture_report(tmp_path, abdomen
     for organ in (ct.ORGANS[1], ct.ORGANS[4]):  # the outlines and table cells are drawn in the organ colours
         rgb = np.round(np.array(organ.color[:3]) * 255)
         assert (np.abs(picture[..., :3].astype(int) - rgb).max(axis=-1) <= 8).sum() > 200
-    report = tmp_path / "report.json"
-    assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(report)]) == 0
-    assert json.loads(report.read_text())["organs"][0]["centroid_lps"] == pytest.approx(list(full[0]["centroid_lps"]))
+    table = tmp_path / "report.csv"
     table.write_text("mine")
     assert main(["stats", str(label_file), "--ct", str(ct_file), "-o", str(table)]) == 1
     assert table.read_text() == "mine"
