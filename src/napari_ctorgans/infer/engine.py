@@ -9,7 +9,6 @@ autocast, several per forward pass, and are stitched on the GPU (on the CPU when
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
