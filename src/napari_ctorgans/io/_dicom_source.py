@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..organs import IGNORE_LABEL
 from ..volume import Volume
 
 _IMAGE_SOP_CLASSES = {
@@ -200,10 +201,10 @@ def check_labels(labels, like: Volume, what: str) -> np.ndarray:
         arr = arr.astype(np.uint8)
     if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
         raise ValueError(f"labels must be non-negative integers, got dtype {arr.dtype}; use labels.astype(np.uint8)")
-    if not arr.any():
+    if not np.any((arr != 0) & (arr != IGNORE_LABEL)):
         raise ValueError(
-            f"the label map is empty (no organ labelled); a {what} without segments is not useful and is not "
-            "written. Label at least one organ first."
+            f"the label map is empty (no organ labelled, only background or the ignore value {IGNORE_LABEL}); a "
+            f"{what} without segments is not useful and is not written. Label at least one organ first."
         )
     return arr
 
