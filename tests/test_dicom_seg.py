@@ -191,7 +191,7 @@ def test_bad_input_gets_a_clear_error_and_no_file(tmp_path, abdomen_dicom, abdom
     assert out.read_bytes() == b"previous"
 
 
-def test_napari_writer_saves_seg_and_rtstruct_of_a_dicom_ct(tmp_path, abdomen_dicom, abdomen_dicom_labels):
+def test_napari_writer_saves_a_seg_of_a_dicom_ct_and_takes_rtstruct_names(tmp_path, abdomen_dicom, abdomen_dicom_labels):
     import highdicom as hd
     import npe2
 
