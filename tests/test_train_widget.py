@@ -291,3 +291,20 @@ def test_bad_input_is_reported_not_raised(make_napari_viewer, tmp_path):
     w.folder.setText(str(tmp_path / "missing"))
     assert w.start() is None and "not found" in w.status.text()
     assert np.isfinite(w.lr.value())
+
+
+def test_run_history_of_a_checkpoint(tmp_path):
+    import torch
+
+    from napari_ctorgans._napari.train_plot import run_history
+
+    cfg = ct.TrainConfig.from_dict({**TINY, "iterations": 2, "bn_recalibration": 0,
+                                    "output_dir": str(tmp_path / "run")})
+    statuses = list(ct.train(cfg, [ct.make_phantom(seed=0, spacing=8.0, shape=(24, 24, 24))]))
+    history = run_history(tmp_path / "run" / "last.pt")
+    assert history == {"iterations": [1, 2], "losses": [s.loss for s in statuses], "validations": []}
+    # a checkpoint that keeps no losses (an older run): no history, the plot starts at the resumed iteration
+    data = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    data["state"] = {"iteration": 2}
+    torch.save(data, tmp_path / "old.pt")
+    assert run_history(tmp_path / "old.pt") is None

@@ -54,7 +54,7 @@ class _Relay(QObject):
     """Carries the training's progress callback (called in the worker thread) to the GUI thread."""
 
     progress = Signal(int, int, str)
-    history = Signal(object)  # a resumed run's earlier losses and validations (train_plot.run_history), or None
+    history = Signal(object)  # a resumed run's earlier losses and validations (train_plot.run_history)
 
 
 class TrainWidget(Step):
@@ -88,7 +88,7 @@ class TrainWidget(Step):
         self.listen(self.viewer.layers.events.removed, self._refresh)
         self._refresh()
 
-    # layout -------------------------------------------------------------------------------------------------------
+    # layout (train_ui.setup_ui) -----------------------------------------------------------------------------------
     def browse(self, edit: QLineEdit, kind: str, caption: str) -> QFileDialog:
         """Open a file dialog (non-blocking, ``self.file_dialog``) whose choice goes into ``edit``."""
         self.file_dialog = open_file_dialog(self, edit, kind, caption)
@@ -430,9 +430,10 @@ class TrainWidget(Step):
         """Stop the run (it writes ``last.pt``) and disconnect every handler: a closed widget never acts again."""
         if self.closed:
             return
-        try:
-            self._relay.progress.disconnect(self._on_progress)
-        except (TypeError, RuntimeError):
-            pass
+        for signal, slot in ((self._relay.progress, self._on_progress), (self._relay.history, self._on_history)):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
         _TRAIN_WIDGETS.discard(self)
         super().teardown()
