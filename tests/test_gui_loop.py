@@ -204,4 +204,15 @@ def test_the_loop_in_one_window(make_napari_viewer, qtbot, tmp_path, abdomen_3mm
     np.testing.assert_array_equal(back.array, np.asarray(work.data))
     assert back.same_grid(ct.read_volume(data_file("abdomen_3mm.nii.gz")))
     kept.check("saving")
+    _shot(viewer, "loop_5_saved.png")
+    if SHOTS:  # the user's organs seen from the front, head up
+        from napari_ctorgans._napari.panel import set_view
+
+        for layer in [ly for ly in viewer.layers if ly not in (ct_layer, work)]:
+            viewer.layers.remove(layer)  # the view frames what is left
+        panel.view_combo.setCurrentText("coronal")
+        viewer.dims.set_point(1, ct_layer.data_to_world((0, int(_seeds(ref, 1)[0][1]), 0))[1])
+        qtbot.wait(300)
+        _shot(viewer, "loop_6_coronal.png")
+        set_view(viewer, "axial")
     assert window.width() <= 1280 and window.height() <= 800

@@ -42,7 +42,8 @@ def set_view(viewer, name: str) -> None:
     ndim = viewer.dims.ndim
     lead = tuple(range(ndim - 3))  # any leading (time) axes stay in front
     viewer.dims.order = lead + tuple(len(lead) + a for a in order)
-    viewer.camera.orientation2d = orientation
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 keeps the camera there
+    (scene.camera if scene is not None else viewer.camera).orientation2d = orientation
     viewer.reset_view()
 
 
