@@ -1,6 +1,7 @@
 """The Train dock widget in a real viewer, clicking its real buttons: training in a worker thread, the live
 pyqtgraph plot (axes, log loss, per-organ Dice lines), speed and ETA, the validation progress, Stop and Pause, and
-the Resume / Replace / New folder choice when the output folder already holds a run."""
+the Resume / Replace / New folder choice when the output folder already holds a run; a resumed run's plot
+starting with the run's history (kept in its last.pt)."""
 
 from __future__ import annotations
 
