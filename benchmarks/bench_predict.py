@@ -14,6 +14,7 @@ scan's own grid. Each method runs in a fresh process; peak memory is that proces
 - ``monai``: what a MONAI user writes: ``ct.resample`` to the working spacing, the window, MONAI's
   ``sliding_window_inference`` at the training patch with MONAI's default overlap 0.25, argmax, post-process,
   nearest-neighbour back.
+- ``openvino``: ``ct.predict(..., engine="openvino")``, the same path with the network on OpenVINO.
 - ``old``: this project's previous default: the training crop as tile, overlap 0.5, Gaussian blending, whole scan.
 
 The network's achieved GFLOP/s (multiply-adds x 2 counted by ``torch.utils.flop_counter`` per voxel, times the
@@ -93,7 +94,7 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
     pred = P.Predictor.from_checkpoint(checkpoint)
     fpv = flops_per_voxel(pred.model)
     net = {"seconds": 0.0, "voxels": 0}
-    if method in ("fast", "old"):
+    if method in ("fast", "openvino", "old"):
         inner = P.network_labels
 
         def timed(model, x, plan, **kw):  # the network step of ct.predict, timed
@@ -106,8 +107,8 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
 
         P.network_labels = timed
         t1 = time.perf_counter()
-        if method == "fast":
-            labels = ct.predict(vol, pred, threads=threads)
+        if method in ("fast", "openvino"):
+            labels = ct.predict(vol, pred, threads=threads, engine="torch" if method == "fast" else "openvino")
         else:
             labels = ct.predict(vol, pred, roi_size=pred.roi_size, overlap=0.5, mode="gaussian", crop_to_body=False,
                                 threads=threads)
@@ -186,6 +187,7 @@ def engines(checkpoint: Path, scan: Path, threads: int) -> None:
     with torch.inference_mode():
         rows["torch channels_last_3d"] = min(_timed(lambda: tuned(xc)) for _ in range(2))
         agree = {"torch channels_last_3d": float((tuned(xc).argmax(1) == ref).float().mean())}
+    CACHE.mkdir(parents=True, exist_ok=True)
     onnx = CACHE / "model.onnx"
     torch.onnx.export(plain, (xt,), str(onnx), input_names=["x"], output_names=["y"], dynamo=False,
                       dynamic_axes={"x": {2: "d", 3: "h", 4: "w"}, "y": {2: "d", 3: "h", 4: "w"}})

@@ -168,3 +168,15 @@ def test_runaway_tiles_are_refused_up_front_with_the_numbers_and_a_fix(options, 
     vol = ct.Volume(np.zeros((90, 120, 120), np.int16), spacing=3.0)
     with pytest.raises(ValueError, match=match + r".*leave roi_size and overlap unset"):
         ct.predict(vol, ct.build_model("cpu-small"), crop_to_body=False, **options)
+
+
+def test_openvino_engine_gives_the_labels_of_torch(abdomen_3mm):
+    pytest.importorskip("openvino")
+    torch.manual_seed(0)
+    model = ct.build_model("cpu-small").eval()
+    pred = Predictor(model, spacing=3.0, window=(-950.0, 400.0))
+    a = ct.predict(abdomen_3mm, pred, postprocess_labels=False)
+    b = ct.predict(abdomen_3mm, pred, postprocess_labels=False, engine="openvino")
+    assert a.shape == b.shape and np.mean(a == b) >= 0.995
+    with pytest.raises(ValueError, match="engine='openvino' runs one pass .* use engine='torch'"):
+        ct.predict(abdomen_3mm, pred, engine="openvino", tta=True)

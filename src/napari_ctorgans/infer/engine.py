@@ -18,7 +18,10 @@ from ..resampling import _worker_count
 from .plan import TilePlan
 from .sliding import _mirror_axes, sliding_window
 
-__all__ = ["resolve_device", "cpu_threads", "prepare_model", "network_labels"]
+__all__ = ["resolve_device", "cpu_threads", "prepare_model", "network_labels", "ENGINES"]
+
+#: network engines: torch (default) or OpenVINO (optional, CPU, one pass over the whole box; ``pip install openvino``)
+ENGINES = ("torch", "openvino")
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -86,15 +89,59 @@ def _whole(model, x: torch.Tensor, device: torch.device, tta, need_probs: bool) 
     return acc / len(flips) if len(flips) > 1 else acc
 
 
+def check_engine(engine: str, plan: TilePlan, device: torch.device, tta, need_probs: bool) -> None:
+    """Refuse an engine that cannot run this prediction, with the reason and the fix."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "openvino":
+        if device.type != "cpu" or not plan.whole or tta or need_probs:
+            raise ValueError("engine='openvino' runs one pass over the whole body box on the CPU, without TTA or "
+                             "probabilities; use engine='torch' for tiles, CUDA, tta or return_probabilities")
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise ValueError("engine='openvino' needs the openvino package: pip install openvino, "
+                             "or use engine='torch'") from None
+
+
+def _openvino_logits(model: torch.nn.Module, x: torch.Tensor, multiple: int, threads: int) -> torch.Tensor:
+    """Logits from OpenVINO: the model exported to ONNX once (dynamic sizes, multiples of ``multiple``)."""
+    import tempfile
+
+    import openvino as ov
+
+    pads = [(-s) % multiple for s in x.shape[2:]]
+    xp = torch.nn.functional.pad(x, [0, pads[2], 0, pads[1], 0, pads[0]]).contiguous()
+    key = ("_ctorgans_openvino", threads)
+    compiled = getattr(model, "_ctorgans_openvino", {}).get(key)
+    if compiled is None:
+        with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+            path = f"{tmp}/model.onnx"
+            plain = model.to(memory_format=torch.contiguous_format)
+            torch.onnx.export(plain, (xp[..., :multiple * 2, :multiple * 2, :multiple * 2],), path,
+                              input_names=["x"], output_names=["y"], dynamo=False,
+                              dynamic_axes={"x": {2: "d", 3: "h", 4: "w"}, "y": {2: "d", 3: "h", 4: "w"}})
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+        model._ctorgans_openvino = {key: compiled}  # type: ignore[attr-defined]
+    out = torch.from_numpy(compiled(xp.numpy())[0])
+    return out[:, :, :x.shape[2], :x.shape[3], :x.shape[4]]
+
+
 def network_labels(model: torch.nn.Module, x: torch.Tensor, plan: TilePlan, *, device: torch.device,
                    overlap: float, mode: str, batch_size: int | None, tta, need_probs: bool,
-                   progress: Callable[[int, int], Any] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   progress: Callable[[int, int], Any] | None = None, engine: str = "torch",
+                   size_multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Labels (uint8, on the CPU) and, when ``need_probs``, the probabilities of a windowed box ``x`` (1, 1, D, H, W).
 
     The whole box runs as one pass when ``plan.whole``; otherwise :func:`sliding_window` with ``plan.roi``,
     stitched on the model's device (``batch_size`` tiles per pass; default 1 on the CPU, 4 on CUDA).
     """
-    if plan.whole:
+    if engine == "openvino":
+        scores = _openvino_logits(model, x, size_multiple, torch.get_num_threads())
+        if progress is not None:
+            progress(1, 1)
+    elif plan.whole:
         with torch.inference_mode():
             scores = _whole(model, x, device, tta, need_probs)
         if progress is not None:
