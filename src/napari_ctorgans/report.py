@@ -6,6 +6,7 @@ Drawn with matplotlib's Agg backend (no display needed); the numbers come from
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -109,22 +110,28 @@ def organ_report(labels, volume: Volume, stats: list[dict] | None = None, *, tit
 
 def write_report_png(path: str | os.PathLike, labels, volume: Volume, stats: list[dict] | None = None, *,
                      title: str | None = None, overwrite: bool = False) -> Path:
-    """Save :func:`organ_report` as a PNG (written to a temporary name first, then moved into place)."""
+    """Save :func:`organ_report` as a PNG, rendered in memory and written verified and atomically.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False (checked before drawing).
+    OSError
+        The PNG could not be written completely (full disk, quota, file-size limit); the previous file is
+        unchanged (:func:`napari_ctorgans.io.write_bytes_atomic`).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from .io import write_bytes_atomic
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
     fig = organ_report(labels, volume, stats, title=title)
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)
 
 
 __all__ = ["organ_report", "write_report_png"]

@@ -25,6 +25,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _targets(out_dir, n: int, with_labels: bool, overwrite: bool) -> None:
+    """Refuse, before any work, to replace files of an earlier run in ``out_dir`` unless ``overwrite``."""
+    names = ["params.json", "transforms.json"]
+    for k in range(n):
+        names += [f"sample_{k:03d}_image.nii.gz"] + ([f"sample_{k:03d}_labels.nii.gz"] if with_labels else [])
+    existing = [name for name in names if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds {len(existing)} of the files this run writes ({', '.join(existing[:4])}"
+            f"{', ...' if len(existing) > 4 else ''}); pass --overwrite to replace them or choose another -o folder. "
+            "Nothing was written."
+        )
+
+
+def _save_params(params, path, *, overwrite: bool) -> None:
+    """params.json through the verified atomic writer: it must load back as the same parameters."""
+    from ..augment import AugmentParams
+    from ..io import atomic_output
+    from ..io._verify import Damaged
+
+    def same(tmp) -> None:
+        try:
+            back = AugmentParams.load(tmp)
+        except (ValueError, TypeError) as exc:
+            raise Damaged(f"it does not read back ({exc})") from None
+        if back != params:
+            raise Damaged("it reads back as other parameters than those written")
+
+    with atomic_output(path, overwrite=overwrite, verify=same) as tmp:
+        params.save(tmp)
+
+
+def _record(k: int, seed: int, drawn: dict) -> dict:
+    import numpy as np
+
+    return {
+        "sample": k,
+        "seed": seed,
+        "matrix": np.asarray(drawn["matrix"]).tolist(),
+        "offset": np.asarray(drawn["offset"]).tolist(),
+        "reflect": drawn["reflect"],
+        "window": drawn["window"],
+        "noise_sigma": drawn["noise_sigma"],
+        "occlusion": drawn["occlusion"],
+        "elastic": drawn["elastic"] is not None,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -33,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..augment import AugmentParams, augment
-    from ..io import read_labels, read_volume, write_labels, write_volume
+    from ..io import read_labels, read_volume, write_bytes_atomic, write_labels, write_volume
 
     if args.labels and args.labels_pos:
         raise ValueError("give the labels either as LABELS or with --labels, not both")
@@ -41,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     labels_path = args.labels or args.labels_pos
     params = AugmentParams.load(args.params) if args.params else AugmentParams()
+    out_dir = Path(args.output)
+    _targets(out_dir, args.n, bool(labels_path), args.overwrite)
     vol = read_volume(args.image)
     lab = read_labels(labels_path).array if labels_path else None
-    out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    params.save(out_dir / "params.json")
+    _save_params(params, out_dir / "params.json", overwrite=args.overwrite)
     out_shape = tuple(args.out_shape) if args.out_shape else vol.shape
     # centred crop/pad: the output grid keeps the spacing, its centre sits on the input's centre
     shift = (np.asarray(vol.shape) - np.asarray(out_shape)) / 2.0 * np.asarray(vol.spacing)
@@ -58,22 +107,12 @@ def run(args: argparse.Namespace) -> int:
             image, lab, params, seed=seed, backend=args.backend, out_shape=out_shape, return_transform=True
         )
         like = vol.with_array(np.asarray(out), spacing=vol.spacing, origin=origin)
+        # each image and label map is written verified and atomically (write_volume / write_labels)
         write_volume(out_dir / f"sample_{k:03d}_image.nii.gz", like, overwrite=args.overwrite)
         if lout is not None:
             write_labels(out_dir / f"sample_{k:03d}_labels.nii.gz", np.asarray(lout), like, overwrite=args.overwrite)
-        records.append(
-            {
-                "sample": k,
-                "seed": seed,
-                "matrix": np.asarray(drawn["matrix"]).tolist(),
-                "offset": np.asarray(drawn["offset"]).tolist(),
-                "reflect": drawn["reflect"],
-                "window": drawn["window"],
-                "noise_sigma": drawn["noise_sigma"],
-                "occlusion": drawn["occlusion"],
-                "elastic": drawn["elastic"] is not None,
-            }
-        )
-    (out_dir / "transforms.json").write_text(json.dumps(records, indent=1) + "\n")
+        records.append(_record(k, seed, drawn))
+    write_bytes_atomic(out_dir / "transforms.json", (json.dumps(records, indent=1) + "\n").encode(),
+                       overwrite=args.overwrite)
     print(f"wrote {args.n} samples of shape {out_shape} to {out_dir}")
     return 0

@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 
@@ -38,13 +37,11 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_text(path: Path, text: str, *, overwrite: bool) -> None:
+    """Write the table through the verified atomic writer: a failed write leaves the previous file unchanged."""
+    from ..io import write_bytes_atomic
+
+    write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
@@ -79,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
             text = _csv_text(rows)
         else:
             text = json.dumps({"ct": str(args.ct), "labels": str(args.labels), "organs": rows}, indent=1) + "\n"
-        table.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(table, text)
+        _write_text(table, text, overwrite=args.overwrite)
         print(f"wrote {table}")
     if png is not None:
         from napari_ctorgans.report import write_report_png

@@ -7,9 +7,9 @@ DICOM plane's pixels and the Volume's voxels, used in both directions by the wri
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import numpy as np
 
 from ..organs import IGNORE_LABEL
 from ..volume import Volume
+from ._verify import Damaged
+from ._write import atomic_output
 
 _IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
@@ -225,22 +227,51 @@ def frame_indices(like: Volume, datasets: list, what: str) -> list[tuple]:
     return out
 
 
-def atomic_save(dataset, path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Save a pydicom dataset under ``path`` via a temporary file: a failure leaves no partial file."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".ctorgans-", dir=path.parent))
+def _serialised(dataset) -> bytes:
+    """The bytes of ``dataset`` as a DICOM file (preamble, file meta), made in memory."""
+    buf = io.BytesIO()
+    dataset.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _content(ds) -> tuple[str, str, int]:
+    """What a SEG or RTSTRUCT must read back with: its SOP Instance UID, a sha256 of its pixel data, its contours."""
+    pixels = hashlib.sha256(bytes(ds.PixelData)).hexdigest() if "PixelData" in ds else ""
+    contours = sum(len(roi.get("ContourSequence", [])) for roi in ds.get("ROIContourSequence", []))
+    return str(ds.SOPInstanceUID), pixels, contours
+
+
+def _verify_dicom(tmp: Path, digest: bytes, expected: tuple[str, str, int]) -> None:
+    """The temporary file must hold the bytes of ``digest`` and read back with pydicom as written; else Damaged."""
+    import pydicom
+
+    data = tmp.read_bytes()
+    if hashlib.sha256(data).digest() != digest:
+        raise Damaged(f"it reads back as {len(data)} bytes that differ from those written")
     try:
-        tmp = tmpdir / path.name
-        try:
-            dataset.save_as(tmp, enforce_file_format=True)
-        except OSError as exc:
-            free = shutil.disk_usage(path.parent).free
-            raise OSError(f"could not write {path} ({exc}); {free / 1e6:.0f} MB free in {path.parent}: free some "
-                          "space or choose another folder. Nothing was overwritten.") from None
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return path
+        found = _content(pydicom.dcmread(tmp))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is not what was written
+        raise Damaged(f"pydicom cannot read it back ({type(exc).__name__}: {exc})") from None
+    if found != expected:
+        raise Damaged("it does not read back with the SOP Instance UID, pixel data and contours written")
+
+
+def atomic_save(dataset, path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """Save a pydicom dataset (DICOM-SEG, RTSTRUCT) under ``path`` through :func:`~._write.atomic_output`.
+
+    The file is written beside ``path`` under a temporary name, verified (the bytes read back with the same hash,
+    and pydicom reads it back with the same SOP Instance UID and pixel or contour data), and only then renamed
+    over ``path``: a full disk or a file-size limit leaves the previous file unchanged.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    OSError
+        The file could not be written completely; the message names it, the free space and the fix.
+    """
+    data = _serialised(dataset)
+    digest, expected = hashlib.sha256(data).digest(), _content(dataset)
+    with atomic_output(path, overwrite=overwrite, verify=lambda tmp: _verify_dicom(tmp, digest, expected)) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
