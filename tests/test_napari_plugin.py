@@ -201,3 +201,24 @@ def test_export_writes_in_the_ct_geometry_and_never_over_a_file(make_napari_view
     with qtbot.waitSignal(w.save().finished, timeout=60_000):
         pass
     assert ct.read_labels(out).array[5, 6, 8] == 1
+
+
+def test_export_offers_dicom_seg_and_rtstruct_of_a_dicom_ct(make_napari_viewer, qtbot, tmp_path):
+    from napari_ctorgans._napari.export_widget import ExportWidget, export_formats
+    from napari_ctorgans._napari.working import working_layer
+
+    viewer = make_napari_viewer()
+    series = viewer.open(str(data_file("abdomen_dicom")), plugin="napari-ctorgans")[0]
+    layer = working_layer(viewer, series)
+    layer.data_setitem((np.arange(5, 10), np.arange(200, 205), np.arange(200, 205)), 1)
+    w = ExportWidget(viewer)
+    w.labels_combo.setCurrentText(layer.name)
+    suffixes = [s for _, s in export_formats()]
+    assert suffixes[3:] == [".dcm", ".rtstruct.dcm"]
+    for i in (3, 4):
+        w.format_combo.setCurrentIndex(i)
+        w.path_edit.setText(str(tmp_path / f"organs{suffixes[i]}"))
+        with qtbot.waitSignal(w.save().finished, timeout=120_000):
+            pass
+        out = tmp_path / f"organs{suffixes[i]}"
+        assert out.read_bytes()[128:132] == b"DICM" and str(out) in w.status.text()

@@ -140,7 +140,17 @@ class ExportWidget(Step):
         except (ValueError, TypeError, KeyError) as exc:
             self.say(f"cannot save '{name}': {exc}")
             return None
-        labels = np.array(self.viewer.layers[name].data, copy=True)  # later edits do not change what is written
+        layer = self.viewer.layers[name]
+        labels = np.array(layer.data, copy=True)  # later edits do not change what is written
+        writer, extra = write_labels, {}
+        if str(out).lower().endswith(".dcm"):  # DICOM-SEG or RTSTRUCT of the CT's series
+            import napari_ctorgans as ct
+
+            from .layers import digest
+            from .predict_widget import DIGEST_KEY
+
+            writer = ct.write_rtstruct if str(out).lower().endswith(".rtstruct.dcm") else ct.write_dicom_seg
+            extra = {"manual_edits": layer.metadata.get(DIGEST_KEY) != digest(labels)}  # not the Predict result
         self.say(f"saving '{name}' to {out}...")
-        return self.start_job(lambda: write_labels(out, labels, like=like, overwrite=replace), what="saving",
+        return self.start_job(lambda: writer(out, labels, like=like, overwrite=replace, **extra), what="saving",
                               on_result=lambda written: self.say(f"saved '{name}' to {written}"))
