@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _targets(out_dir, n: int, with_labels: bool, overwrite: bool) -> None:
+def _refuse_earlier_run(out_dir, n: int, with_labels: bool, overwrite: bool) -> None:
     """Refuse, before any work, to replace files of an earlier run in ``out_dir`` unless ``overwrite``."""
     names = ["params.json", "transforms.json"]
     for k in range(n):
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     labels_path = args.labels or args.labels_pos
     params = AugmentParams.load(args.params) if args.params else AugmentParams()
     out_dir = Path(args.output)
-    _targets(out_dir, args.n, bool(labels_path), args.overwrite)
+    _refuse_earlier_run(out_dir, args.n, bool(labels_path), args.overwrite)
     vol = read_volume(args.image)
     lab = read_labels(labels_path).array if labels_path else None
     out_dir.mkdir(parents=True, exist_ok=True)
