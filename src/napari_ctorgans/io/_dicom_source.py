@@ -17,6 +17,7 @@ import numpy as np
 
 from ..organs import IGNORE_LABEL
 from ..volume import Volume
+from ._dicom import _is_dicom_file as _is_dicom
 from ._verify import Damaged
 from ._write import atomic_output
 
@@ -55,15 +56,6 @@ def _candidate_files(like: Volume, what: str) -> list[Path]:
     if not (p.is_dir() or _is_dicom(p)):
         raise _needs_series(like, what, f"was read from {p.name}, not from a DICOM series")
     return sorted(f for f in folder.iterdir() if f.is_file() and _is_dicom(f))
-
-
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _normal(ds) -> np.ndarray:
