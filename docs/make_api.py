@@ -10,10 +10,13 @@ import napari_ctorgans as ct
 SECTIONS = {
     "Data": ["Volume", "read_volume", "read_labels", "write_labels", "write_volume", "list_dicom_series",
              "resample", "gaussian_sigmas", "make_phantom", "ORGANS"],
+    "Clinical interoperability": ["write_dicom_seg", "write_rtstruct", "organ_statistics", "organ_report",
+                                  "write_report_png"],
     "Labelling": ["morphology", "label_lungs", "label_bones", "label_body", "auto_label", "grow_region"],
     "Augmentation": ["AugmentParams", "augment", "PrefetchQueue"],
     "Learning": ["ModelConfig", "build_model", "MODEL_PRESETS", "losses", "metrics"],
-    "Training and prediction": ["TrainConfig", "TRAIN_PRESETS", "train", "load_checkpoint", "sliding_window",
+    "Training and prediction": ["TrainConfig", "TRAIN_PRESETS", "train", "load_checkpoint", "save_checkpoint",
+                                "CheckpointError", "RunConfigMismatch", "sliding_window",
                                 "SlidingWindowInferer", "predict"],
 }
 
