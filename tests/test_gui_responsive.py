@@ -18,20 +18,16 @@ from qtpy.QtCore import Qt, QTimer
 import napari_ctorgans as ct
 from conftest import data_file
 
-pytestmark = [
-    pytest.mark.gui, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
-    # Measured on the shared 2-core machine (idle baseline 0.06 s): auto label 0.13-0.36 s, grow 0.9 s, predict
-    # 0.34-0.94 s. Not yet under 0.25 s: writing a whole-volume result into the layer still takes several
-    # full-volume passes on the GUI thread, and the prediction's resampling holds the GIL in places.
-    pytest.mark.xfail(reason="grow and predict still block the GUI thread for more than 0.25 s on a 512 x 512 x "
-                             "141 CT", strict=False),
-]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 MAX_GAP_S = 0.25
 
 
 def _gaps(qtbot, button, step, timeout=300_000) -> tuple[float, float]:
     """(longest gap while the work runs, gap around showing its result), from the click on."""
+    # the viewer first draws what the test just set up (a new Points layer's first draw compiles its shaders for
+    # ~0.2 s, a tab switch lays out its widgets): that is napari's work, not the action's
+    qtbot.wait(300)
     ticks = [time.perf_counter()]
     done = []
     timer = QTimer()

@@ -201,12 +201,11 @@ class AutoLabelWidget(Step):
         layer = body_layer(self.viewer, ct_layer, mask)
         self.say(f"body: {int(mask.sum())} voxels in the layer '{layer.name}' (kept apart from the organ labels)")
 
-    def _apply(self, layer, result, what):
-        data_before, update = result
+    def _apply(self, layer, update, what):
         if layer not in self.viewer.layers:
             self.say(f"{what}: the layer '{layer.name}' was removed meanwhile; run again to recreate it")
             return
-        n = apply_update(layer, data_before, update)
+        n = apply_update(layer, update)
         self.say(f"{what}: {n} voxels changed in '{layer.name}'" if n else f"{what}: nothing new found")
         self.status.setText(self.status.text() + "; other organs and your edits kept (Ctrl+Z in that layer undoes)")
 
@@ -260,11 +259,11 @@ def _auto(vol, organs, params, data, record):
     for i, organ in enumerate(organs):
         yield i
         part = auto_label(vol, organs=[organ], **params)
-        labels[(part > 0) & (labels == 0)] = part[(part > 0) & (labels == 0)]
+        np.copyto(labels, part, where=(part > 0) & (labels == 0), casting="unsafe")  # releases the GIL
     yield len(organs)
     data = np.array(data, copy=True)
     values = [{"lungs": 3, "bone": 5}[organ] for organ in organs]  # an organ's earlier result is replaced
-    return data, organs_update(data, record, {v: labels == v for v in values})
+    return organs_update(data, record, {v: labels == v for v in values})
 
 
 def _grow(vol, seeds, value, opening_mm, data, record):
@@ -276,4 +275,4 @@ def _grow(vol, seeds, value, opening_mm, data, record):
     region = yield from in_process(grow_region, vol, seeds, opening_mm=opening_mm)
     yield 1
     data = np.array(data, copy=True)
-    return data, organs_update(data, record, {value: region})
+    return organs_update(data, record, {value: region})

@@ -77,14 +77,17 @@ def bounding_box(where: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def assign_box(layer, box: tuple[slice, ...], new: np.ndarray) -> int:
+def assign_box(layer, box: tuple[slice, ...], new: np.ndarray, *, before: np.ndarray | None = None,
+               changed: int | None = None) -> int:
     """Replace ``layer.data[box]`` by ``new`` as one step of the layer's undo history; returns voxels changed.
 
     A box copy is much cheaper on the GUI thread than napari's per-voxel ``data_setitem`` for organ-sized edits
     (millions of voxels). The history atom is napari's documented (indices, before, after) form, with slices.
+    ``before`` (a copy of ``layer.data[box]`` now) and ``changed`` (the voxels where it differs from ``new``) may
+    be given when already computed off the GUI thread.
     """
-    before = np.array(layer.data[box], copy=True)
-    n = int(np.count_nonzero(before != new))
+    before = np.array(layer.data[box], copy=True) if before is None else before
+    n = int(np.count_nonzero(before != new)) if changed is None else int(changed)
     if not n:
         return 0
     new = np.asarray(new, dtype=before.dtype)

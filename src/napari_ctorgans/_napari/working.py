@@ -9,6 +9,7 @@ The body mask is not an organ: it goes to a layer of its own.
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,13 +51,27 @@ def tool_record(layer) -> np.ndarray:
     return _TOOL_RECORD.setdefault(layer, np.zeros(np.shape(layer.data), np.uint8))
 
 
-def organs_update(data: np.ndarray, record: np.ndarray, masks: dict):
+class Update(NamedTuple):
+    """A tool's change to a working layer, prepared off the GUI thread (see :func:`organs_update`)."""
+
+    shape: tuple[int, ...]  # the layer's shape when the tool started
+    box: tuple[slice, ...] | None  # the bounding box of the change (None: nothing changes)
+    before: np.ndarray | None  # the labels in ``box`` when the tool started
+    after: np.ndarray | None  # the labels in ``box`` afterwards
+    record: np.ndarray  # the updated tool record (the layer's shape)
+    n: int  # voxels changed
+
+
+def organs_update(data: np.ndarray, record: np.ndarray, masks: dict) -> Update:
     """The change that makes each organ ``{value: mask}`` the tool's new result, touching no one else's voxels.
+
+    Every whole-volume pass happens here, in the worker (numpy ufuncs, ``copyto`` and reductions release the GIL),
+    so that writing the result on the GUI thread is one comparison and one copy of the changed box.
 
     Parameters
     ----------
     data : ndarray
-        The layer's labels now.
+        The layer's labels when the tool started (not modified).
     record : ndarray
         What the tools wrote (a voxel where ``data != record`` is the user's).
     masks : dict of int -> ndarray of bool
@@ -64,39 +79,41 @@ def organs_update(data: np.ndarray, record: np.ndarray, masks: dict):
 
     Returns
     -------
-    (box, new_box, new_record)
-        The bounding box of the change (None: nothing changes), the labels in that box afterwards, and the
-        updated record.
+    Update
+        The box of the change, the labels in it before and after, the updated record and the voxels changed.
     """
     cur, rec = data.copy(), record.copy()
     for value, mask in masks.items():
         free = (cur == rec) & ((rec == 0) | (rec == value))
         mine = free & (rec == value)
-        cur[mine] = 0
-        rec[mine] = 0
+        np.copyto(cur, 0, where=mine)
+        np.copyto(rec, 0, where=mine)
         claim = free & mask
-        cur[claim] = value
-        rec[claim] = value
-    box = bounding_box(cur != data)
-    return box, (None if box is None else cur[box]), rec
+        np.copyto(cur, value, where=claim)
+        np.copyto(rec, value, where=claim)
+    changed = cur != data
+    box = bounding_box(changed)
+    if box is None:
+        return Update(data.shape, None, None, None, rec, 0)
+    return Update(data.shape, box, np.array(data[box]), np.array(cur[box]), rec, int(np.count_nonzero(changed[box])))
 
 
-def apply_update(layer, data_before: np.ndarray, update) -> int:
+def apply_update(layer, update: Update) -> int:
     """Write an :func:`organs_update` into ``layer`` (undoable); voxels the user changed meanwhile are kept.
 
-    Returns the number of voxels written.
+    On the GUI thread this is one comparison of the box (did the user paint in it while the tool ran?) and one
+    copy; only when the user did paint there are their voxels merged in. Returns the number of voxels written.
     """
-    box, new_box, new_record = update
-    if np.shape(layer.data) != data_before.shape:
+    if tuple(np.shape(layer.data)) != tuple(update.shape):
         return 0
     n = 0
-    if box is not None:
-        now = np.asarray(layer.data[box])
-        user = now != data_before[box]  # painted by the user while the tool ran: theirs
-        if user.any():
-            new_box = np.where(user, now, new_box)
-        n = assign_box(layer, box, new_box)
-    _TOOL_RECORD[layer] = new_record
+    if update.box is not None:
+        now = np.asarray(layer.data[update.box])
+        if np.array_equal(now, update.before):
+            n = assign_box(layer, update.box, update.after, before=update.before, changed=update.n)
+        else:  # painted by the user while the tool ran: theirs
+            n = assign_box(layer, update.box, np.where(now != update.before, now, update.after))
+    _TOOL_RECORD[layer] = update.record
     return n
 
 
