@@ -90,6 +90,9 @@ def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, outp
     """
     from ..cohort import run_cohort
 
+    if getattr(args, "resample_irregular", False):
+        raise ValueError("--resample-irregular reads one scan at a time: run the command on that DICOM series alone "
+                         "(one INPUT and -o FILE), then the rest of the cohort without it")
     if inputs is None:
         inputs = getattr(args, "inputs", None) or getattr(args, "input", None)
     if output is None:

@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--resample-irregular", action="store_true",
+                   help="read a DICOM series with uneven slice spacing or missing slices by interpolating onto an "
+                        "even grid between the true slice positions (refused by default)")
     # the names of io.formats.LABEL_FORMATS, literal so that building the parser does not import SimpleITK
     p.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
                    help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    vol = ct.read_volume(args.input)
+    vol = ct.read_volume(args.input, resample_irregular=args.resample_irregular)
     fmt = check_label_output(args.output, vol, args.format)  # before the work, not after
     bar = (tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr)
            if tqdm and not args.no_progress else None)

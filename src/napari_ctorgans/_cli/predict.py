@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--resample-irregular", action="store_true",
+                   help="read a DICOM series with uneven slice spacing or missing slices by interpolating onto an "
+                        "even grid between the true slice positions (refused by default)")
     # the names of io.formats.LABEL_FORMATS, literal so that building the parser does not import SimpleITK
     p.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
                    help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     scan, out = Path(args.input), Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    vol = ct.read_volume(scan)
+    vol = ct.read_volume(scan, resample_irregular=args.resample_irregular)
     from ..io.formats import check_label_output, write_label_file
 
     fmt = check_label_output(out, vol, args.format)  # before the prediction, not after

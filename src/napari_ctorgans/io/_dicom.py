@@ -337,7 +337,7 @@ def _spacing_problems(slices: list[_Slice], ds: np.ndarray, step: float, uneven:
         f"a slice is displaced or the series mixes spacings; if it is damaged, {_COPY_FIX}"
     headline = "a gap in the series" if missing else "uneven slice spacing"
     return [f"{headline}: the slices are {step:.4g} mm apart except {listing}; {cause}; to read it as "
-            f"it is, pass read_volume(path, resample_irregular=True), which interpolates onto an even "
+            f"it is, pass read_volume(path, resample_irregular=True) (CLI: --resample-irregular), which interpolates onto an even "
             f"{step:.4g} mm grid between the true slice positions"]
 
 
