@@ -78,6 +78,32 @@ def test_organ_statistics(make_napari_viewer, phantom):
     assert "statistics of" in w.stats_status.text() and w.status.text() != w.stats_status.text()
 
 
+def test_statistics_report_is_saved_as_png_and_csv(make_napari_viewer, phantom, tmp_path):
+    import csv
+
+    import imageio.v3 as iio
+
+    from napari_ctorgans._napari.evaluate_widget import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    vol, labels, _ = _add(viewer, phantom)
+    w = EvaluateWidget(viewer)
+    assert not w.report_button.isEnabled()  # nothing to save before the statistics exist
+    w.stats_labels_combo.setCurrentText("reference")
+    w.stats_image_combo.setCurrentText("scan")
+    w.stats_button.click()
+    assert w.report_button.isEnabled()
+    png, table = w.save_report(tmp_path / "report.png")
+    picture = iio.imread(png)
+    assert picture.shape[0] > 400 and picture[..., :3].std() > 10
+    rows = list(csv.DictReader(open(table)))
+    assert [r["name"] for r in rows] == [s["name"] for s in w.stats]
+    before = png.read_bytes()
+    with pytest.raises(FileExistsError, match="choose another name"):
+        w.save_report(png)
+    assert png.read_bytes() == before  # never replaced without asking
+
+
 def test_mismatched_shapes_show_a_message(make_napari_viewer, qtbot, phantom):
     from napari_ctorgans._napari.evaluate_widget import EvaluateWidget
 

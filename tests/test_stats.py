@@ -66,7 +66,7 @@ def test_stats_command_writes_the_table_and_the_picture_report(tmp_path, abdomen
 
     import imageio.v3 as iio
 
-    from napari_ctorgans._cli.stats import _csv_text
+    from napari_ctorgans.stats import statistics_text
     from napari_ctorgans.cli import main
 
     ct_file, label_file = data_file("abdomen_3mm.nii.gz"), data_file("abdomen_3mm_ctorg.nii.gz")
@@ -75,7 +75,7 @@ def test_stats_command_writes_the_table_and_the_picture_report(tmp_path, abdomen
     full = ct.organ_statistics(abdomen_3mm_labels, abdomen_3mm)
     assert json.loads(report.read_text())["organs"][0]["centroid_lps"] == pytest.approx(list(full[0]["centroid_lps"]))
     expected = table_rows(full)
-    rows = list(csv.DictReader(io.StringIO(_csv_text(full))))  # what -o report.csv writes
+    rows = list(csv.DictReader(io.StringIO(statistics_text(full, ".csv"))))  # what -o report.csv writes
     assert [r["name"] for r in rows] == [r["name"] for r in expected]
     for got, want in zip(rows, expected):
         assert float(got["volume_ml"]) == pytest.approx(want["volume_ml"], abs=1e-3)

@@ -147,4 +147,43 @@ def table_rows(stats: list[dict]) -> list[dict]:
     return flat
 
 
-__all__ = ["TABLE_COLUMNS", "index_to_lps", "organ_name", "organ_statistics", "table_rows"]
+def statistics_text(stats: list[dict], suffix: str, *, extra: dict | None = None) -> str:
+    """The statistics table as ``.csv`` (the flat :data:`TABLE_COLUMNS`) or ``.json`` (every field, plus ``extra``)."""
+    import csv
+    import io
+    import json
+
+    suffix = suffix.lower()
+    if suffix == ".json":
+        return json.dumps({**(extra or {}), "organs": stats}, indent=1, default=float) + "\n"
+    if suffix != ".csv":
+        raise ValueError(f"the statistics table is written as .csv or .json, not {suffix or 'a file without suffix'}")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in table_rows(stats):
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_statistics(path, stats: list[dict], *, overwrite: bool = False, extra: dict | None = None):
+    """Write the statistics table (``.csv`` or ``.json``) verified and atomically; the previous file is kept on error.
+
+    Raises
+    ------
+    ValueError
+        Another suffix than ``.csv`` / ``.json``.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    from pathlib import Path
+
+    from .io import write_bytes_atomic
+
+    path = Path(path)
+    text = statistics_text(stats, path.suffix, extra=extra)
+    return write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+__all__ = ["TABLE_COLUMNS", "index_to_lps", "organ_name", "organ_statistics", "statistics_text", "table_rows",
+           "write_statistics"]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 from pathlib import Path
 
 
@@ -24,24 +21,6 @@ def register(subparsers) -> None:
     p.add_argument("--png", default=None, help="one-page picture report to write, e.g. report.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
-
-
-def _csv_text(rows: list[dict]) -> str:
-    from ..stats import TABLE_COLUMNS, table_rows
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in table_rows(rows):
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
-
-
-def _write_text(path: Path, text: str, *, overwrite: bool) -> None:
-    """Write the table through the verified atomic writer: a failed write leaves the previous file unchanged."""
-    from ..io import write_bytes_atomic
-
-    write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
@@ -72,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
               f"centroid L {row['centroid_L_mm']:.1f} P {row['centroid_P_mm']:.1f} S {row['centroid_S_mm']:.1f} mm  "
               f"{row['pieces']} piece(s)")
     if table is not None:
-        if table.suffix.lower() == ".csv":
-            text = _csv_text(rows)
-        else:
-            text = json.dumps({"ct": str(args.ct), "labels": str(args.labels), "organs": rows}, indent=1) + "\n"
-        _write_text(table, text, overwrite=args.overwrite)
+        from napari_ctorgans.stats import write_statistics
+
+        write_statistics(table, rows, overwrite=args.overwrite, extra={"ct": str(args.ct), "labels": str(args.labels)})
         print(f"wrote {table}")
     if png is not None:
         from napari_ctorgans.report import write_report_png

@@ -125,6 +125,10 @@ class EvaluateWidget(Step):
         self.stats_button = QPushButton("Organ statistics")
         self.stats_button.clicked.connect(lambda: self.compute_statistics())
         self.stats_table = _table(STATS_COLUMNS)
+        self.report_button = QPushButton("Save report...")
+        self.report_button.setToolTip("the one-page PNG report (each organ through its centroid in three planes, "
+                                      "outlined in its colour, with the table) and the table as CSV beside it")
+        self.report_button.clicked.connect(self._report_dialog)
         self.stats_status = QLabel("")
         self.stats_status.setWordWrap(True)
         stats_box = QGroupBox("Organ statistics")
@@ -134,6 +138,7 @@ class EvaluateWidget(Step):
         stats_form.addRow(self.stats_button)
         stats_form.addRow(self.stats_status)
         stats_form.addRow(self.stats_table)
+        stats_form.addRow(self.report_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -171,6 +176,7 @@ class EvaluateWidget(Step):
         self.button.setEnabled(not busy and bool(self.pred_combo.currentText()) and bool(self.ref_combo.currentText()))
         self.stats_button.setEnabled(bool(self.stats_labels_combo.currentText())
                                      and bool(self.stats_image_combo.currentText()))
+        self.report_button.setEnabled(bool(self.stats))
         self.resample_button.setEnabled(not busy)
         if not busy:
             self.hint(None if self.pred_combo.currentText()
@@ -316,6 +322,7 @@ class EvaluateWidget(Step):
         name, image_name = self.stats_labels_combo.currentText(), self.stats_image_combo.currentText()
         self.stats = []
         self.stats_table.setRowCount(0)
+        self.report_button.setEnabled(False)
         if not name or not image_name:
             self.stats_status.setText("choose a Labels layer and the CT it belongs to")
             return []
@@ -335,4 +342,34 @@ class EvaluateWidget(Step):
                 self.stats_table.setItem(i, j, QTableWidgetItem(_fmt(row[key])))
         self.stats_table.resizeColumnsToContents()
         self.stats_status.setText(f"statistics of {len(self.stats)} organ(s) in '{name}' over '{image_name}'")
+        self.report_button.setEnabled(bool(self.stats))
         return self.stats
+
+    def save_report(self, png_path, *, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write the PNG report of the last statistics and their table as CSV beside it (same name, ``.csv``)."""
+        from .. import write_report_png
+        from ..stats import write_statistics
+        from .layers import volume_from_layer
+
+        if not self.stats:
+            raise ValueError("nothing to save: press Organ statistics first")
+        png = Path(png_path).with_suffix(".png")
+        table = png.with_suffix(".csv")
+        for path in (png, table):
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} exists; choose another name (nothing was written)")
+        labels = volume_from_layer(self.viewer.layers[self.stats_labels_combo.currentText()])
+        image = volume_from_layer(self.viewer.layers[self.stats_image_combo.currentText()])
+        write_report_png(png, labels.array, image, self.stats, title=self.stats_labels_combo.currentText(),
+                         overwrite=overwrite)
+        write_statistics(table, self.stats, overwrite=overwrite)
+        self.stats_status.setText(f"wrote {png.name} and {table.name} in {png.parent}")
+        return png, table
+
+    def _report_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save organ report", "organ_report.png", "PNG files (*.png)")
+        if path:
+            try:
+                self.save_report(path, overwrite=True)  # the dialog has already asked before replacing
+            except (OSError, ValueError, KeyError) as exc:
+                self.stats_status.setText(f"cannot save the report: {exc}")
