@@ -325,8 +325,6 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
     rng = np.random.default_rng(config.seed)
     model_cfg = _model_config(config)
     model = build_model(model_cfg).to(device)
-    if device.type == "cpu":  # 3D convolutions ~1.3x faster in this layout (benchmarks/bench_train_step.py)
-        model = model.to(memory_format=torch.channels_last_3d)
     window = resolve_window(config)
     params = AugmentParams.from_dict(config.augment) if config.augment else AugmentParams()
 
@@ -416,8 +414,6 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
             x, y = _make_batch(cases, config, rng, state["augment_on"], params, window,
                                items=dist_ctx.batch_items(rng, len(cases), config.batch_size))  # [distributed]
             x, y = x.to(device), y.to(device)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last_3d)
             try:
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
