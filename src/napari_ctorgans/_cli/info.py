@@ -9,9 +9,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show versions and devices, or describe a CT file or DICOM folder")
     p.add_argument("path", nargs="?", help="a CT file or DICOM folder to describe")
     p.add_argument("--series", help="DICOM series UID when a folder holds several")
-    p.add_argument("--resample-irregular", action="store_true",
-                   help="read a DICOM series with uneven slice spacing or missing slices by interpolating onto an "
-                        "even grid between the true slice positions (refused by default)")
+    from ._args import add_resample_irregular
+
+    add_resample_irregular(p)
     p.set_defaults(func=run)
 
 

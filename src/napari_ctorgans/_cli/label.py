@@ -23,13 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--resample-irregular", action="store_true",
-                   help="read a DICOM series with uneven slice spacing or missing slices by interpolating onto an "
-                        "even grid between the true slice positions (refused by default)")
-    # the names of io.formats.LABEL_FORMATS, literal so that building the parser does not import SimpleITK
-    p.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
-                   help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
-                   "read from its DICOM series)")
+    from ._args import add_label_format, add_resample_irregular
+
+    add_resample_irregular(p)
+    add_label_format(p)
     from .cohort import add_cohort_arguments  # cohort: folder / several files / --scheduler
 
     add_cohort_arguments(p)
