@@ -67,6 +67,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "SlidingWindowInferer": (".infer", "SlidingWindowInferer"),
     "predict": (".infer", "predict"),
     "Predictor": (".infer", "Predictor"),
+    "models": (".models", None),
+    "starter_path": (".models", "starter_path"),
     # scale-out
     "run_cohort": (".cohort", "run_cohort"),
     "distributed": (".distributed", None),

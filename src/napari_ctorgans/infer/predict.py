@@ -100,14 +100,21 @@ class Predictor:
         self.info = dict(info or {})
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: Any = "cpu") -> "Predictor":
+    def from_checkpoint(cls, path: str | Path | None = None, *, device: Any = "cpu") -> "Predictor":
+        """The model of a checkpoint file (``.pt`` or ``.safetensors``); None or ``"starter"``: the built-in model."""
         import napari_ctorgans as ct  # the checkpoint reader of the public API
 
-        model, info = ct.load_checkpoint(path, device=device)
+        from ..models import resolve_model
+
+        model, info = ct.load_checkpoint(resolve_model(path), device=device)
         return cls.from_checkpoint_info(model, info)
 
     @classmethod
-    def coerce(cls, obj: Any, *, device: Any = "cpu") -> "Predictor":
+    def coerce(cls, obj: Any = None, *, device: Any = "cpu") -> "Predictor":
+        """A Predictor from what ``ct.predict`` accepts as its model (None or ``"starter"``: the built-in model)."""
+        from ..models import resolve_model
+
+        obj = resolve_model(obj)
         if isinstance(obj, Predictor):
             return obj
         if isinstance(obj, (str, Path)):
@@ -117,8 +124,8 @@ class Predictor:
         if isinstance(obj, torch.nn.Module):
             return cls(obj)
         raise TypeError(
-            "checkpoint_or_model must be a checkpoint path, a torch.nn.Module, a (model, info) pair from "
-            f"ct.load_checkpoint, or a Predictor; got {type(obj).__name__}"
+            "checkpoint_or_model must be None or \"starter\" (the built-in model), a checkpoint path, a "
+            f"torch.nn.Module, a (model, info) pair from ct.load_checkpoint, or a Predictor; got {type(obj).__name__}"
         )
 
     @classmethod
@@ -177,7 +184,7 @@ def _to_scan(labels: np.ndarray, volume: Volume, work: Grid, lo, hi, same_grid: 
     return out
 
 
-def predict(volume: Volume | str | Path, checkpoint_or_model: Any, *, spacing: float | None = None,
+def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spacing: float | None = None,
             roi_size: Any = None, overlap: float = 0.25, mode: str = "gaussian", batch_size: int | None = None,
             tta: bool = False, postprocess_labels: bool = True, device: Any = None,
             progress: Callable[[int, int], Any] | None = None, return_probabilities: bool = False,
@@ -195,9 +202,11 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any, *, spacing: f
     ----------
     volume : Volume or path
         CT in HU.
-    checkpoint_or_model : path, torch.nn.Module, (model, info) or Predictor
-        A checkpoint from :func:`ct.train` carries its model contract (working spacing, window, size multiple,
-        organ table).
+    checkpoint_or_model : None, "starter", path, torch.nn.Module, (model, info) or Predictor
+        The model. None (the default) or ``"starter"``: the built-in starter model that ships with the package
+        (:mod:`napari_ctorgans.models`, docs/starter-model.md), five organs with no training. A checkpoint from
+        :func:`ct.train` (``.pt``) or :func:`ct.save_checkpoint` (``.safetensors``) carries its model contract
+        (working spacing, window, size multiple, organ table).
     spacing : float, optional
         Working spacing in mm (default: the contract's).
     roi_size : int or 3 ints, optional
@@ -241,9 +250,13 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any, *, spacing: f
         Bad volume or model; a model whose classes do not fit its organ table; tiles that would run away
         (``overlap=0.999``, ``roi_size=1``: the message gives the numbers); ``device="cuda"`` without CUDA;
         ``MemoryError`` with advice when the device runs out of memory.
+    FileNotFoundError
+        A checkpoint file that does not exist, or the starter model asked for where its file is missing (a source
+        checkout without the weights: the message says how to make it).
 
     Examples
     --------
+    >>> labels = ct.predict(ct.read_volume("scan.nii.gz"))  # doctest: +SKIP  (the built-in starter model)
     >>> labels = ct.predict(ct.read_volume("scan.nii.gz"), "runs/demo/best.pt")  # doctest: +SKIP
     """
     volume = _as_volume(volume)
