@@ -1,4 +1,5 @@
-"""``ctorgans predict INPUT --checkpoint C -o OUT``: segment a CT (or a folder of CTs) with a trained model."""
+"""``ctorgans predict INPUT [--checkpoint C] -o OUT``: segment a CT (or a folder of CTs) with the built-in starter
+model or a trained one."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
-        usage="ctorgans predict INPUT --checkpoint C -o OUTPUT [options]\n"
-        "       ctorgans predict INPUT [INPUT ...] --checkpoint C [-o FOLDER] [options]   (a cohort)",
-        help="segment CT scans with a trained model",
-        description="Predict organ labels with a checkpoint from 'ctorgans train'; the label map is written in the "
-        "input's geometry. A folder of scans, several files or a .txt list is a cohort: one task per scan on a "
-        "local Dask cluster (or --scheduler), outputs scan_pred.nii.gz next to the inputs or mirrored under -o.",
+        usage="ctorgans predict INPUT [--checkpoint C] -o OUTPUT [options]\n"
+        "       ctorgans predict INPUT [INPUT ...] [--checkpoint C] [-o FOLDER] [options]   (a cohort)\n"
+        "       (without --checkpoint: the built-in starter model)",
+        help="segment CT scans with the built-in starter model or a trained one",
+        description="Predict organ labels with the built-in starter model (the default: five organs, no training) "
+        "or a checkpoint from 'ctorgans train'; the label map is written in the input's geometry. A folder of "
+        "scans, several files or a .txt list is a cohort: one task per scan on a local Dask cluster (or "
+        "--scheduler), outputs scan_pred.nii.gz next to the inputs or mirrored under -o.",
     )
     p.add_argument("input", nargs="+", help="CT file, DICOM series folder, or a folder of CT files; several files, "
                    "a .txt list of paths, or --scheduler/--workers run a cohort on Dask (see the cohort options)")
-    p.add_argument("--checkpoint", "-c", required=True, help="best.pt or last.pt from 'ctorgans train'")
+    p.add_argument("--checkpoint", "-c", default=None,
+                   help="best.pt or last.pt from 'ctorgans train', or a .safetensors model (default: 'starter', the "
+                   "built-in starter model that ships with the package)")
     p.add_argument("-o", "--output", default=None, help="label file (or folder when INPUT is a folder of files; "
                    "a cohort writes next to the inputs without it)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap in [0, 1) when the scan is tiled")
@@ -43,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
     from napari_ctorgans.infer.predict import Predictor
 
+    from ..models import resolve_model
     from .cohort import run_cohort_command, wants_cohort
 
+    args.checkpoint = str(resolve_model(args.checkpoint))  # no --checkpoint, or "starter": the built-in model
     # [cohort] several inputs, a list of paths, a scheduler or a worker count: one Dask task per scan
     if args.scheduler or args.workers or len(args.input) > 1 or wants_cohort(args.input):
         return run_cohort_command(args, task="predict", inputs=args.input, options={
