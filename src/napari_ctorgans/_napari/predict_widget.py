@@ -1,4 +1,5 @@
-"""The "Predict" dock widget: a CT layer + a checkpoint -> an editable Labels layer, aligned with the CT."""
+"""The "Predict" dock widget: a CT layer + a model (the built-in starter model by default, a model trained in this
+session, or a checkpoint file) -> an editable Labels layer, aligned with the CT."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..models import STARTER_LABEL
 from .layers import digest as _digest
 from .prompt import EditedLayerPrompt
 from .step import Step, fill_combo
+from .train_pickers import browse_button, open_file_dialog, with_button
 
 DIGEST_KEY = "ctorgans_prediction_digest"
 
@@ -28,7 +31,8 @@ class _Progress(QObject):
 
 
 class PredictWidget(Step):
-    """Predict organs in a CT layer with a checkpoint (or the model just trained in the Train widget)."""
+    """Predict organs in a CT layer with the built-in starter model (the default), a model trained in the Train
+    widget, or a checkpoint file (``.pt`` or ``.safetensors``)."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(napari_viewer, parent)
@@ -40,7 +44,11 @@ class PredictWidget(Step):
         self.image_combo.setToolTip("CT Image layer in Hounsfield units")
         self.checkpoint = QComboBox()
         self.checkpoint.setEditable(True)
-        self.checkpoint.setToolTip("a .pt checkpoint from training (models trained in this session are listed)")
+        self.checkpoint.setToolTip(f"the model: '{STARTER_LABEL}' is the starter model that ships with the plugin "
+                                   "(five organs, no training needed); models trained in this session are listed "
+                                   "below it, newest first; or type or browse to a .pt / .safetensors checkpoint")
+        self.checkpoint_browse = browse_button("Checkpoint file (.pt or .safetensors)", self.browse_checkpoint)
+        self.file_dialog = None
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.05)
@@ -61,7 +69,7 @@ class PredictWidget(Step):
 
         form = QFormLayout()
         form.addRow("CT layer", self.image_combo)
-        form.addRow("checkpoint", self.checkpoint)
+        form.addRow("model", with_button(self.checkpoint, self.checkpoint_browse))
         form.addRow("tile overlap", self.overlap)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -95,7 +103,7 @@ class PredictWidget(Step):
         text = self.checkpoint.currentText()
         self.checkpoint.blockSignals(True)
         self.checkpoint.clear()
-        self.checkpoint.addItems(list(reversed(TRAINED_CHECKPOINTS)))
+        self.checkpoint.addItems([STARTER_LABEL, *reversed(TRAINED_CHECKPOINTS)])  # the built-in model first
         if text:
             self.checkpoint.setCurrentText(text)
         self.checkpoint.blockSignals(False)
@@ -111,7 +119,14 @@ class PredictWidget(Step):
         if not busy:
             self.hint("open a CT first (File > Open, or drop a scan or DICOM folder on the window)" if not has_ct
                       else None if self.checkpoint.currentText().strip()
-                      else "choose a checkpoint (.pt) or train a model in the Train tab")
+                      else f"choose a model: '{STARTER_LABEL}', a checkpoint (.pt or .safetensors), or train "
+                      "one in the Train tab")
+
+    def browse_checkpoint(self):
+        """Open a (non-blocking) file dialog for a ``.pt`` or ``.safetensors`` checkpoint; returns the dialog."""
+        self.file_dialog = open_file_dialog(self, self.checkpoint.lineEdit(), "checkpoint",
+                                            "Checkpoint file (.pt or .safetensors)")
+        return self.file_dialog
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()
@@ -136,7 +151,7 @@ class PredictWidget(Step):
         layer = self.viewer.layers[name]
         try:
             vol = volume_from_layer(layer)
-            predictor = Predictor.from_checkpoint(path)
+            predictor = Predictor.from_checkpoint(path)  # the starter's label: the built-in model
         except (ValueError, TypeError, FileNotFoundError, OSError, KeyError, RuntimeError) as exc:
             self.say(f"cannot predict: {exc}")
             return None

@@ -24,7 +24,10 @@ from .train_choice import RunChoice
 from .train_pickers import browse_button, with_button
 from .train_plot import TrainPlot
 
-__all__ = ["setup_ui"]
+__all__ = ["setup_ui", "DEFAULT_OUTPUT"]
+
+#: the output folder a new Train widget offers
+DEFAULT_OUTPUT = Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"
 
 
 def setup_ui(w) -> None:
@@ -68,7 +71,7 @@ def setup_ui(w) -> None:
     w.crop.setSuffix(" voxels")
     w.augment_json = QLineEdit()
     w.augment_json.setPlaceholderText("the preset's (or a JSON file from the preview)")
-    w.output_dir = QLineEdit(str(Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"))
+    w.output_dir = QLineEdit(str(DEFAULT_OUTPUT))
     w.output_dir.textChanged.connect(lambda _: w.choice.hide())
     w.folder_browse = _browse_button(w, w.folder, "folder", "Folder of training cases")
     w.augment_browse = _browse_button(w, w.augment_json, "json", "Augmentation parameters (JSON)")
@@ -77,8 +80,9 @@ def setup_ui(w) -> None:
     w.start_button, w.pause_button, w.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
     w.start_button.clicked.connect(lambda: w.start())
     w.finetune_button = QPushButton("Fine-tune")
-    w.finetune_button.setToolTip("continue training from the current checkpoint on all cases (including "
-                                 "corrected ones) into a new output folder")
+    w.finetune_button.setToolTip("continue training from the current checkpoint (the model trained last; the "
+                                 "built-in starter model when none was trained in this session) on all cases "
+                                 "(including corrected ones) into a new output folder")
     w.finetune_button.clicked.connect(lambda: w.fine_tune())
     w.pause_button.clicked.connect(w.toggle_pause)
     w.stop_button.clicked.connect(w.stop)

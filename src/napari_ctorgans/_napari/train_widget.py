@@ -7,7 +7,6 @@ New folder row (:mod:`.train_choice`) and the file pickers (:mod:`.train_pickers
 
 from __future__ import annotations
 
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -20,7 +19,7 @@ from .step import Step
 from .train_choice import free_folder
 from .train_pickers import open_file_dialog
 from .train_plot import TrainPlot, run_history, speed_and_eta, speed_text
-from .train_ui import setup_ui
+from .train_ui import DEFAULT_OUTPUT, setup_ui
 
 # TrainPlot and speed_and_eta live in .train_plot and are still importable from here
 __all__ = ["TrainWidget", "TrainPlot", "speed_and_eta", "train_widget_for", "TRAINED_CHECKPOINTS"]
@@ -213,36 +212,42 @@ class TrainWidget(Step):
 
     def new_folder_run(self):
         """Start afresh in the first free ``<output folder>-N`` beside the output folder."""
-        base = Path(self.output_dir.text().strip() or Path(tempfile.gettempdir()) / "ctorgans-runs" / "run")
+        base = Path(self.output_dir.text().strip() or DEFAULT_OUTPUT)
         self.output_dir.setText(str(free_folder(base)))
         return self.start()
 
     def fine_tune(self, checkpoint: str | None = None):
-        """Continue training from ``checkpoint`` (default: the current one) on all cases, into a new folder.
+        """Continue training from ``checkpoint`` on all cases, into a new folder.
+
+        ``checkpoint`` defaults to the current one (the last model trained in this widget), else the newest trained
+        in this session, else the built-in starter model (:func:`napari_ctorgans.models.starter_path`).
 
         The weights come from the checkpoint (with a fresh optimiser, ``TrainConfig.init_checkpoint``), the model
         and working spacing from the checkpoint's own configuration, the other settings from the widget. The run
         goes to ``<output folder>-finetune-N`` (the first N that does not exist), so the previous run's checkpoints
         are never replaced. Returns the worker, or None when it cannot start.
         """
+        from ..models import is_starter, resolve_model
         from ..train import read_checkpoint
 
         checkpoint = checkpoint or self.checkpoint or (TRAINED_CHECKPOINTS[-1] if TRAINED_CHECKPOINTS else None)
-        if not checkpoint:
-            self.status.setText("cannot fine-tune: train a model first (or choose a checkpoint)")
-            return None
+        starter = is_starter(checkpoint)  # no model given or trained: the built-in starter model
         try:
+            checkpoint = str(resolve_model(checkpoint))
             info = read_checkpoint(checkpoint)
             cfg = self.config()
         except (ValueError, TypeError, OSError) as exc:
             self.status.setText(f"cannot fine-tune: {exc}")
             return None
-        out = free_folder(Path(self.output_dir.text().strip() or Path(checkpoint).parent), "-finetune-")
+        # never into the package's own folder: the starter's run goes beside the default output folder
+        base = self.output_dir.text().strip() or (DEFAULT_OUTPUT if starter else Path(checkpoint).parent)
+        out = free_folder(Path(base), "-finetune-")
         spacing = (info.get("train_config") or {}).get("spacing", cfg.spacing)
         cfg = cfg.replace(model=dict(info["model_config"]), spacing=float(spacing), init_checkpoint=str(checkpoint),
                           output_dir=str(out))
         self.output_dir.setText(str(out))
-        return self._launch(cfg, resume=False, overwrite=False, verb="fine-tuning")
+        verb = "fine-tuning the built-in starter model" if starter else "fine-tuning"
+        return self._launch(cfg, resume=False, overwrite=False, verb=verb)
 
     def _launch(self, cfg, *, resume: bool, overwrite: bool, verb: str = "training"):
         from superqt.utils import thread_worker
