@@ -25,9 +25,12 @@ def test_wheel_ships_manifest_and_npe2_discovers_it(tmp_path):
         names = zf.namelist()
         manifest = zf.read("napari_ctorgans/napari.yaml").decode()
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+        starter = "napari_ctorgans/models/starter.safetensors"  # the built-in model ships, under 10 MB
+        starter_size = zf.getinfo(starter).file_size if starter in names else None
     assert "name: napari-ctorgans" in manifest  # a real file, not a dangling link
     assert "napari.manifest" in entry_points and "napari_ctorgans:napari.yaml" in entry_points
     assert "napari_ctorgans/_napari/reader.py" in names
+    assert starter_size is not None and starter_size < 10_000_000, starter_size
     assert not any(n.startswith("tests/") for n in names)
 
     env_dir = tmp_path / "env"
