@@ -35,7 +35,7 @@ STARTER_FILE = Path(__file__).resolve().parent / "starter.safetensors"
 _TRAIN_COMMAND = "ctorgans train --preset starter --output-dir runs/starter"
 
 
-def _export_command(checkpoint: str = "runs/starter/best.pt") -> str:
+def _export_command(checkpoint: str = "runs/starter/last.pt") -> str:
     return f"python -c \"from napari_ctorgans.models import export_starter; export_starter('{checkpoint}')\""
 
 
@@ -95,7 +95,7 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False) -> Path:
     Parameters
     ----------
     checkpoint : path
-        ``best.pt`` or ``last.pt`` of a run (``ctorgans train --preset starter``).
+        ``last.pt`` (or ``best.pt``) of a run (``ctorgans train --preset starter --output-dir runs/starter``).
     overwrite : bool
         Replace an existing starter file (refused by default; the write is atomic either way).
 
