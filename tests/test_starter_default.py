@@ -74,6 +74,7 @@ def test_missing_starter_file_is_a_clear_error(monkeypatch, tmp_path, capsys):
 
     # the export command the message names makes the file; it never replaces one silently
     assert models.export_starter(real) == missing and ct.starter_path() == missing
+    assert missing.stat().st_mode & 0o777 == 0o644  # installed with the package, read by every user
     assert ct.load_checkpoint(missing)[1]["model_config"] == ct.load_checkpoint(real)[1]["model_config"]
     before = _sha(missing)
     with pytest.raises(FileExistsError, match="pass overwrite=True"):

@@ -116,4 +116,6 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False) -> Path:
     data = read_checkpoint(checkpoint)  # checked (CRCs, finite weights) before anything is written
     if STARTER_FILE.exists() and not overwrite:
         raise FileExistsError(f"{STARTER_FILE} exists; pass overwrite=True to replace it with {checkpoint}")
-    return save_checkpoint(STARTER_FILE, data)
+    path = save_checkpoint(STARTER_FILE, data)
+    path.chmod(0o644)  # readable like the package's other files (the atomic write creates it owner-only)
+    return path
