@@ -1,0 +1,66 @@
+"""Domain-randomised phantoms: deterministic, anatomically plausible, varied in contrast and field of view."""
+
+import numpy as np
+import pytest
+
+from napari_ctorgans.synth import FIELDS_OF_VIEW, HU_RANGES, TISSUES, make_random_phantom
+from napari_ctorgans.synth.anatomy import LABEL_OF
+
+
+def _ml(labels, organ, spacing):
+    return float((labels == organ).sum()) * float(np.prod(spacing)) / 1000.0
+
+
+def test_same_seed_same_scan_and_another_seed_another():
+    a, la = make_random_phantom(seed=5, spacing=6.0)
+    b, lb = make_random_phantom(seed=5, spacing=6.0)
+    c, _ = make_random_phantom(seed=6, spacing=6.0)
+    assert np.array_equal(a.array, b.array) and np.array_equal(la, lb)
+    assert a.shape != c.shape or not np.array_equal(a.array, c.array)
+    assert a.array.dtype == np.int16 and la.dtype == np.uint8 and a.shape == la.shape
+
+
+def test_abdomen_has_organs_of_plausible_size_and_no_lung_below_the_diaphragm():
+    vol, lab = make_random_phantom(seed=11, spacing=3.0, field_of_view="abdomen")
+    sp = vol.spacing
+    assert 800 < _ml(lab, 1, sp) < 2600, _ml(lab, 1, sp)  # liver, mL
+    assert 120 < _ml(lab, 4, sp) < 600, _ml(lab, 4, sp)  # kidneys
+    assert 20 < _ml(lab, 2, sp) < 700, _ml(lab, 2, sp)  # bladder
+    assert _ml(lab, 5, sp) > 300  # spine, pelvis, femurs, ribs
+    zl = np.nonzero((lab == 3).any(axis=(1, 2)))[0]
+    zb = np.nonzero((lab == 2).any(axis=(1, 2)))[0]
+    assert zl.size and zb.size and zl.min() > zb.max()  # lungs above the bladder (axis 0 inferior -> superior)
+    zk, zv = np.nonzero((lab == 1).any(axis=(1, 2)))[0], np.nonzero((lab == 4).any(axis=(1, 2)))[0]
+    assert np.median(zk) > np.median(zv)  # liver above the kidneys
+    xs = np.nonzero(lab == 1)[2]
+    assert np.median(xs) < lab.shape[2] / 2  # liver on the patient's right (axis 2 right -> left)
+
+
+@pytest.mark.parametrize("fov", sorted(FIELDS_OF_VIEW))
+def test_every_field_of_view(fov):
+    vol, lab = make_random_phantom(seed=3, spacing=6.0, field_of_view=fov)
+    assert vol.metadata["field_of_view"] == fov and min(vol.shape) >= 8
+    if fov == "chest":
+        assert (lab == 3).sum() > 0
+    if fov == "pelvis":
+        assert (lab == 3).sum() == 0 and (lab == 2).sum() > 0
+
+
+def test_contrast_phases_scanners_and_12_bit_clipping_vary_over_seeds():
+    phases, tops = set(), set()
+    for seed in range(12):
+        vol, _ = make_random_phantom(seed=seed, spacing=8.0)
+        phases.add(vol.metadata["phase"])
+        tops.add(int(vol.array.max()) <= 1023)
+    assert len(phases) >= 3 and phases <= {"native", "arterial", "portal", "delayed"}
+    assert tops == {True, False}
+
+
+def test_tissue_table_is_consistent():
+    assert {LABEL_OF[t] for t in TISSUES} == {0, 1, 2, 3, 4, 5}
+    for name, r in HU_RANGES.items():
+        assert name in {n for n, _ in TISSUES.values()}, name
+        for lo, hi in (r if isinstance(r, list) else [r]):
+            assert -1024 <= lo < hi <= 3071
+    with pytest.raises(ValueError, match="field_of_view must be one of"):
+        make_random_phantom(seed=0, field_of_view="head")
