@@ -25,7 +25,9 @@ def register(subparsers) -> None:
                    help="one validation case (repeatable)")
     p.add_argument("--output-dir", required=True,
                    help="folder for last.pt and config.json (and best.pt with validation cases)")
-    p.add_argument("--preset", default="cpu-quick", help="training preset (cpu-quick, paper)")
+    p.add_argument("--preset", default="cpu-quick",
+                   help="training preset (cpu-quick, starter, paper); starter without cases trains the built-in "
+                   "starter model on its own cases (random phantoms and the weakly labelled thorax)")
     p.add_argument("--config", default=None, help="a TrainConfig JSON file (overrides the preset)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -91,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     train_cases, val_cases = _cases(args.cases, args.case), _cases(args.val_cases, args.val_case)
+    if train_cases is None and args.preset == "starter" and not args.config:
+        from ..train.starter import starter_cases
+
+        print("generating the starter model's training cases (cached for the next run)...", file=sys.stderr)
+        train_cases = starter_cases(cache_dir=args.cache_dir)
     if train_cases is None:
         raise ValueError("no training cases: give --cases FOLDER and/or --case CT LABELS (repeatable)")
     try:

@@ -336,6 +336,19 @@ TRAIN_PRESETS: dict[str, dict] = {
             "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
         },
     ),
+    # the built-in starter model (docs/starter-model.md): cpu-quick's recipe on larger crops, trained on the
+    # domain-randomised phantoms and the weakly labelled thorax of train.starter.starter_cases(); deterministic
+    "starter": dict(
+        model="cpu-small", iterations=6000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
+        lr_schedule="cosine", loss="iou", loss_options={"cross_entropy_weight": 0.5}, validate_every=100000,
+        augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
+        augment={
+            "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.9, 1.1]] * 3, "shear": [-0.02, 0.02],
+            "affine": [0.0, 0.0], "displacement": [[-2.0, 2.0]] * 3, "reflect_prob": [0.0, 0.0, 0.0],
+            "occlusion_max": 8.0, "noise_sigma": [0.0, 10.0], "window_low": [-950.0, -950.0],
+            "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
+        },
+    ),
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
         model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,

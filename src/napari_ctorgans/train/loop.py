@@ -359,7 +359,9 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
         rng.bit_generator.state = ck["rng"]["numpy"]
         state.update(ck["state"], world_size=dist_ctx.world_size)  # [distributed] the global batch is kept
     elif config.init_checkpoint:
-        ck = read_checkpoint(config.init_checkpoint)
+        from ..models import resolve_model
+
+        ck = read_checkpoint(resolve_model(config.init_checkpoint))
         try:
             model.load_state_dict(ck["weights"])
         except RuntimeError as exc:

@@ -1,0 +1,88 @@
+"""The training cases of the built-in starter model: domain-randomised phantoms plus weakly labelled real thoraces.
+
+``ctorgans train --preset starter`` without cases trains on :func:`starter_cases`. The evaluation scans
+(``ct/abdomen_3mm.nii.gz`` and the DICOM series ``ct/abdomen_dicom``) are never used, not even through their
+automatic labels: only the thorax scans of the data folder are, with the labellers' lungs and bone and every other
+soft-tissue voxel inside the body ignored (:func:`auto_labelled_case`).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .data import Case, auto_labelled_case, default_cache_dir
+
+__all__ = ["starter_cases", "STARTER_PHANTOMS", "STARTER_REAL_SCANS", "EVALUATION_SCANS", "default_data_dir"]
+
+#: how many domain-randomised phantoms (seeds 0..N-1) the starter model is trained on
+STARTER_PHANTOMS = 48
+#: real scans (relative to the data folder) added with automatic lung and bone labels
+STARTER_REAL_SCANS = ("ct/chest_3mm.nii.gz",)
+#: scans kept for evaluation only: never trained on
+EVALUATION_SCANS = ("ct/abdomen_3mm.nii.gz", "ct/abdomen_dicom")
+_SYNTH_VERSION = 2  # bump when the phantom generator changes: cached phantoms are then made again
+
+
+def default_data_dir() -> Path | None:
+    """``$CTORGANS_DATA`` or ``../shared/data`` beside a source checkout, if present."""
+    env = os.environ.get("CTORGANS_DATA")
+    if env:
+        return Path(env)
+    guess = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+    return guess.resolve() if guess.is_dir() else None
+
+
+def _phantom(seed: int, spacing: float, cache: Path) -> Case:
+    from ..synth import make_random_phantom
+
+    path = cache / f"synth-v{_SYNTH_VERSION}-seed{seed}-{spacing:.3f}mm.npz"
+    try:
+        with np.load(path) as z:
+            return Case(z["image"].astype(np.float32), z["labels"], (spacing,) * 3, f"synth:{seed}")
+    except (OSError, KeyError, ValueError):
+        pass
+    vol, labels = make_random_phantom(seed=seed, spacing=spacing)
+    image = np.asarray(vol.array)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, image=image, labels=labels)
+    os.replace(tmp, path)
+    return Case(image.astype(np.float32), labels, (spacing,) * 3, f"synth:{seed}")
+
+
+def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER_PHANTOMS, spacing: float = 3.0,
+                  cache_dir: str | Path | None = None, workers: int | None = None) -> list[Case]:
+    """The starter model's training cases: ``phantoms`` random phantoms, then the real thorax scans found.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Folder with ``ct/chest_3mm.nii.gz`` (default :func:`default_data_dir`); without it, phantoms only.
+    phantoms : int
+        Number of domain-randomised phantoms (seeds 0..phantoms-1).
+    spacing : float
+        Working spacing in mm.
+    cache_dir : path, optional
+        Where generated phantoms are kept (default: the case cache); the next run reads them back.
+    workers : int, optional
+        Processes generating phantoms (default: every core).
+
+    Returns
+    -------
+    list of Case
+    """
+    from ..io import read_volume
+
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    n = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
+    with ProcessPoolExecutor(n) as pool:
+        cases = list(pool.map(_phantom, range(phantoms), [spacing] * phantoms, [cache] * phantoms))
+    root = Path(data_dir) if data_dir else default_data_dir()
+    for rel in STARTER_REAL_SCANS if root else ():
+        if (root / rel).exists():
+            cases.append(auto_labelled_case(read_volume(root / rel), spacing=spacing))
+    return cases
