@@ -26,8 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", required=True,
                    help="folder for last.pt and config.json (and best.pt with validation cases)")
     p.add_argument("--preset", default="cpu-quick",
-                   help="training preset (cpu-quick, starter, paper); starter without cases trains the built-in "
-                   "starter model on its own cases (random phantoms and the weakly labelled thorax)")
+                   help="training preset (cpu-quick, starter, starter-refine, paper); starter and starter-refine without "
+                   "cases train the built-in starter model's two stages on its own cases (random phantoms and the "
+                   "weakly labelled thorax): scripts/train_starter.sh")
     p.add_argument("--config", default=None, help="a TrainConfig JSON file (overrides the preset)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     train_cases, val_cases = _cases(args.cases, args.case), _cases(args.val_cases, args.val_case)
-    if train_cases is None and args.preset == "starter" and not args.config:
+    if train_cases is None and args.preset in ("starter", "starter-refine") and not args.config:
         from ..train.starter import starter_cases
 
         print("generating the starter model's training cases (cached for the next run)...", file=sys.stderr)

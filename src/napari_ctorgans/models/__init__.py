@@ -32,10 +32,11 @@ STARTER_LABEL = "starter (built in)"
 #: the packaged weights file (absent in a source checkout that was not given the weights)
 STARTER_FILE = Path(__file__).resolve().parent / "starter.safetensors"
 
-_TRAIN_COMMAND = "ctorgans train --preset starter --output-dir runs/starter"
+_TRAIN_COMMAND = ("bash scripts/train_starter.sh (or: ctorgans train --preset starter --output-dir runs/starter, then "
+                  "ctorgans train --preset starter-refine --init runs/starter/last.pt --output-dir runs/starter-refine)")
 
 
-def _export_command(checkpoint: str = "runs/starter/last.pt") -> str:
+def _export_command(checkpoint: str = "runs/starter-refine/last.pt") -> str:
     return f"python -c \"from napari_ctorgans.models import export_starter; export_starter('{checkpoint}')\""
 
 
@@ -95,7 +96,7 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False) -> Path:
     Parameters
     ----------
     checkpoint : path
-        ``last.pt`` (or ``best.pt``) of a run (``ctorgans train --preset starter --output-dir runs/starter``).
+        ``last.pt`` of a run (``runs/starter-refine/last.pt`` of ``scripts/train_starter.sh``).
     overwrite : bool
         Replace an existing starter file (refused by default; the write is atomic either way).
 

@@ -320,6 +320,14 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+#: the starter model's augmentation (both stages)
+_STARTER_AUGMENT = {
+    "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.9, 1.1]] * 3, "shear": [-0.02, 0.02],
+    "affine": [0.0, 0.0], "displacement": [[-2.0, 2.0]] * 3, "reflect_prob": [0.0, 0.0, 0.0],
+    "occlusion_max": 8.0, "noise_sigma": [0.0, 10.0], "window_low": [-950.0, -950.0],
+    "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
+}
+
 #: named settings (as dicts of TrainConfig fields)
 TRAIN_PRESETS: dict[str, dict] = {
     # ten minutes on a 2-core CPU (docs/training.md, "What ten minutes of CPU training reach"): the small U-Net,
@@ -344,12 +352,15 @@ TRAIN_PRESETS: dict[str, dict] = {
         model="cpu-small", iterations=4000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
         lr_schedule="cosine", loss="cross_entropy", class_weighting="simple", validate_every=100000,
         augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
-        augment={
-            "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.9, 1.1]] * 3, "shear": [-0.02, 0.02],
-            "affine": [0.0, 0.0], "displacement": [[-2.0, 2.0]] * 3, "reflect_prob": [0.0, 0.0, 0.0],
-            "occlusion_max": 8.0, "noise_sigma": [0.0, 10.0], "window_low": [-950.0, -950.0],
-            "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
-        },
+        augment=_STARTER_AUGMENT,
+    ),
+    # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the unweighted IOU
+    # loss plus cross-entropy of cpu-quick at a lower rate removes the false positives that class weights leave
+    "starter-refine": dict(
+        model="cpu-small", iterations=1000, batch_size=2, crop_size=(48, 48, 48), learning_rate=1e-3,
+        lr_schedule="cosine", loss="iou", loss_options={"cross_entropy_weight": 0.5}, validate_every=100000,
+        augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
+        augment=_STARTER_AUGMENT,
     ),
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
