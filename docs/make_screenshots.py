@@ -3,7 +3,7 @@
 Run headless with:  xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python docs/make_screenshots.py
 Writes PNGs to docs/images/: the loop pictures (``loop_*.png``) come from the GUI loop test's own viewer
 (``tests/test_gui_loop.py`` run with ``CTORGANS_SCREENSHOTS``), the others from the viewer opened here. ``--loop``
-takes only the loop pictures, ``--no-loop`` only the others.
+takes only the loop pictures, ``--no-loop`` only the others, ``--starter`` only the README's starter-model picture.
 """
 
 from __future__ import annotations
@@ -100,6 +100,32 @@ def pictures() -> None:
     viewer.close()
 
 
+def starter_picture() -> None:
+    """The README's picture: the real abdomen segmented by the built-in starter model (Predict tab, one click)."""
+    import napari
+
+    if not (DATA / "abdomen_3mm.nii.gz").exists():
+        return
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    ct_layer = viewer.open(str(DATA / "abdomen_3mm.nii.gz"), plugin="napari-ctorgans")[0]
+    predict = panel.show_step("predict")
+    _settle()
+    predict.run()
+    _wait(predict)
+    labels = next(layer for layer in viewer.layers if layer is not ct_layer)
+    import numpy as np
+
+    kidneys = np.argwhere(np.asarray(labels.data) == 4)
+    row = int(np.median(kidneys[:, 1])) if len(kidneys) else ct_layer.data.shape[1] // 2
+    panel.view_combo.setCurrentText("coronal")
+    viewer.dims.set_point(1, ct_layer.data_to_world((0, row, 0))[1])
+    viewer.reset_view()
+    _save(viewer, "starter_abdomen.png")
+    viewer.close()
+
+
 def loop_pictures() -> int:
     """Run the GUI loop test; it writes ``loop_*.png`` from its viewer."""
     env = {**os.environ, "CTORGANS_SCREENSHOTS": str(OUT)}
@@ -108,6 +134,9 @@ def loop_pictures() -> int:
 
 
 def main() -> int:
+    if "--starter" in sys.argv:
+        starter_picture()
+        return 0
     if "--loop" not in sys.argv:
         pictures()
     return 0 if "--no-loop" in sys.argv else loop_pictures()

@@ -8,4 +8,4 @@ export XDG_RUNTIME_DIR="$PWD/.runtime/xdg" NAPARI_CONFIG="$PWD/.runtime/napari/s
 unset QT_QPA_PLATFORM
 export NUMBA_CACHE_DIR="$PWD/.runtime/numba-cache"
 .venv/bin/npe2 validate napari_ctorgans --imports
-xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python -m pytest -p no:cacheprovider -ra "$@"
+xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python -m pytest -p no:cacheprovider -ra --durations=30 "$@"

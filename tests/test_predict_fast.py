@@ -180,3 +180,4 @@ def test_openvino_engine_gives_the_labels_of_torch(abdomen_3mm):
     assert a.shape == b.shape and np.mean(a == b) >= 0.995
     with pytest.raises(ValueError, match="engine='openvino' runs one pass .* use engine='torch'"):
         ct.predict(abdomen_3mm, pred, engine="openvino", tta=True)
+
