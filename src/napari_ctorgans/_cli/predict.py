@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "       ctorgans predict INPUT [INPUT ...] [--checkpoint C] [-o FOLDER] [options]   (a cohort)\n"
         "       (without --checkpoint: the built-in starter model)",
         help="segment CT scans with the built-in starter model or a trained one",
-        description="Predict organ labels with the built-in starter model (the default: five organs, no training) "
+        description="Predict organ labels with the built-in starter model (the default: a first draft of the five organs, no training; see docs/starter-model.md) "
         "or a checkpoint from 'ctorgans train'; the label map is written in the input's geometry. A folder of "
         "scans, several files or a .txt list is a cohort: one task per scan on a local Dask cluster (or "
         "--scheduler), outputs scan_pred.nii.gz next to the inputs or mirrored under -o.",

@@ -24,6 +24,14 @@ from .train_pickers import browse_button, open_file_dialog, with_button
 DIGEST_KEY = "ctorgans_prediction_digest"
 
 
+def _default_overlap() -> float:
+    import inspect
+
+    from ..infer import predict
+
+    return float(inspect.signature(predict).parameters["overlap"].default)
+
+
 class _Progress(QObject):
     """Carries tile progress from the worker thread to the GUI thread (queued signal)."""
 
@@ -45,14 +53,15 @@ class PredictWidget(Step):
         self.checkpoint = QComboBox()
         self.checkpoint.setEditable(True)
         self.checkpoint.setToolTip(f"the model: '{STARTER_LABEL}' is the starter model that ships with the plugin "
-                                   "(five organs, no training needed); models trained in this session are listed "
+                                   "(a first draft of the five organs, no training needed; check and correct it); models trained in this session are listed "
                                    "below it, newest first; or type or browse to a .pt / .safetensors checkpoint")
         self.checkpoint_browse = browse_button("Checkpoint file (.pt or .safetensors)", self.browse_checkpoint)
         self.file_dialog = None
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.05)
-        self.overlap.setValue(0.5)
+        self.overlap.setValue(_default_overlap())  # ct.predict's own default
+        self.overlap.setToolTip("overlap of tiles, used only when the body box is split into tiles")
         self.tta = QCheckBox("mirroring TTA (8x slower)")
         self.post = QCheckBox("keep largest components, fill holes")
         self.post.setChecked(True)

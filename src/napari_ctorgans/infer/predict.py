@@ -204,7 +204,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         CT in HU.
     checkpoint_or_model : None, "starter", path, torch.nn.Module, (model, info) or Predictor
         The model. None (the default) or ``"starter"``: the built-in starter model that ships with the package
-        (:mod:`napari_ctorgans.models`, docs/starter-model.md), five organs with no training. A checkpoint from
+        (:mod:`napari_ctorgans.models`, docs/starter-model.md), a first draft of the five organs with no training (weak on real CT: see its model card). A checkpoint from
         :func:`ct.train` (``.pt``) or :func:`ct.save_checkpoint` (``.safetensors``) carries its model contract
         (working spacing, window, size multiple, organ table).
     spacing : float, optional

@@ -1,6 +1,7 @@
 """The models that ship inside the package: the built-in ``starter`` model.
 
-The starter model segments the five CT-ORG organs out of the box (docs/starter-model.md: its data, recipe, measured
+The starter model predicts the five CT-ORG organs with no training: a first draft to correct and fine-tune, weak on
+real CT today (docs/starter-model.md: its data, recipe, measured
 accuracy and limits). Its weights are ``starter.safetensors`` next to this module: safetensors weights with the
 model configuration and model contract as JSON metadata, no pickle (:func:`napari_ctorgans.save_checkpoint`).
 
