@@ -17,9 +17,12 @@ import numpy as np
 
 from .organs import ORGANS
 
-__all__ = ["ModelContract", "read_contract", "window_array", "CONTRACT_VERSION"]
+__all__ = ["ModelContract", "read_contract", "window_array", "CONTRACT_VERSION", "DEFAULT_OVERLAP"]
 
 CONTRACT_VERSION = 1
+#: the tile overlap of ``ct.predict`` when it tiles (MONAI's default); here, beside the other inference facts, so
+#: that the widgets and the CLI read it without importing torch
+DEFAULT_OVERLAP = 0.25
 
 
 def _default_window() -> tuple[float, float]:

@@ -15,8 +15,8 @@ def register(subparsers) -> None:
         "       ctorgans predict INPUT [INPUT ...] [--checkpoint C] [-o FOLDER] [options]   (a cohort)\n"
         "       (without --checkpoint: the built-in starter model)",
         help="segment CT scans with the built-in starter model or a trained one",
-        description="Predict organ labels with the built-in starter model (the default: a first draft of the five organs, no training; see docs/starter-model.md) "
-        "or a checkpoint from 'ctorgans train'; the label map is written in the input's geometry. A folder of "
+        description="Predict organ labels with the built-in starter model (the default: a first draft of the five "
+        "organs, no training; see docs/starter-model.md) or a checkpoint from 'ctorgans train'; the label map is written in the input's geometry. A folder of "
         "scans, several files or a .txt list is a cohort: one task per scan on a local Dask cluster (or "
         "--scheduler), outputs scan_pred.nii.gz next to the inputs or mirrored under -o.",
     )
@@ -27,7 +27,10 @@ def register(subparsers) -> None:
                    "built-in starter model that ships with the package)")
     p.add_argument("-o", "--output", default=None, help="label file (or folder when INPUT is a folder of files; "
                    "a cohort writes next to the inputs without it)")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap in [0, 1) when the scan is tiled")
+    from ..contract import DEFAULT_OVERLAP
+
+    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                   help="tile overlap in [0, 1) when the scan is tiled")
     p.add_argument("--mode", default="gaussian", choices=("gaussian", "constant"), help="tile blending")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default 1 on CPU, 4 on CUDA)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")

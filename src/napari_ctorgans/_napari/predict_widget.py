@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..contract import DEFAULT_OVERLAP
 from ..models import STARTER_LABEL
 from .layers import digest as _digest
 from .prompt import EditedLayerPrompt
@@ -22,14 +23,6 @@ from .step import Step, fill_combo
 from .train_pickers import browse_button, open_file_dialog, with_button
 
 DIGEST_KEY = "ctorgans_prediction_digest"
-
-
-def _default_overlap() -> float:
-    import inspect
-
-    from ..infer import predict
-
-    return float(inspect.signature(predict).parameters["overlap"].default)
 
 
 class _Progress(QObject):
@@ -53,14 +46,15 @@ class PredictWidget(Step):
         self.checkpoint = QComboBox()
         self.checkpoint.setEditable(True)
         self.checkpoint.setToolTip(f"the model: '{STARTER_LABEL}' is the starter model that ships with the plugin "
-                                   "(a first draft of the five organs, no training needed; check and correct it); models trained in this session are listed "
-                                   "below it, newest first; or type or browse to a .pt / .safetensors checkpoint")
+                                   "(a first draft of the five organs, no training needed; check and correct it); "
+                                   "models trained in this session are listed below it, newest first; or type or "
+                                   "browse to a .pt / .safetensors checkpoint")
         self.checkpoint_browse = browse_button("Checkpoint file (.pt or .safetensors)", self.browse_checkpoint)
         self.file_dialog = None
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.05)
-        self.overlap.setValue(_default_overlap())  # ct.predict's own default
+        self.overlap.setValue(DEFAULT_OVERLAP)  # ct.predict's own default
         self.overlap.setToolTip("overlap of tiles, used only when the body box is split into tiles")
         self.tta = QCheckBox("mirroring TTA (8x slower)")
         self.post = QCheckBox("keep largest components, fill holes")

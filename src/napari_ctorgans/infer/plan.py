@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contract import DEFAULT_OVERLAP
 from ..resampling import Grid
 from .sliding import _as_roi, _mirror_axes, tile_starts
 
@@ -94,7 +95,7 @@ def _round_up(n: int, m: int) -> int:
     return int(math.ceil(n / m) * m)
 
 
-def plan_tiles(shape, *, size_multiple: int, per_voxel: float, classes: int, roi_size=None, overlap: float = 0.25,
+def plan_tiles(shape, *, size_multiple: int, per_voxel: float, classes: int, roi_size=None, overlap: float = DEFAULT_OVERLAP,
                tta=False, memory_budget: float | None = None, what: str = "the scan") -> TilePlan:
     """Choose the tiles for a working-grid box of ``shape``, or check the ones asked for, before any work.
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..contract import ModelContract, read_contract
+from ..contract import DEFAULT_OVERLAP, ModelContract, read_contract
 from ..organs import ORGANS
 from ..resampling import Grid, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
@@ -185,7 +185,7 @@ def _to_scan(labels: np.ndarray, volume: Volume, work: Grid, lo, hi, same_grid: 
 
 
 def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spacing: float | None = None,
-            roi_size: Any = None, overlap: float = 0.25, mode: str = "gaussian", batch_size: int | None = None,
+            roi_size: Any = None, overlap: float = DEFAULT_OVERLAP, mode: str = "gaussian", batch_size: int | None = None,
             tta: bool = False, postprocess_labels: bool = True, device: Any = None,
             progress: Callable[[int, int], Any] | None = None, return_probabilities: bool = False,
             crop_to_body: bool = True, memory_budget: float | None = None, threads: int | None = None,
@@ -204,8 +204,8 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         CT in HU.
     checkpoint_or_model : None, "starter", path, torch.nn.Module, (model, info) or Predictor
         The model. None (the default) or ``"starter"``: the built-in starter model that ships with the package
-        (:mod:`napari_ctorgans.models`, docs/starter-model.md), a first draft of the five organs with no training (weak on real CT: see its model card). A checkpoint from
-        :func:`ct.train` (``.pt``) or :func:`ct.save_checkpoint` (``.safetensors``) carries its model contract
+        (:mod:`napari_ctorgans.models`, docs/starter-model.md), a first draft of the five organs with no training
+        (weak on real CT: see its model card). A checkpoint from :func:`ct.train` (``.pt``) or :func:`ct.save_checkpoint` (``.safetensors``) carries its model contract
         (working spacing, window, size multiple, organ table).
     spacing : float, optional
         Working spacing in mm (default: the contract's).
