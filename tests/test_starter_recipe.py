@@ -47,3 +47,12 @@ def test_the_starter_preset_is_deterministic(tmp_path, cache):
         weights.append(read_checkpoint(tmp_path / run / "last.pt")["weights"])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_damaged_cached_phantom_is_made_again(tmp_path, cache):
+    good = next(cache.glob("synth-*seed0-*.npz"))
+    (tmp_path / good.name).write_bytes(good.read_bytes()[:1000])  # truncated, as by a full disk
+    case = starter_cases(None, phantoms=1, cache_dir=tmp_path, workers=1)[0]
+    again = starter_cases(None, phantoms=1, cache_dir=cache, workers=1)[0]
+    assert np.array_equal(case.image, again.image) and np.array_equal(case.labels, again.labels)
+    assert (tmp_path / good.name).read_bytes() == good.read_bytes()  # rebuilt in place

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,23 @@ def default_cache_dir() -> Path:
 
     base = os.environ.get("CTORGANS_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "napari-ctorgans" / "cases"
+
+
+def load_cached(path: Path, keys: Sequence[str]) -> tuple[np.ndarray, ...] | None:
+    """The arrays ``keys`` of a cache entry (``.npz``), or None when it is missing or damaged (then rebuilt)."""
+    try:
+        with np.load(path) as z:
+            return tuple(z[k] for k in keys)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def save_cached(path: Path, **arrays: np.ndarray) -> None:
+    """Write a cache entry atomically (a temporary file of this process, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def _file_key(path: Path) -> str:
@@ -149,18 +168,12 @@ def _load_files(image: Path, labels: Path, *, spacing: float, cache_dir, name: s
     if cache_dir is not False:
         key = hashlib.sha1(f"{_file_key(image)}#{_file_key(labels)}#{float(spacing):.6f}".encode()).hexdigest()[:20]
         cache = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
-        if cache.exists():
-            try:
-                with np.load(cache) as z:
-                    return Case(z["image"], z["labels"], tuple(float(s) for s in z["spacing"]), name or image.name)
-            except (OSError, ValueError, KeyError, EOFError):
-                pass  # a damaged cache entry is simply rebuilt
+        cached = load_cached(cache, ("image", "labels", "spacing"))
+        if cached is not None:
+            return Case(cached[0], cached[1], tuple(float(s) for s in cached[2]), name or image.name)
     img, lab, sp = _to_working(read_volume(image), read_labels(labels), spacing)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, image=img, labels=lab, spacing=np.asarray(sp))
-        tmp.replace(cache)
+        save_cached(cache, image=img, labels=lab, spacing=np.asarray(sp))
     return Case(img, lab, sp, name or image.name)
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Case, auto_labelled_case, default_cache_dir
+from .data import Case, auto_labelled_case, default_cache_dir, load_cached, save_cached
 
-__all__ = ["starter_cases", "STARTER_PHANTOMS", "STARTER_REAL_SCANS", "EVALUATION_SCANS", "default_data_dir"]
+__all__ = ["starter_cases", "STARTER_PRESETS", "STARTER_PHANTOMS", "STARTER_REAL_SCANS", "EVALUATION_SCANS", "default_data_dir"]
 
+#: the training presets of the starter model's two stages: without cases they train on :func:`starter_cases`
+STARTER_PRESETS = ("starter", "starter-refine")
 #: how many domain-randomised phantoms (seeds 0..N-1) the starter model is trained on
 STARTER_PHANTOMS = 48
 #: real scans (relative to the data folder) added with automatic lung and bone labels
@@ -40,18 +42,12 @@ def _phantom(seed: int, spacing: float, cache: Path) -> Case:
     from ..synth import make_random_phantom
 
     path = cache / f"synth-v{_SYNTH_VERSION}-seed{seed}-{spacing:.3f}mm.npz"
-    try:
-        with np.load(path) as z:
-            return Case(z["image"].astype(np.float32), z["labels"], (spacing,) * 3, f"synth:{seed}")
-    except (OSError, KeyError, ValueError):
-        pass
-    vol, labels = make_random_phantom(seed=seed, spacing=spacing)
-    image = np.asarray(vol.array)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, image=image, labels=labels)
-    os.replace(tmp, path)
-    return Case(image.astype(np.float32), labels, (spacing,) * 3, f"synth:{seed}")
+    cached = load_cached(path, ("image", "labels"))
+    if cached is None:
+        vol, labels = make_random_phantom(seed=seed, spacing=spacing)
+        cached = (np.asarray(vol.array), labels)
+        save_cached(path, image=cached[0], labels=labels)
+    return Case(cached[0].astype(np.float32), cached[1], (spacing,) * 3, f"synth:{seed}")
 
 
 def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER_PHANTOMS, spacing: float = 3.0,
