@@ -18,7 +18,7 @@ import napari_ctorgans as ct
 from napari_ctorgans.metrics import dice
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct"
-ORGANS = {1: "liver", 2: "bladder", 3: "lungs", 4: "kidneys", 5: "bone"}
+ORGANS = {v: ct.ORGANS[v].name for v in range(1, 6)}  # the five CT-ORG organs
 
 
 def organ_dice(pred: np.ndarray, ref: np.ndarray, organs) -> dict[str, float]:

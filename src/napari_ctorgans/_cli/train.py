@@ -91,12 +91,11 @@ def _cases(folder: str | None, pairs: list) -> list | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..train import train
+    from ..train.starter import STARTER_PRESETS, starter_cases
 
     cfg = build_config(args)
     train_cases, val_cases = _cases(args.cases, args.case), _cases(args.val_cases, args.val_case)
-    if train_cases is None and args.preset in ("starter", "starter-refine") and not args.config:
-        from ..train.starter import starter_cases
-
+    if train_cases is None and args.preset in STARTER_PRESETS and not args.config:
         print("generating the starter model's training cases (cached for the next run)...", file=sys.stderr)
         train_cases = starter_cases(cache_dir=args.cache_dir)
     if train_cases is None:

@@ -337,8 +337,8 @@ def _spacing_problems(slices: list[_Slice], ds: np.ndarray, step: float, uneven:
         f"a slice is displaced or the series mixes spacings; if it is damaged, {_COPY_FIX}"
     headline = "a gap in the series" if missing else "uneven slice spacing"
     return [f"{headline}: the slices are {step:.4g} mm apart except {listing}; {cause}; to read it as "
-            f"it is, pass read_volume(path, resample_irregular=True) (CLI: --resample-irregular), which interpolates onto an even "
-            f"{step:.4g} mm grid between the true slice positions"]
+            f"it is, pass read_volume(path, resample_irregular=True) (CLI: --resample-irregular), which "
+            f"interpolates onto an even {step:.4g} mm grid between the true slice positions"]
 
 
 def _read_pixels(slices: list[_Slice]) -> sitk.Image:

@@ -80,7 +80,7 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
     roll = np.deg2rad(rng.uniform(-7, 7))
     y, x = np.cos(roll) * y - np.sin(roll) * x, np.sin(roll) * y + np.cos(roll) * x
     tissue = np.zeros(shape, dtype=np.uint8)
-    body, cavity, _ = body_masks(a, z, y, x, tissue)
+    body, cavity = body_masks(a, z, y, x, tissue)
     thorax(a, z, y, x, tissue, cavity)
     liver(a, z, y, x, tissue, cavity)
     upper_left(a, z, y, x, tissue, cavity)

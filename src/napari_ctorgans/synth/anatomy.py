@@ -28,6 +28,8 @@ LABEL_OF = np.zeros(256, dtype=np.uint8)
 for _tid, (_name, _label) in TISSUES.items():
     LABEL_OF[_tid] = _label
 
+#: contrast phases, in the order of the per-phase HU ranges of :mod:`.render`
+PHASES = ("native", "arterial", "portal", "delayed")
 #: z range (mm) of the whole trunk drawn: femurs to the shoulders
 Z_RANGE = (-260.0, 560.0)
 
@@ -78,21 +80,21 @@ class Anatomy:
         self.ax, self.ay = u(125, 185), u(90, 135)  # body half width / half depth at the waist
         self.fat = u(6, 40)  # subcutaneous fat (mm)
         self.wall = u(6, 16)  # abdominal wall muscle (mm)
-        self.dia_r, self.dia_l = u(270, 320), 0.0  # diaphragm domes (right higher)
+        self.dia_r = u(270, 320)  # diaphragm domes (right higher)
         self.dia_l = self.dia_r - u(5, 30)
         self.lung_top = u(520, 560)
         self.kid_z = u(90, 140)
         self.spine_y = self.ay - u(55, 80)
         self.bladder_r = (u(12, 45), u(18, 50), u(22, 55))
-        self.phase = rng.choice(["native", "arterial", "portal", "delayed"], p=[0.3, 0.2, 0.35, 0.15])
+        self.phase = rng.choice(PHASES, p=[0.3, 0.2, 0.35, 0.15])
         self.arms_down = u() < 0.35
 
 
-def body_masks(a: Anatomy, z, y, x, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Skin (fat), the muscle wall and the inner cavity; returns (body, cavity, r2 of the outline)."""
+def body_masks(a: Anatomy, z, y, x, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skin (fat), the muscle wall and the inner cavity drawn into ``tissue``; returns (body, cavity)."""
     hips = 1.0 + 0.12 * np.exp(-(((z + 80) / 90) ** 2))
     chest = 1.0 + 0.05 * np.clip((z - 200) / 200, 0, 1)
-    rx, ry = a.ax * hips * chest, a.ay * (1.0 + 0.05 * np.clip((z - 200) / 200, 0, 1))
+    rx, ry = a.ax * hips * chest, a.ay * chest
     r2 = (x / rx) ** 2 + ((y + 5) / ry) ** 2
     body = r2 <= 1.0
     tissue[body] = T["fat"]
@@ -109,4 +111,4 @@ def body_masks(a: Anatomy, z, y, x, tissue: np.ndarray) -> tuple[np.ndarray, np.
             hum = (((x - side * (rx + 45)) / 13) ** 2 + ((y + 5) / 13) ** 2 <= 1.0) & arm
             tissue[hum] = T["cortical_bone"]
             tissue[hum & (((x - side * (rx + 45)) / 7) ** 2 + ((y + 5) / 7) ** 2 <= 1.0)] = T["marrow"]
-    return body, cavity, r2
+    return body, cavity

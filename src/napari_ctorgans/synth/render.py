@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .anatomy import TISSUES, Anatomy, T
+from .anatomy import PHASES, TISSUES, Anatomy, T
 
-_PHASES = ("native", "arterial", "portal", "delayed")
 #: tissue -> (low, high) HU, one range for all phases or one per phase (native, arterial, portal, delayed)
 HU_RANGES: dict[str, object] = {
     "air": (-1010, -980), "fat": (-125, -70), "muscle": (35, 65), "soft": (20, 55), "bowel_wall": (25, 70),
@@ -38,7 +37,7 @@ HU_RANGES: dict[str, object] = {
 def tissue_means(a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """One mean HU per tissue id for this image (its contrast phase; a few tissues change at random)."""
     lut = np.zeros(256, dtype=np.float32)
-    phase = _PHASES.index(a.phase)
+    phase = PHASES.index(a.phase)
     for tid, (name, _) in TISSUES.items():
         r = HU_RANGES.get(name, (0, 40))
         lo, hi = r[phase] if isinstance(r, list) else r

@@ -320,13 +320,19 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-#: the starter model's augmentation (both stages)
-_STARTER_AUGMENT = {
-    "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.9, 1.1]] * 3, "shear": [-0.02, 0.02],
+#: cpu-quick's augmentation; the starter model's (both stages) scales a little more (0.9-1.1)
+_CPU_QUICK_AUGMENT = {
+    "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.95, 1.05]] * 3, "shear": [-0.02, 0.02],
     "affine": [0.0, 0.0], "displacement": [[-2.0, 2.0]] * 3, "reflect_prob": [0.0, 0.0, 0.0],
     "occlusion_max": 8.0, "noise_sigma": [0.0, 10.0], "window_low": [-950.0, -950.0],
     "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
 }
+_STARTER = dict(
+    model="cpu-small", iterations=4000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
+    lr_schedule="cosine", loss="cross_entropy", class_weighting="simple", validate_every=100000,
+    augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
+    augment={**_CPU_QUICK_AUGMENT, "scale": [[0.9, 1.1]] * 3},
+)
 
 #: named settings (as dicts of TrainConfig fields)
 TRAIN_PRESETS: dict[str, dict] = {
@@ -337,31 +343,17 @@ TRAIN_PRESETS: dict[str, dict] = {
         model="cpu-small", iterations=1600, batch_size=4, crop_size=(32, 32, 32), learning_rate=5e-3,
         lr_schedule="cosine", loss="iou", loss_options={"cross_entropy_weight": 0.5}, validate_every=200,
         augment_at=0, plateau_window=40, checkpoint_every=100, foreground_prob=0.9,
-        augment={
-            "rotation_deg": [[-10.0, 10.0]] * 3, "scale": [[0.95, 1.05]] * 3, "shear": [-0.02, 0.02],
-            "affine": [0.0, 0.0], "displacement": [[-2.0, 2.0]] * 3, "reflect_prob": [0.0, 0.0, 0.0],
-            "occlusion_max": 8.0, "noise_sigma": [0.0, 10.0], "window_low": [-950.0, -950.0],
-            "window_high": [400.0, 400.0], "elastic_spacing": 24.0, "elastic_magnitude": 1.0,
-        },
+        augment=_CPU_QUICK_AUGMENT,
     ),
     # the built-in starter model (docs/starter-model.md): larger crops than cpu-quick, trained on the
     # domain-randomised phantoms and the weakly labelled thorax of train.starter.starter_cases(); deterministic
     # (class-weighted cross-entropy: on these phantoms the IOU loss left liver, kidneys and bladder unlearnt for
     # over 1000 iterations, weighted cross-entropy found them within 300)
-    "starter": dict(
-        model="cpu-small", iterations=4000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
-        lr_schedule="cosine", loss="cross_entropy", class_weighting="simple", validate_every=100000,
-        augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
-        augment=_STARTER_AUGMENT,
-    ),
+    "starter": _STARTER,
     # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the unweighted IOU
     # loss plus cross-entropy of cpu-quick at a lower rate removes the false positives that class weights leave
-    "starter-refine": dict(
-        model="cpu-small", iterations=1000, batch_size=2, crop_size=(48, 48, 48), learning_rate=1e-3,
-        lr_schedule="cosine", loss="iou", loss_options={"cross_entropy_weight": 0.5}, validate_every=100000,
-        augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
-        augment=_STARTER_AUGMENT,
-    ),
+    "starter-refine": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
+                       "loss_options": {"cross_entropy_weight": 0.5}, "class_weighting": "uniform"},
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
         model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,
