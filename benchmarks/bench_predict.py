@@ -11,6 +11,8 @@ scan's own grid. Each method runs in a fresh process; peak memory is that proces
 (``RUSAGE_CHILDREN`` of a wrapper that runs only it). Methods, with the same checkpoint and post-processing:
 
 - ``fast``: ``ct.predict`` with its defaults (body box, tiles chosen for inference, one pass when it fits).
+- ``unfused``: the same without the fused CPU inference copy (``prepare_model(..., fuse=False)``): plain
+  ``channels_last_3d`` torch modules.
 - ``monai``: what a MONAI user writes: ``ct.resample`` to the working spacing, the window, MONAI's
   ``sliding_window_inference`` at the training patch with MONAI's default overlap 0.25, argmax, post-process,
   nearest-neighbour back.
@@ -20,7 +22,8 @@ scan's own grid. Each method runs in a fresh process; peak memory is that proces
 The network's achieved GFLOP/s (multiply-adds x 2 counted by ``torch.utils.flop_counter`` per voxel, times the
 voxels computed) is printed next to a 4096 x 4096 ``torch.mm`` on the same cores in the same run. Without
 ``--checkpoint`` a short ``cpu-quick`` run on phantoms is trained once into the cache (its weights do not change
-the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is quiet.
+the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is quiet, or pass ``--repeat 3`` (the
+fastest of three fresh runs per method; ``torch.mm`` is measured again at the end).
 """
 
 from __future__ import annotations
@@ -94,7 +97,10 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
     pred = P.Predictor.from_checkpoint(checkpoint)
     fpv = flops_per_voxel(pred.model)
     net = {"seconds": 0.0, "voxels": 0}
-    if method in ("fast", "openvino", "old"):
+    if method == "unfused":
+        plain = P.prepare_model
+        P.prepare_model = lambda model, device, **_: plain(model, device, fuse=False)
+    if method in ("fast", "unfused", "openvino", "old"):
         inner = P.network_labels
 
         def timed(model, x, plan, **kw):  # the network step of ct.predict, timed
@@ -107,8 +113,8 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
 
         P.network_labels = timed
         t1 = time.perf_counter()
-        if method in ("fast", "openvino"):
-            labels = ct.predict(vol, pred, threads=threads, engine="torch" if method == "fast" else "openvino")
+        if method in ("fast", "unfused", "openvino"):
+            labels = ct.predict(vol, pred, threads=threads, engine="openvino" if method == "openvino" else "torch")
         else:
             labels = ct.predict(vol, pred, roi_size=pred.roi_size, overlap=0.5, mode="gaussian", crop_to_body=False,
                                 threads=threads)
@@ -182,11 +188,14 @@ def engines(checkpoint: Path, scan: Path, threads: int) -> None:
     rows = {}
     with torch.inference_mode():
         rows["torch"] = min(_timed(lambda: plain(xt)) for _ in range(2))
-    tuned = prepare_model(ct.Predictor.from_checkpoint(checkpoint).model, torch.device("cpu"))
     xc = xt.contiguous(memory_format=torch.channels_last_3d)
-    with torch.inference_mode():
-        rows["torch channels_last_3d"] = min(_timed(lambda: tuned(xc)) for _ in range(2))
-        agree = {"torch channels_last_3d": float((tuned(xc).argmax(1) == ref).float().mean())}
+    agree = {}
+    for name, fuse in (("torch channels_last_3d", False), ("torch fused (default)", True)):
+        tuned = prepare_model(ct.Predictor.from_checkpoint(checkpoint).model, torch.device("cpu"), fuse=fuse)
+        with torch.inference_mode():
+            tuned(xc)
+            rows[name] = min(_timed(lambda: tuned(xc)) for _ in range(2))
+            agree[name] = float((tuned(xc).argmax(1) == ref).float().mean())
     CACHE.mkdir(parents=True, exist_ok=True)
     onnx = CACHE / "model.onnx"
     torch.onnx.export(plain, (xt,), str(onnx), input_names=["x"], output_names=["y"], dynamo=False,
@@ -225,6 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="fast,monai,old")
     ap.add_argument("--slices", type=int, default=800)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--repeat", type=int, default=1, help="runs per method (fresh processes); the fastest is kept")
     ap.add_argument("--engines", action="store_true", help="also time the network under ONNX Runtime/OpenVINO")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--wrap", default=None, help=argparse.SUPPRESS)
@@ -244,24 +254,26 @@ def main(argv=None) -> int:
     mm = matmul_gflops(args.threads)
     print(f"checkpoint {ckpt}; {args.threads} threads; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"torch.mm 4096^2: {mm:.0f} GFLOP/s")
-    print(f"{'scan':<8} {'method':<6} {'total s':>8} {'network s':>9} {'GFLOP/s':>8} {'% mm':>5} {'peak GB':>8} "
+    print(f"{'scan':<8} {'method':<8} {'total s':>8} {'network s':>9} {'GFLOP/s':>8} {'% mm':>5} {'peak GB':>8} "
           f"{'vs fast':>8}  organs (voxels)")
     for name in [s.strip() for s in args.scans.split(",") if s.strip()]:
         scan = scans[name] if name == "native" else make_scan(args.slices)
         fast_total = None
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-            r = measure(method, scan, ckpt, args.threads)
+            runs = [measure(method, scan, ckpt, args.threads) for _ in range(max(1, args.repeat))]
+            r = min(runs, key=lambda m: m.get("total_s", float("inf")))
             if "error" in r:
-                print(f"{name:<8} {method:<6} failed: {r['error']}")
+                print(f"{name:<8} {method:<8} failed: {r['error']}")
                 continue
             gf = r["network_gflop"] / max(r["network_s"], 1e-9)
             fast_total = r["total_s"] if method == "fast" else fast_total
             ratio = f"{r['total_s'] / fast_total:7.1f}x" if fast_total else "       -"
-            print(f"{name:<8} {method:<6} {r['total_s']:8.1f} {r['network_s']:9.1f} {gf:8.1f} {100 * gf / mm:5.0f} "
+            print(f"{name:<8} {method:<8} {r['total_s']:8.1f} {r['network_s']:9.1f} {gf:8.1f} {100 * gf / mm:5.0f} "
                   f"{r['peak_gb']:8.2f} {ratio}  {r['labels']}", flush=True)
     if args.engines:
         engines(ckpt, scans["native"], args.threads)
-    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}; "
+          f"torch.mm 4096^2 at the end: {matmul_gflops(args.threads):.0f} GFLOP/s")
     return 0
 
 

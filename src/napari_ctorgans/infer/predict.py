@@ -272,7 +272,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     lo, hi = box if box is not None else ((0, 0, 0), tuple(work.shape))
     sub = work.crop(lo, hi)
     with cpu_threads(threads) as n_threads:
-        model = prepare_model(pred.model, dev)
+        model = prepare_model(pred.model, dev, fuse=engine == "torch")
         classes = _class_count(model, dev, contract.size_multiple)
         contract.check_classes(classes, source=str(pred.info.get("path") or "the model"))
         plan = plan_tiles(sub.shape, size_multiple=contract.size_multiple, per_voxel=bytes_per_voxel(model),

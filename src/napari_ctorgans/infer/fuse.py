@@ -1,0 +1,134 @@
+"""Fused CPU inference: batch norm folded into each convolution, the ReLU and the skip concatenation fused into it.
+
+In eval mode a ``Conv3d -> BatchNorm3d -> ReLU`` block is one affine map and a clamp. The plain torch path runs it
+as three passes over the activations (and the U-Net's decoder adds a fourth, ``torch.cat`` of the upsampled and the
+skip features). On a CPU the small networks are limited by those memory passes, not by arithmetic. This module
+builds an inference copy of a model in which each such block is a single oneDNN convolution with the ReLU as a
+post-op, and each decoder's first convolution over ``cat([up, skip])`` is split into two convolutions whose sum
+is fused the same way (no concatenated tensor). Measured in docs/benchmarks.md ("Prediction end to end").
+
+The copy is checked against the original model on a small input before it is used; where the oneDNN operator is
+missing or disagrees (another torch build), :func:`fuse_for_cpu` returns the original model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..nn.unet3d import ConvNormReLU, _Up
+
+__all__ = ["fuse_for_cpu"]
+
+log = logging.getLogger(__name__)
+_CL = torch.channels_last_3d
+
+
+def _conv_op(x, w, b, conv: nn.Conv3d, attr: str):
+    return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
+                                                   list(conv.dilation), conv.groups, attr, [], "")
+
+
+def _folded(block: ConvNormReLU) -> nn.Conv3d | None:
+    """The block's convolution with its batch norm folded in, or None when its norm cannot be folded."""
+    conv, norm = block[0], block[1]
+    if not isinstance(conv, nn.Conv3d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    if isinstance(norm, nn.Identity):
+        return copy.deepcopy(conv)
+    if isinstance(norm, nn.BatchNorm3d) and norm.track_running_stats and norm.running_mean is not None:
+        return fuse_conv_bn_eval(conv.eval(), norm.eval())
+    return None  # instance or group norm depend on the input
+
+
+class _FusedConvReLU(nn.Module):
+    """relu(conv(x)) with batch norm folded into the weights: one oneDNN call."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("w", conv.weight.detach().contiguous(memory_format=_CL))
+        self.register_buffer("b", conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _conv_op(x, self.w, self.b, self.conv, "relu")
+
+
+class _FusedUp(nn.Module):
+    """The decoder block: relu(conv_a(up(x)) + conv_b(skip)) then the second block, without ``torch.cat``."""
+
+    def __init__(self, up: _Up, conv1: nn.Conv3d, conv2: nn.Module) -> None:
+        super().__init__()
+        self.up, self.conv1, self.conv2 = up.up, conv1, conv2
+        n_up = up.up.out_channels
+        w = conv1.weight.detach()
+        self.register_buffer("wa", w[:, :n_up].contiguous(memory_format=_CL))
+        self.register_buffer("wb", w[:, n_up:].contiguous(memory_format=_CL))
+        self.register_buffer("b", conv1.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        s = _conv_op(skip, self.wb, self.b, self.conv1, "none")
+        x = torch.ops.mkldnn._convolution_pointwise(
+            x, s, self.wa, None, list(self.conv1.padding), list(self.conv1.stride), list(self.conv1.dilation),
+            self.conv1.groups, "add", None, "relu", [], "")
+        return self.conv2(x)
+
+
+def _fuse_block(block: nn.Module) -> nn.Module | None:
+    conv = _folded(block) if isinstance(block, ConvNormReLU) and len(block) == 3 else None
+    return _FusedConvReLU(conv) if conv is not None else None
+
+
+def _replace(module: nn.Module) -> int:
+    """Swap fusable children of ``module`` in place (depth first); the number swapped."""
+    n = 0
+    for name, child in list(module.named_children()):
+        new = None
+        if isinstance(child, _Up):
+            conv1, conv2 = _folded(child.conv1), _fuse_block(child.conv2)
+            if conv1 is not None and conv2 is not None:
+                new = _FusedUp(child, conv1, conv2)
+        else:
+            new = _fuse_block(child)
+        if new is not None:
+            setattr(module, name, new)
+            n += 1
+        else:
+            n += _replace(child)
+    return n
+
+
+def _agrees(fused: nn.Module, model: nn.Module, multiple: int) -> bool:
+    size = max(16, 2 * multiple)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((1, 1, size + 3, size, size + 5), generator=gen).contiguous(memory_format=_CL)
+    with torch.inference_mode():
+        ref, out = model(x), fused(x)
+    return ref.shape == out.shape and bool(torch.allclose(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())))
+
+
+def fuse_for_cpu(model: nn.Module, multiple: int = 8) -> nn.Module:
+    """An inference copy of ``model`` (eval mode, CPU, ``channels_last_3d``) with its blocks fused, or ``model``.
+
+    ``model`` itself is never changed. Models without fusable blocks (instance or group norm, other layers), a
+    torch build without the oneDNN operator, or a copy whose output differs from the model's on a small input give
+    ``model`` back unchanged.
+    """
+    if not torch.backends.mkldnn.is_available() or model.training:
+        return model
+    try:
+        fused = copy.deepcopy(model)
+        if _replace(fused) == 0:
+            return model
+        fused = fused.to(memory_format=_CL).eval()
+        if _agrees(fused, model, multiple):
+            return fused
+        log.warning("fused CPU inference disagrees with the model on this torch build; using the plain path")
+    except (RuntimeError, AttributeError, NotImplementedError) as exc:
+        log.info("fused CPU inference unavailable (%s); using the plain path", exc)
+    return model
