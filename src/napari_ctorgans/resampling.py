@@ -284,28 +284,58 @@ def _used(op: np.ndarray) -> tuple[int, int]:
     return (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
 
 
+def _bands(op: np.ndarray, rows: int = 16) -> list[tuple[int, int, int, int, "torch.Tensor"]]:
+    """A banded operator as row chunks ``(r0, r1, c0, c1, op[r0:r1, c0:c1])``: each chunk's rows use only the
+    columns ``c0:c1``, so applying the chunks costs the band, not the dense matrix (7-8x fewer multiply-adds when
+    downsampling 1 mm to 3 mm)."""
+    import torch
+
+    out = []
+    for r0 in range(0, op.shape[0], rows):
+        r1 = min(r0 + rows, op.shape[0])
+        c0, c1 = _used(op[r0:r1])
+        out.append((r0, r1, c0, c1, torch.from_numpy(np.ascontiguousarray(op[r0:r1, c0:c1], dtype=np.float32))))
+    return out
+
+
+def _apply(bands, x: "torch.Tensor", axis: int, out: "torch.Tensor") -> "torch.Tensor":
+    """``out = op`` applied along ``axis`` (-1: the last, -2: the one before, 0: the first) of ``x``."""
+    import torch
+
+    for r0, r1, c0, c1, w in bands:
+        if axis == -1:
+            out[..., r0:r1] = torch.matmul(x[..., c0:c1], w.T)
+        elif axis == -2:
+            out[..., r0:r1, :] = torch.matmul(w, x[..., c0:c1, :])
+        else:
+            torch.matmul(w, x[c0:c1], out=out[r0:r1])
+    return out
+
+
 def _separable_image(array, scale, offset, source: Grid, target: Grid, out, threads):
     import torch
 
     sigmas = gaussian_sigmas(source.spacing, target.spacing)
     ops = [_axis_operator(n, s, o, m, sg) for n, s, o, m, sg in zip(array.shape, scale, offset, target.shape, sigmas)]
     (z0, z1), (y0, y1), (x0, x1) = (_used(op) for op in ops)
-    # dense products: the operators are banded, but a contiguous dense product beats gathering the bands
-    wz, wy, wx = (torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
-                  for w in (ops[0][:, z0:z1], ops[1][:, y0:y1], ops[2][:, x0:x1]))
+    bz, by, bx = _bands(ops[0][:, z0:z1]), _bands(ops[1][:, y0:y1]), _bands(ops[2][:, x0:x1])
+    ny, nx = target.shape[1], target.shape[2]
     previous = torch.get_num_threads()
     torch.set_num_threads(_worker_count(threads))
     try:
-        mid = torch.empty((z1 - z0, target.shape[1], target.shape[2]), dtype=torch.float32)
+        mid = torch.empty((z1 - z0, ny * nx), dtype=torch.float32)
         step = max(1, 4_000_000 // max((y1 - y0) * (x1 - x0), 1))
         with torch.inference_mode():
+            row = torch.empty((step, y1 - y0, nx), dtype=torch.float32)
             for s0 in range(z0, z1, step):  # input slabs: only a slab is ever float32 at full resolution
                 s1 = min(s0 + step, z1)
                 block = torch.from_numpy(np.ascontiguousarray(array[s0:s1, y0:y1, x0:x1], dtype=np.float32))
-                mid[s0 - z0:s1 - z0] = torch.matmul(wy, torch.matmul(block, wx.T))
-            res = torch.matmul(wz, mid.reshape(z1 - z0, -1)).reshape(target.shape)
+                xs = _apply(bx, block, -1, row[: s1 - s0])
+                _apply(by, xs, -2, mid[s0 - z0:s1 - z0].view(s1 - s0, ny, nx))
+            res = _apply(bz, mid, 0, torch.empty((target.shape[0], ny * nx), dtype=torch.float32))
     finally:
         torch.set_num_threads(previous)
+    res = res.reshape(target.shape)
     if out is None:
         return res.numpy()
     out[...] = res.numpy()
