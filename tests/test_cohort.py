@@ -95,9 +95,9 @@ def test_find_inputs_folder_list_and_outputs(cohort_dir, tmp_path):
 def test_validation_messages(tmp_path):
     with pytest.raises(ValueError, match="task must be one of"):
         run_cohort(tmp_path, task="segment")
-    with pytest.raises(ValueError, match="needs checkpoint="):
+    with pytest.raises(ValueError, match="holds no scan"):  # no checkpoint: the built-in starter model, accepted
         run_cohort(tmp_path, task="predict")
-    with pytest.raises(FileNotFoundError, match="checkpoint .* does not exist"):
+    with pytest.raises(FileNotFoundError, match="checkpoint .* does not exist.*built-in starter"):
         run_cohort(tmp_path, task="predict", checkpoint=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="retries must be an integer >= 0"):
         run_cohort(tmp_path, retries=-1)

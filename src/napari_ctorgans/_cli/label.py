@@ -50,7 +50,8 @@ def check_organs(text: str) -> list[str]:
             f"--organs: ctorgans label labels only {' and '.join(ORGAN_LABELERS)} automatically, not "
             f"{', '.join(other)}. For {', '.join(other)}: grow {'it' if len(other) == 1 else 'them'} from seed "
             "points in napari (Plugins > CT Organs > Auto label, 'Grow organ'), or segment with a trained model: "
-            "ctorgans predict INPUT --checkpoint best.pt -o OUTPUT (a model from ctorgans train)")
+            "ctorgans predict INPUT -o OUTPUT (the built-in starter model, a first draft to check; or --checkpoint "
+            "best.pt, a model from ctorgans train)")
     if not organs:
         raise ValueError(f"--organs is empty; give some of {','.join(ORGAN_LABELERS)}")
     return organs

@@ -33,10 +33,12 @@ def _check_arguments(task, checkpoint, retries, n_workers, scheduler, require, f
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if task == "predict":
-        if checkpoint is None:
-            raise ValueError("task='predict' needs checkpoint=<path to a .pt file> (CLI: --checkpoint)")
+        from ..models import resolve_model
+
+        checkpoint = resolve_model(checkpoint)  # None or "starter": the built-in starter model
         if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; give the path of a trained model (.pt)")
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; give the path of a trained model "
+                                    "(.pt or .safetensors), or leave it unset for the built-in starter model")
         checkpoint = str(Path(checkpoint).resolve())
     elif checkpoint is not None:
         raise ValueError("checkpoint is only used with task='predict'; drop it or set task='predict'")
@@ -104,8 +106,9 @@ def run_cohort(
     output_dir : folder, optional
         Where outputs go, mirroring the inputs' sub-folders; default: next to each input
         (``scan.nii.gz`` -> ``scan_labels.nii.gz`` or ``scan_pred.nii.gz``).
-    checkpoint : path
-        Model checkpoint, required for ``task="predict"``.
+    checkpoint : path, optional
+        Model checkpoint (.pt or .safetensors) for ``task="predict"``; default (or ``"starter"``): the built-in
+        starter model (docs/starter-model.md).
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (e.g. ``"tcp://10.0.0.5:8786"``); its workers must
         have this package installed and see the same file paths. Default: a local cluster of ``n_workers``
