@@ -1,6 +1,7 @@
 """Short runs of the starter recipe with one setting changed, on the starter cases, to see what lets it fit.
 
-    python benchmarks/ablate_starter.py VARIANT [ITERATIONS]      (then: python benchmarks/eval_real.py --fit RUN/last.pt)
+    python benchmarks/ablate_starter.py VARIANT [ITERATIONS]
+    python benchmarks/eval_real.py --fit runs/ablate-VARIANT/last.pt
 
 VARIANT: ``base`` (the ``starter`` preset), ``noaug`` (no augmentation on top of the phantoms' randomisation) or
 ``ce-fg05`` (unweighted cross-entropy, half the crops centred on an organ). The run goes to

@@ -22,8 +22,8 @@ scan's own grid. Each method runs in a fresh process; peak memory is that proces
 The network's achieved GFLOP/s (multiply-adds x 2 counted by ``torch.utils.flop_counter`` per voxel, times the
 voxels computed) is printed next to a 4096 x 4096 ``torch.mm`` on the same cores in the same run. Without
 ``--checkpoint`` a short ``cpu-quick`` run on phantoms is trained once into the cache (its weights do not change
-the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is quiet, or pass ``--repeat 3`` (the
-fastest of three fresh runs per method; ``torch.mm`` is measured again at the end).
+the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is quiet, or pass
+``--repeat 3`` (the fastest of three fresh runs per method; ``torch.mm`` is measured again at the end).
 """
 
 from __future__ import annotations
