@@ -2,7 +2,7 @@
 
 Measured on a 2-core AVX2 CPU (docs/benchmarks.md, "Prediction"): ``channels_last_3d`` runs the small U-Net's 3D
 convolutions about 1.5x faster than the default layout with the same labels, and fusing batch norm, ReLU and the
-skip concatenation into the convolutions (:mod:`.fuse`) gains about 1.25x more; bf16 autocast on that CPU (no native
+skip concatenation into the convolutions (:mod:`.fuse`) gains about 1.5x more; bf16 autocast on that CPU (no native
 bf16 units) was more than ten times slower, so the CPU path stays float32. On CUDA the tiles run under float16
 autocast, several per forward pass, and are stitched on the GPU (on the CPU when its memory is short).
 """

@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 _CL = torch.channels_last_3d
 
 
-def _conv_op(x, w, b, conv: nn.Conv3d, attr: str):
-    return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
-                                                   list(conv.dilation), conv.groups, attr, [], "")
+def _conv_op(x, w, b, conv: nn.Conv3d, attr: str, other: torch.Tensor | None = None):
+    """oneDNN convolution of ``x`` with ``conv``'s geometry, then ``+ other`` when given, then ``attr`` (relu/none)."""
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    if other is None:
+        return torch.ops.mkldnn._convolution_pointwise(x, w, b, *geometry, attr, [], "")
+    return torch.ops.mkldnn._convolution_pointwise(x, other, w, b, *geometry, "add", None, attr, [], "")
 
 
 def _folded(block: ConvNormReLU) -> nn.Conv3d | None:
@@ -73,10 +76,7 @@ class _FusedUp(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
         s = _conv_op(skip, self.wb, self.b, self.conv1, "none")
-        x = torch.ops.mkldnn._convolution_pointwise(
-            x, s, self.wa, None, list(self.conv1.padding), list(self.conv1.stride), list(self.conv1.dilation),
-            self.conv1.groups, "add", None, "relu", [], "")
-        return self.conv2(x)
+        return self.conv2(_conv_op(x, self.wa, None, self.conv1, "relu", other=s))
 
 
 def _fuse_block(block: nn.Module) -> nn.Module | None:

@@ -12,6 +12,7 @@ import torch
 from scipy import ndimage
 
 from ..contract import DEFAULT_OVERLAP, ModelContract, read_contract
+from ..labelers._common import border_labels
 from ..organs import ORGANS
 from ..resampling import Grid, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
@@ -74,9 +75,7 @@ def _holes(mask: np.ndarray, struct: np.ndarray) -> np.ndarray:
         return np.zeros_like(mask)
     hole = np.ones(n + 1, dtype=bool)
     hole[0] = False
-    for axis in range(bg.ndim):
-        for end in (0, -1):
-            hole[np.take(bg, end, axis=axis)] = False
+    hole[border_labels(bg)] = False
     return hole[bg]
 
 
