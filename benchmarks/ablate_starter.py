@@ -4,7 +4,8 @@
     python benchmarks/eval_real.py --fit runs/ablate-VARIANT/last.pt
 
 VARIANT: ``base`` (the ``starter`` preset), ``noaug`` (no augmentation on top of the phantoms' randomisation) or
-``ce-fg05`` (unweighted cross-entropy, half the crops centred on an organ). The run goes to
+``ce-fg05`` (unweighted cross-entropy, half the crops centred on an organ) or ``sqrt-fg05`` (as ``ce-fg05`` with
+square-root class weights). The run goes to
 ``runs/ablate-VARIANT``; the cosine schedule is compressed to ITERATIONS (default 500).
 """
 
@@ -20,6 +21,7 @@ VARIANTS = {
     "base": {},
     "noaug": {"augment_at": -1},
     "ce-fg05": {"class_weighting": "uniform", "foreground_prob": 0.5},
+    "sqrt-fg05": {"class_weighting": "sqrt", "foreground_prob": 0.5},
 }
 
 

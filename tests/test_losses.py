@@ -214,6 +214,10 @@ def test_class_weights_schemes():
         losses.class_weights([labels[:50], torch.as_tensor(labels[50:])], "square", num_classes=3).numpy(),
         n / (L * counts**2 + 1), rtol=1e-6,
     )
+    np.testing.assert_allclose(losses.class_weights(labels, "sqrt", num_classes=3).numpy(),
+                               np.sqrt(n / (L * counts + 1)), rtol=1e-6)
+    with pytest.raises(ValueError, match="'sqrt'"):
+        losses.class_weights(labels, "log", num_classes=3)
     # an absent class gets N / eps (no division by zero)
     w = losses.class_weights(np.zeros(10, np.uint8), "simple", num_classes=2)
     assert float(w[1]) == 10.0

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--spacing", type=float, default=None, help="working spacing in mm (default 3)")
     p.add_argument("--loss", default=None, help="iou, dice or cross_entropy")
-    p.add_argument("--weighting", default=None, choices=("uniform", "simple", "square"), help="class weighting")
+    p.add_argument("--weighting", default=None, help="class weighting: uniform, simple, square or sqrt")
     p.add_argument("--model", default=None, help="model preset (e.g. cpu-small)")
     p.add_argument("--augment", default=None, help="augmentation parameters JSON file (ct.AugmentParams)")
     p.add_argument("--augment-at", type=int, default=None, help="iteration to switch augmentation on (default: "

@@ -33,7 +33,7 @@ DEFAULT_OUTPUT = Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"
 def setup_ui(w) -> None:
     """Create the controls of the Train widget ``w`` as its attributes, connect them to its methods, lay them out."""
     from ..nn import MODEL_PRESETS
-    from ..nn.losses import LOSSES
+    from ..nn.losses import LOSSES, WEIGHTING_SCHEMES
     from ..train import TRAIN_PRESETS
 
     w.image_combo, w.labels_combo = QComboBox(), QComboBox()
@@ -58,7 +58,7 @@ def setup_ui(w) -> None:
     w.loss = QComboBox()
     w.loss.addItems(list(LOSSES))
     w.weighting = QComboBox()
-    w.weighting.addItems(["uniform", "simple", "square"])
+    w.weighting.addItems(list(WEIGHTING_SCHEMES))
     w.lr = QDoubleSpinBox()
     w.lr.setDecimals(5)
     w.lr.setRange(1e-5, 1.0)

@@ -23,6 +23,7 @@ from pydicom.uid import UID
 
 from ..volume import Volume
 from ._sitk import from_sitk
+from ._verify import is_dicom_file as _is_dicom_file
 
 #: Suffixes of files that sit beside DICOM slices and are never slices themselves.
 _NOT_SLICES = {".txt", ".md", ".json", ".xml", ".csv", ".pdf", ".html", ".htm", ".jpg", ".jpeg", ".png", ".gif",
@@ -55,15 +56,6 @@ class _Slice:
 
 class _Unreadable(Exception):
     pass
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _candidates(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:

@@ -13,7 +13,21 @@ from ..volume import Volume
 from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, check_geometry, from_sitk, label_dtype
 from ._nifti import image_from_voxels, read_nifti2
 from ._verify import Damaged, Scan, scan
-from ._dicom import _is_dicom_file, _read_dicom, _series_of_file, list_dicom_series  # noqa: F401
+from ._verify import is_dicom_file as _is_dicom_file
+
+
+def _read_dicom(*args):  # the DICOM reader, and pydicom, load on first use: reading NIfTI does not need them
+    from ._dicom import _read_dicom as read
+
+    return read(*args)
+
+
+def __getattr__(name: str):
+    if name == "list_dicom_series":
+        from ._dicom import list_dicom_series
+
+        return list_dicom_series
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()

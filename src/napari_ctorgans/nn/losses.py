@@ -36,6 +36,7 @@ __all__ = [
     "get_loss",
     "SegmentationLoss",
     "LOSSES",
+    "WEIGHTING_SCHEMES",
 ]
 
 _SUM_TOL = 1e-3
@@ -336,6 +337,10 @@ def weighted_cross_entropy(
 
 
 # ------------------------------------------------------------------------------------------------- class weights
+#: the class-weighting schemes of :func:`class_weights`
+WEIGHTING_SCHEMES = ("uniform", "simple", "square", "sqrt")
+
+
 def class_weights(
     labels: Any,
     scheme: str = "uniform",
@@ -346,14 +351,15 @@ def class_weights(
 ) -> torch.Tensor:
     """Class weights for the multi-class Dice/IOU loss (001, eqs. 3-5).
 
-    ``uniform``: ``W_l = 1``; ``simple``: ``W_l = N / (L |R_l| + eps)``; ``square``: ``W_l = N / (L |R_l|^2 + eps)``,
-    with ``N`` the number of labelled voxels, ``L = num_classes`` and ``|R_l|`` the voxel count of class ``l``.
+    ``uniform``: ``W_l = 1``; ``simple``: ``W_l = N / (L |R_l| + eps)``; ``square``: ``W_l = N / (L |R_l|^2 + eps)``;
+    ``sqrt``: the square root of ``simple`` (between uniform and simple: rare classes count more, without the
+    false positives that full inverse-frequency weights give cross-entropy), with ``N`` the number of labelled voxels, ``L = num_classes`` and ``|R_l|`` the voxel count of class ``l``.
 
     Parameters
     ----------
     labels : array, Tensor, or sequence of them
         Integer label maps (the whole training set, or one batch).
-    scheme : {"uniform", "simple", "square"}
+    scheme : {"uniform", "simple", "square", "sqrt"}
     num_classes : int, optional
         ``L``, the number of classes the model predicts (default: the organ table's, background included: 6).
     eps : float, optional
@@ -372,8 +378,8 @@ def class_weights(
     >>> losses.class_weights(np.array([0, 0, 0, 1]), "simple", num_classes=2).tolist()
     [0.5714285969734192, 1.3333333730697632]
     """
-    if scheme not in ("uniform", "simple", "square"):
-        raise ValueError(f"scheme must be 'uniform', 'simple' or 'square', got {scheme!r}")
+    if scheme not in WEIGHTING_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(map(repr, WEIGHTING_SCHEMES))}, got {scheme!r}")
     if num_classes is None:
         num_classes = DEFAULT_CLASSES
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
@@ -398,6 +404,8 @@ def class_weights(
         w = np.ones(num_classes)
     elif scheme == "simple":
         w = n / (num_classes * counts + eps)
+    elif scheme == "sqrt":
+        w = np.sqrt(n / (num_classes * counts + eps))
     else:
         w = n / (num_classes * counts**2 + eps)
     return torch.as_tensor(w, dtype=torch.float32)

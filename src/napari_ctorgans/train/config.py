@@ -94,7 +94,7 @@ class TrainConfig:
         Dice scores are computed over the whole mini-batch (``batch=True``; ``loss_options={"batch": False}`` scores
         each crop on its own, where a class absent from a crop has a constant loss and its false positives there go
         unpunished).
-    class_weighting : {"uniform", "simple", "square"}
+    class_weighting : {"uniform", "simple", "square", "sqrt"}
         Class weights from ``ct.losses.class_weights`` over the training labels.
     augment : dict or None
         ``ct.AugmentParams`` as a dict (None: the defaults).
@@ -270,8 +270,6 @@ def _check_ranges(c: TrainConfig) -> None:
         (c.warmup >= 0, "warmup", "a number of iterations >= 0", ""),
         (c.weight_decay >= 0, "weight_decay", ">= 0", ""),
         (c.plateau_tolerance >= 0, "plateau_tolerance", ">= 0", "a relative improvement, e.g. 0.01"),
-        (c.class_weighting in ("uniform", "simple", "square"), "class_weighting", "'uniform', 'simple' or 'square'",
-         ""),
         (0.0 <= c.val_overlap < 1.0, "val_overlap", "in [0, 1)",
          "the fraction by which validation tiles overlap; 0.25 is usual"),
         (c.val_mode in ("constant", "gaussian"), "val_mode", "'constant' or 'gaussian'", ""),
@@ -293,8 +291,11 @@ def _check_components(c: TrainConfig) -> None:
     """The model, loss and augmentation the names and dicts describe exist (checked now, not at iteration 1)."""
     from ..augment import AugmentParams
     from ..nn import MODEL_PRESETS, ModelConfig
-    from ..nn.losses import LOSSES, get_loss, loss_name
+    from ..nn.losses import LOSSES, WEIGHTING_SCHEMES, get_loss, loss_name
 
+    if c.class_weighting not in WEIGHTING_SCHEMES:
+        raise ValueError(f"class_weighting must be one of {', '.join(map(repr, WEIGHTING_SCHEMES))}, got "
+                         f"{c.class_weighting!r}")
     if isinstance(c.model, str) and c.model not in MODEL_PRESETS:
         raise ValueError(f"TrainConfig field 'model': unknown model preset {c.model!r}; choose one of "
                          f"{sorted(MODEL_PRESETS)} or give a ModelConfig dict")
