@@ -29,6 +29,7 @@ def __getattr__(name: str):
         return list_dicom_series
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
