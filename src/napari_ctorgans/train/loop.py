@@ -305,11 +305,92 @@ def _run(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir:
             run_dir.close()
 
 
+def _case_notes(config: TrainConfig, cases: list[Case]) -> list[str]:
+    """Warnings about the training cases, shown with the first status: organs no case labels, small cases."""
+    notes: list[str] = []
+    present = set().union(*(c.organs() for c in cases))
+    missing = [ORGANS[v].name for v in range(1, config.num_classes) if v in ORGANS and v not in present]
+    if missing:
+        notes.append(f"no training case labels {', '.join(missing)}: the model cannot learn "
+                     f"{'it' if len(missing) == 1 else 'them'} (add cases that label them)")
+        warnings.warn(notes[-1], stacklevel=3)
+    if any(min(np.asarray(c.shape) - np.asarray(config.crop_size)) < 0 for c in cases):
+        notes.append("some cases are smaller than crop_size; their crops are padded with air")
+    return notes
+
+
+def _loss_function(config: TrainConfig, cases: list[Case]):
+    from ..nn.losses import class_weights, get_loss, loss_name
+
+    weights = class_weights([c.labels for c in cases], config.class_weighting, num_classes=config.num_classes)
+    # the IOU and Dice scores are taken over the whole mini-batch: with the paper's convention a class absent from
+    # one crop scores 0 whatever is predicted there, so per-crop scores never penalise its false positives
+    loss_options = {"batch": True, **config.loss_options}
+    if loss_name(config.loss) == "cross_entropy":
+        loss_options.pop("cross_entropy_weight", None)  # a preset's extra term for the overlap losses
+    return get_loss(config.loss, weighting=weights, **loss_options)
+
+
+def _load_init(model: torch.nn.Module, config: TrainConfig, model_cfg) -> None:
+    """Start from ``config.init_checkpoint``'s weights (fine-tuning), refused with advice when they do not fit."""
+    from ..models import resolve_model
+
+    ck = read_checkpoint(resolve_model(config.init_checkpoint))
+    try:
+        model.load_state_dict(ck["weights"])
+    except RuntimeError as exc:
+        raise ValueError(f"init_checkpoint {config.init_checkpoint} does not fit model {model_cfg.to_dict()}: "
+                         f"{str(exc).splitlines()[0]}; use the same model preset and num_classes") from exc
+
+
+def _step(net, opt, scaler, loss_fn, x: torch.Tensor, y: torch.Tensor, device: torch.device, use_amp: bool):
+    """One optimiser step; returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        logits = net(x)  # [distributed] the DDP wrapper (the model itself in one process)
+    loss = loss_fn(logits.float(), y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss
+
+
+def _curriculum(state: dict, config: TrainConfig, it: int) -> str:
+    """Augmentation on at a set iteration, or once the training loss stops falling; the message when it starts."""
+    if state["augment_on"]:
+        return ""
+    w = config.plateau_window
+    if config.augment_at is not None:
+        switch = config.augment_at >= 0 and it >= config.augment_at
+    else:
+        losses = state["losses"]
+        switch = (len(losses) >= 2 * w and it % max(w // 2, 1) == 0
+                  and np.mean(losses[-w:]) > np.mean(losses[-2 * w:-w]) * (1 - config.plateau_tolerance))
+    if not switch:
+        return ""
+    state["augment_on"], state["augment_start"] = True, it
+    return f"augmentation on from iteration {it}"
+
+
+def _record_validation(state: dict, it: int, val_dice: dict) -> tuple[float, bool]:
+    """Add a validation to the run's history; returns its score (mean Dice) and whether it is the best so far."""
+    score = float(np.mean(list(val_dice.values()))) if val_dice else 0.0
+    state["val_history"].append({"iteration": it, "dice": val_dice, "score": score})
+    if state["best_score"] is None or score > state["best_score"]:
+        state["best_score"], state["since_best"] = score, 0
+        return score, True
+    state["since_best"] += 1
+    return score, False
+
+
 def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir: RunDir | None,
           ck: dict | None, progress=None) -> Iterator[TrainStatus]:
     from ..augment import AugmentParams
     from ..nn import build_model
-    from ..nn.losses import class_weights, get_loss, loss_name
 
     t0 = time.perf_counter()
     # denormal floats (tiny activations late in training) slow CPU kernels several-fold; flush them to zero
@@ -328,23 +409,8 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
     window = resolve_window(config)
     params = AugmentParams.from_dict(config.augment) if config.augment else AugmentParams()
 
-    notes: list[str] = []
-    present = set().union(*(c.organs() for c in cases))
-    missing = [ORGANS[v].name for v in range(1, config.num_classes) if v in ORGANS and v not in present]
-    if missing:
-        notes.append(f"no training case labels {', '.join(missing)}: the model cannot learn "
-                     f"{'it' if len(missing) == 1 else 'them'} (add cases that label them)")
-        warnings.warn(notes[-1], stacklevel=2)
-    if any(min(np.asarray(c.shape) - np.asarray(config.crop_size)) < 0 for c in cases):
-        notes.append("some cases are smaller than crop_size; their crops are padded with air")
-
-    weights = class_weights([c.labels for c in cases], config.class_weighting, num_classes=config.num_classes)
-    # the IOU and Dice scores are taken over the whole mini-batch: with the paper's convention a class absent from
-    # one crop scores 0 whatever is predicted there, so per-crop scores never penalise its false positives
-    loss_options = {"batch": True, **config.loss_options}
-    if loss_name(config.loss) == "cross_entropy":
-        loss_options.pop("cross_entropy_weight", None)  # a preset's extra term for the overlap losses
-    loss_fn = get_loss(config.loss, weighting=weights, **loss_options)
+    notes = _case_notes(config, cases)
+    loss_fn = _loss_function(config, cases)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
@@ -359,14 +425,7 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
         rng.bit_generator.state = ck["rng"]["numpy"]
         state.update(ck["state"], world_size=dist_ctx.world_size)  # [distributed] the global batch is kept
     elif config.init_checkpoint:
-        from ..models import resolve_model
-
-        ck = read_checkpoint(resolve_model(config.init_checkpoint))
-        try:
-            model.load_state_dict(ck["weights"])
-        except RuntimeError as exc:
-            raise ValueError(f"init_checkpoint {config.init_checkpoint} does not fit model {model_cfg.to_dict()}: "
-                             f"{str(exc).splitlines()[0]}; use the same model preset and num_classes") from exc
+        _load_init(model, config, model_cfg)
 
     contract = ModelContract(spacing=config.spacing, window=window, size_multiple=model_cfg.size_multiple,
                              organs={v: ORGANS[v].name for v in range(config.num_classes) if v in ORGANS})
@@ -415,19 +474,8 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
                 group["lr"] = lr
             x, y = _make_batch(cases, config, rng, state["augment_on"], params, window,
                                items=dist_ctx.batch_items(rng, len(cases), config.batch_size))  # [distributed]
-            x, y = x.to(device), y.to(device)
             try:
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = net(x)  # [distributed] the DDP wrapper (the model itself in one process)
-                loss = loss_fn(logits.float(), y)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    opt.step()
+                loss = _step(net, opt, scaler, loss_fn, x.to(device), y.to(device), device, use_amp)
             except (RuntimeError, MemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -439,22 +487,9 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
             state["iteration"] = it
             rng_done.update(torch=torch.get_rng_state(), numpy=rng.bit_generator.state)  # [distributed]
             state["losses"].append(loss_value)
-            msg = ""
-            # curriculum: augmentation on at a set iteration, or once the training loss stops falling
-            if not state["augment_on"]:
-                w = config.plateau_window
-                if config.augment_at is not None:
-                    switch = config.augment_at >= 0 and it >= config.augment_at
-                else:
-                    losses = state["losses"]
-                    switch = (len(losses) >= 2 * w and it % max(w // 2, 1) == 0
-                              and np.mean(losses[-w:]) > np.mean(losses[-2 * w:-w]) * (1 - config.plateau_tolerance))
-                if switch:
-                    state["augment_on"], state["augment_start"] = True, it
-                    msg = f"augmentation on from iteration {it}"
-            val_dice = score = None
+            msg = _curriculum(state, config, it)
+            val_dice = score = ckpt = None
             best = False
-            ckpt = None
             validating = bool(val_cases) and (it % config.validate_every == 0 or it == config.iterations)
             if validating or it == config.iterations:
                 # [distributed] each process recalibrates its own copy; rank 0 validates and saves its copy
@@ -463,16 +498,11 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
                 # [distributed] rank 0 validates; every process gets its result (same early-stop decision)
                 val_dice = dist_ctx.broadcast(validate(model, val_cases, config, window, device, progress)
                                               if dist_ctx.is_main else None)
-                score = float(np.mean(list(val_dice.values()))) if val_dice else 0.0
-                state["val_history"].append({"iteration": it, "dice": val_dice, "score": score})
-                if state["best_score"] is None or score > state["best_score"]:
-                    state["best_score"], state["since_best"], best = score, 0, True
-                    if best_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
-                        save_checkpoint(best_path, payload())
-                        run_dir.saved()
-                        ckpt = str(best_path)
-                else:
-                    state["since_best"] += 1
+                score, best = _record_validation(state, it, val_dice)
+                if best and best_path is not None and dist_ctx.is_main:  # [distributed] rank 0 writes
+                    save_checkpoint(best_path, payload())
+                    run_dir.saved()
+                    ckpt = str(best_path)
             stop = bool(config.early_stopping and state["since_best"] >= config.early_stopping)
             if stop or it == config.iterations or it % config.checkpoint_every == 0:
                 ckpt = save_last() or ckpt
