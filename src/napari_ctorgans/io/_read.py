@@ -22,14 +22,6 @@ def _read_dicom(*args):  # the DICOM reader, and pydicom, load on first use: rea
     return read(*args)
 
 
-def __getattr__(name: str):
-    if name == "list_dicom_series":
-        from ._dicom import list_dicom_series
-
-        return list_dicom_series
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
