@@ -46,25 +46,33 @@ def postprocess(labels: np.ndarray, *, keep: Mapping[int, int | None] | None = N
     keep = KEEP_COMPONENTS if keep is None else keep
     out = np.array(labels, copy=True)
     struct = ndimage.generate_binary_structure(3, 1)
-    for value in [int(v) for v in np.unique(out) if v != 0]:
-        box = ndimage.find_objects((out == value).astype(np.int8))[0]
+    for value, box in _organ_boxes(out).items():
         sub = out[box]
         mask = sub == value
         comp, n = ndimage.label(mask, structure=struct)
         if n > 1 or value not in keep or keep.get(value) is None:
             sizes = np.bincount(comp.ravel())[1:]
             k = keep.get(value, None)
-            if k is None:
-                good = np.flatnonzero(sizes >= min_voxels) + 1
-            else:
-                good = np.argsort(sizes)[::-1][:k] + 1
-            kept = np.isin(comp, good)
+            good = np.flatnonzero(sizes >= min_voxels) + 1 if k is None else np.argsort(sizes)[::-1][:k] + 1
+            lut = np.zeros(n + 1, dtype=bool)
+            lut[good] = True
+            kept = lut[comp]
             sub[mask & ~kept] = 0
             mask = kept
         if fill_holes:
             holes = _holes(mask, struct)
             sub[holes & (sub == 0)] = value
     return out
+
+
+def _organ_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Bounding box of each label value > 0, in increasing order; one pass for unsigned labels up to 255 (the
+    predicted maps), one per value otherwise. Processing one organ never adds or removes another's voxels, so the
+    boxes taken up front are the boxes the loop would find."""
+    if labels.dtype == np.uint8:
+        return {v + 1: box for v, box in enumerate(ndimage.find_objects(labels)) if box is not None}
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    return {v: ndimage.find_objects((labels == v).astype(np.int8))[0] for v in values}
 
 
 def _holes(mask: np.ndarray, struct: np.ndarray) -> np.ndarray:

@@ -18,11 +18,12 @@ _INT16_MAX = 32767
 _DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
 
 
-def image_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> sitk.Image | None:
-    """The image ITK would read from a NIfTI-1 file, built from its already decompressed voxel bytes.
+def array_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> tuple[np.ndarray, sitk.ImageFileReader] | None:
+    """The (z, y, x) array ITK would read from a NIfTI-1 file, as a view of its already decompressed voxel bytes
+    (no copy for native byte order), and ITK's reading of the header, which places it in space.
 
-    The geometry comes from ITK's own reading of the header; None where ITK would do more than copy the voxels
-    (intensity scaling, vectors, more than 3 dimensions, an unexpected pixel type), so the caller lets ITK read.
+    None where ITK would do more than copy the voxels (intensity scaling, vectors, more than 3 dimensions, an
+    unexpected pixel type), so the caller lets ITK read.
     """
     code = _DTYPES.get(hdr["datatype"])
     slope, inter = hdr["scl"]
@@ -34,16 +35,12 @@ def image_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> sitk.Image |
     info = sitk.ImageFileReader()
     info.SetFileName(str(path))
     info.ReadImageInformation()
-    if info.GetSize() != hdr["dim"] or info.GetNumberOfComponents() != 1:
+    if info.GetSize() != hdr["dim"] or info.GetNumberOfComponents() != 1 or info.GetDimension() != 3:
         return None
-    array = voxels.view(dtype).reshape(hdr["dim"][::-1])
-    image = sitk.GetImageFromArray(array.astype(dtype.newbyteorder("="), copy=False))
-    if image.GetPixelID() != info.GetPixelID():
+    array = voxels.view(dtype).reshape(hdr["dim"][::-1]).astype(dtype.newbyteorder("="), copy=False)
+    if sitk.GetImageFromArray(array[:1, :1, :1]).GetPixelID() != info.GetPixelID():
         return None
-    image.SetSpacing(info.GetSpacing())
-    image.SetOrigin(info.GetOrigin())
-    image.SetDirection(info.GetDirection())
-    return image
+    return array, info
 
 
 def _nifti1_header(hdr: dict) -> bytes:

@@ -10,8 +10,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..volume import Volume
-from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, check_geometry, from_sitk, label_dtype
-from ._nifti import image_from_voxels, read_nifti2
+from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, check_geometry, from_sitk, label_dtype, volume_from_array
+from ._nifti import array_from_voxels, read_nifti2
 from ._verify import Damaged, Scan, scan
 from ._verify import is_dicom_file as _is_dicom_file
 
@@ -128,7 +128,10 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         if nifti and nifti["version"] == 2:
             image = read_nifti2(p, nifti)
         elif found.voxels is not None:  # a .nii.gz already decompressed for its checksum
-            image = image_from_voxels(p, nifti, found.voxels)
+            fast = array_from_voxels(p, nifti, found.voxels)
+            if fast is not None:
+                found.voxels = None
+                return _nifti_volume(p, nifti, *fast)
         found.voxels = None
         if image is None:
             image = sitk.ReadImage(str(p))
@@ -142,6 +145,13 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         check_geometry(image, str(p))  # refuse before warning about it
         _check_nifti_spacing(p, nifti, image)
     return from_sitk(image, path=str(p))
+
+
+def _nifti_volume(path: Path, hdr: dict, array: np.ndarray, info: sitk.ImageFileReader) -> Volume:
+    """The volume of a decompressed NIfTI-1 file, placed by ITK's reading of its header (``info``)."""
+    check_geometry(info, str(path))
+    _check_nifti_spacing(path, hdr, info)
+    return volume_from_array(array, info, path=str(path))
 
 
 def read_labels(path: str | os.PathLike, *, like: Volume | str | os.PathLike | None = None) -> Volume:

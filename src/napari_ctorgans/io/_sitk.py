@@ -59,21 +59,59 @@ def from_sitk(image: sitk.Image, *, path: str | None = None, reorient: bool = Tr
             "(colour or vector image); CT must be single-channel"
         )
     check_geometry(image, path)
-    source = orientation_code(image)
-    if reorient and source != CANONICAL:
-        image = sitk.DICOMOrient(image, CANONICAL)
     array = sitk.GetArrayFromImage(image)  # (z, y, x), a copy we own
-    direction_xyz = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    direction = direction_xyz[::-1, ::-1].copy()  # rows and columns to (z, y, x)
+    return volume_from_array(array, image, path=path, reorient=reorient, **metadata)
+
+
+#: orientation letter -> (the canonical axis it lies along, whether it runs against CANONICAL's direction)
+_AXIS_OF_LETTER = {"L": (0, False), "R": (0, True), "P": (1, False), "A": (1, True), "S": (2, False), "I": (2, True)}
+
+
+def volume_from_array(array: np.ndarray, geometry, *, path: str | None = None, reorient: bool = True,
+                      **metadata) -> Volume:
+    """A :class:`Volume` of ``array`` (z, y, x) placed by ``geometry`` (anything with ITK's ``GetSpacing``,
+    ``GetOrigin`` and ``GetDirection`` in (x, y, z) order: an image or an image file reader), reoriented to
+    :data:`CANONICAL`.
+
+    The reorientation is the one ``sitk.DICOMOrient`` makes (ITK chooses the orientation from the direction
+    cosines; the axes are permuted and flipped, the origin moves to the new first voxel), done on the array
+    without building an ITK image.
+    """
+    spacing = np.asarray(geometry.GetSpacing(), dtype=float)
+    origin = np.asarray(geometry.GetOrigin(), dtype=float)
+    direction = np.asarray(geometry.GetDirection(), dtype=float).reshape(3, 3)  # columns: the axes, (x, y, z)
+    source = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(direction.ravel()))
+    if reorient and source != CANONICAL:
+        array, spacing, origin, direction = _permute_and_flip(array, spacing, origin, direction, source)
     return Volume(
         array=array,
-        spacing=tuple(image.GetSpacing()[::-1]),
-        origin=tuple(image.GetOrigin()[::-1]),
-        direction=direction,
+        spacing=tuple(spacing[::-1].tolist()),
+        origin=tuple(origin[::-1].tolist()),
+        direction=direction[::-1, ::-1].copy(),  # rows and columns to (z, y, x)
         source_orientation=source,
         path=path,
         metadata=dict(metadata),
     )
+
+
+def _permute_and_flip(array, spacing, origin, direction, source: str):
+    src, flip = [0, 0, 0], [False, False, False]  # canonical axis p comes from the file's axis src[p]
+    for axis, letter in enumerate(source):
+        p, flip[p] = _AXIS_OF_LETTER[letter]
+        src[p] = axis
+    if sorted(src) != [0, 1, 2]:
+        raise ValueError(f"direction cosines {tuple(direction.T.ravel())} give no orientation ({source!r})")
+    size = array.shape[::-1]  # (x, y, z)
+    for p in range(3):
+        if flip[p]:
+            origin = origin + (size[src[p]] - 1) * spacing[src[p]] * direction[:, src[p]]
+    signs = np.where(flip, -1.0, 1.0)
+    direction = direction[:, src] * signs
+    spacing = spacing[src]
+    # numpy axis q holds ITK axis 2 - q
+    array = array.transpose([2 - src[2 - q] for q in range(3)])
+    array = array[tuple(slice(None, None, -1) if flip[2 - q] else slice(None) for q in range(3))]
+    return np.ascontiguousarray(array), spacing, origin, direction
 
 
 def to_sitk(array: np.ndarray, like: Volume, *, orientation: str | None = None) -> sitk.Image:
