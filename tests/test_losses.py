@@ -218,6 +218,15 @@ def test_class_weights_schemes():
                                np.sqrt(n / (L * counts + 1)), rtol=1e-6)
     with pytest.raises(ValueError, match="'sqrt'"):
         losses.class_weights(labels, "log", num_classes=3)
+    # every scheme is accepted by name by the loss factory too (batch statistics), with the same weights
+    target = torch.as_tensor(labels.reshape(1, 105, 1, 1) % 255).long()
+    logits = torch.randn(1, 3, 105, 1, 1, generator=torch.Generator().manual_seed(0))
+    for scheme in losses.WEIGHTING_SCHEMES:
+        by_name = losses.get_loss("iou", weighting=scheme)(logits, target)
+        numbers = losses.get_loss("iou", weighting=losses.class_weights(target, scheme, num_classes=3))(logits, target)
+        torch.testing.assert_close(by_name, numbers)
+    with pytest.raises(ValueError, match="'sqrt' or C numbers"):
+        losses.get_loss("iou", weighting="log")
     # an absent class gets N / eps (no division by zero)
     w = losses.class_weights(np.zeros(10, np.uint8), "simple", num_classes=2)
     assert float(w[1]) == 10.0

@@ -138,8 +138,9 @@ class SegmentationLoss(torch.nn.Module):
         self.from_logits = bool(from_logits)
         self.power = _check_power(power)
         if isinstance(weighting, str):
-            if weighting not in ("uniform", "simple", "square"):
-                raise ValueError(f"weighting must be 'uniform', 'simple', 'square' or C numbers, got {weighting!r}")
+            if weighting not in WEIGHTING_SCHEMES:
+                raise ValueError(f"weighting must be one of {', '.join(map(repr, WEIGHTING_SCHEMES))} or C numbers, "
+                                 f"got {weighting!r}")
             self.weighting: Any = weighting
         else:
             self.weighting = torch.as_tensor(np.asarray(weighting, dtype=np.float64))
@@ -214,8 +215,8 @@ def get_loss(name: str, **kwargs: Any) -> SegmentationLoss:
         probabilities, which are validated (in [0, 1], summing to one).
     power : float, default 1
         The power-family exponent ``m`` (IOU and Dice only).
-    weighting : {"uniform", "simple", "square"} or C numbers, default "uniform"
-        Class weights. A scheme name computes 001's weights from each call's ``target`` (batch statistics);
+    weighting : {"uniform", "simple", "square", "sqrt"} (:data:`WEIGHTING_SCHEMES`) or C numbers, default "uniform"
+        Class weights. A scheme name computes :func:`class_weights` from each call's ``target`` (batch statistics);
         for dataset-wide weights compute them once with :func:`class_weights` and pass the numbers.
         For "cross_entropy", "uniform" means the default balancing of :func:`weighted_cross_entropy`.
     ignore_index : int or None, default 255 (``ct.organs.IGNORE_LABEL``)
