@@ -330,8 +330,8 @@ _CPU_QUICK_AUGMENT = {
 }
 _STARTER = dict(
     model="cpu-small", iterations=4000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
-    lr_schedule="cosine", loss="cross_entropy", class_weighting="simple", validate_every=100000,
-    augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.9,
+    lr_schedule="cosine", loss="cross_entropy", class_weighting="sqrt", validate_every=100000,
+    augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.5,
     augment={**_CPU_QUICK_AUGMENT, "scale": [[0.9, 1.1]] * 3},
 )
 
@@ -347,14 +347,15 @@ TRAIN_PRESETS: dict[str, dict] = {
         augment=_CPU_QUICK_AUGMENT,
     ),
     # the built-in starter model (docs/starter-model.md): larger crops than cpu-quick, trained on the
-    # domain-randomised phantoms and the weakly labelled thorax of train.starter.starter_cases(); deterministic
-    # (class-weighted cross-entropy: on these phantoms the IOU loss left liver, kidneys and bladder unlearnt for
-    # over 1000 iterations, weighted cross-entropy found them within 300)
+    # domain-randomised phantoms and the weakly labelled thorax of train.starter.starter_cases(); deterministic.
+    # Cross-entropy with square-root class weights and half the crops centred on an organ: unweighted losses left
+    # kidneys and bladder unlearnt, inverse-frequency ("simple") weights flooded the background with them
     "starter": _STARTER,
-    # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the unweighted IOU
-    # loss plus cross-entropy of cpu-quick at a lower rate removes the false positives that class weights leave
+    # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the IOU loss plus
+    # cross-entropy of cpu-quick, still square-root weighted, at a lower rate and with 90 % organ-centred crops,
+    # removes the false positives the first stage leaves (unweighted, it also removed the bladder and kidneys)
     "starter-refine": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
-                       "loss_options": {"cross_entropy_weight": 0.5}, "class_weighting": "uniform"},
+                       "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9},
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
         model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,
