@@ -15,6 +15,23 @@ os.environ.setdefault("QT_API", "pyqt6")
 Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 DATA_DIR = Path(os.environ.get("CTORGANS_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-long", action="store_true",
+                     help="also run the tests marked long (over five minutes each; left out by default)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long`` (a ten-minute training run) keep the default run within its time budget; they run
+    with ``--run-long`` (or CTORGANS_LONG_TESTS=1), and the skip reason says so."""
+    if config.getoption("--run-long") or os.environ.get("CTORGANS_LONG_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="long test, left out of the default run: bash scripts/test.sh --run-long -k "
+                                   "NAME runs it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
 CT_DIR = DATA_DIR / "ct"
 
 

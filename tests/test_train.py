@@ -391,6 +391,7 @@ def test_training_on_auto_labels_of_the_real_chest(tmp_path, chest_3mm):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # about ten minutes of training: run with --run-long (the demo runs the same calls)
 def test_cpu_quick_preset_on_phantoms_reaches_090_for_every_organ_on_an_unseen_seed(tmp_path):
     """The demo's claim: the ``cpu-quick`` preset (cpu-small U-Net, IOU loss, augmentation from the start) trained on
     four phantoms reaches Dice >= 0.90 for every organ on a phantom seed it never saw, in ten CPU minutes."""
