@@ -82,7 +82,7 @@ def volume_from_array(array: np.ndarray, geometry, *, path: str | None = None, r
     direction = np.asarray(geometry.GetDirection(), dtype=float).reshape(3, 3)  # columns: the axes, (x, y, z)
     source = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(direction.ravel()))
     if reorient and source != CANONICAL:
-        array, spacing, origin, direction = _permute_and_flip(array, spacing, origin, direction, source)
+        array, spacing, origin, direction = _permute_and_flip(array, spacing, origin, direction, source, path)
     return Volume(
         array=array,
         spacing=tuple(spacing[::-1].tolist()),
@@ -94,13 +94,15 @@ def volume_from_array(array: np.ndarray, geometry, *, path: str | None = None, r
     )
 
 
-def _permute_and_flip(array, spacing, origin, direction, source: str):
+def _permute_and_flip(array, spacing, origin, direction, source: str, path: str | None):
     src, flip = [0, 0, 0], [False, False, False]  # canonical axis p comes from the file's axis src[p]
     for axis, letter in enumerate(source):
         p, flip[p] = _AXIS_OF_LETTER[letter]
         src[p] = axis
     if sorted(src) != [0, 1, 2]:
-        raise ValueError(f"direction cosines {tuple(direction.T.ravel())} give no orientation ({source!r})")
+        raise ValueError(f"{path or 'image'} has direction cosines {tuple(direction.T.ravel())} that give no "
+                         f"orientation ({source!r}: two axes along one direction); fix the header or export the scan "
+                         "again")
     size = array.shape[::-1]  # (x, y, z)
     for p in range(3):
         if flip[p]:
