@@ -15,6 +15,7 @@ os.environ.setdefault("QT_API", "pyqt6")
 Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 DATA_DIR = Path(os.environ.get("CTORGANS_DATA", ROOT.parent / "shared" / "data"))
+CT_DIR = DATA_DIR / "ct"
 
 
 def pytest_addoption(parser):
@@ -32,7 +33,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "long" in item.keywords:
             item.add_marker(skip)
-CT_DIR = DATA_DIR / "ct"
 
 
 def data_file(name: str) -> Path:

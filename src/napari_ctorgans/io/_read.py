@@ -123,17 +123,15 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         return _read_dicom(p.parent, series, p, resample_irregular)
     found = _check_file(p)
     nifti = found.header if found.format == "nifti" else None
+    fast = None  # (array, ITK's reading of the header) of a .nii.gz already decompressed for its checksum
     try:
         image = None
         if nifti and nifti["version"] == 2:
             image = read_nifti2(p, nifti)
-        elif found.voxels is not None:  # a .nii.gz already decompressed for its checksum
+        elif found.voxels is not None:
             fast = array_from_voxels(p, nifti, found.voxels)
-            if fast is not None:
-                found.voxels = None
-                return _nifti_volume(p, nifti, *fast)
         found.voxels = None
-        if image is None:
+        if image is None and fast is None:
             image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
@@ -141,17 +139,13 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
             f"cannot read {p} as a CT volume ({first}); supported: {', '.join(SUPPORTED_SUFFIXES)} "
             "or a DICOM series folder"
         ) from None
+    geometry = image if fast is None else fast[1]
     if nifti:
-        check_geometry(image, str(p))  # refuse before warning about it
-        _check_nifti_spacing(p, nifti, image)
+        check_geometry(geometry, str(p))  # refuse before warning about it
+        _check_nifti_spacing(p, nifti, geometry)
+    if fast is not None:
+        return volume_from_array(fast[0], fast[1], path=str(p))
     return from_sitk(image, path=str(p))
-
-
-def _nifti_volume(path: Path, hdr: dict, array: np.ndarray, info: sitk.ImageFileReader) -> Volume:
-    """The volume of a decompressed NIfTI-1 file, placed by ITK's reading of its header (``info``)."""
-    check_geometry(info, str(path))
-    _check_nifti_spacing(path, hdr, info)
-    return volume_from_array(array, info, path=str(path))
 
 
 def read_labels(path: str | os.PathLike, *, like: Volume | str | os.PathLike | None = None) -> Volume:

@@ -42,8 +42,9 @@ def check_geometry(image: sitk.Image, path: str | None) -> None:
         )
 
 
-def orientation_code(image: sitk.Image) -> str:
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+def orientation_code(geometry) -> str:
+    """ITK's orientation letters (e.g. "LPS", "RAS") of an image or an image file reader, from its direction."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(geometry.GetDirection())
 
 
 def from_sitk(image: sitk.Image, *, path: str | None = None, reorient: bool = True, **metadata) -> Volume:
@@ -80,7 +81,7 @@ def volume_from_array(array: np.ndarray, geometry, *, path: str | None = None, r
     spacing = np.asarray(geometry.GetSpacing(), dtype=float)
     origin = np.asarray(geometry.GetOrigin(), dtype=float)
     direction = np.asarray(geometry.GetDirection(), dtype=float).reshape(3, 3)  # columns: the axes, (x, y, z)
-    source = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(direction.ravel()))
+    source = orientation_code(geometry)
     if reorient and source != CANONICAL:
         array, spacing, origin, direction = _permute_and_flip(array, spacing, origin, direction, source, path)
     return Volume(
