@@ -299,9 +299,14 @@ def test_reorienting_in_numpy_equals_simpleitks_dicomorient():
     assert len(seen) == 48
 
 
-def test_nifti_read_gives_simpleitks_array_and_geometry(abdomen_3mm):
-    """A .nii.gz (RAS on disk) read from its checked, decompressed bytes equals ITK's own reading, reoriented."""
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_nifti_read_gives_simpleitks_array_and_geometry(abdomen_3mm, suffix, tmp_path):
+    """A NIfTI (RAS on disk) read from its checked voxel bytes equals ITK's own reading, reoriented: the real
+    .nii.gz, and an uncompressed copy of it (ITK writes it: same header and voxels)."""
     path = str(data_file("abdomen_3mm.nii.gz"))
+    if suffix == ".nii":
+        sitk.WriteImage(sitk.ReadImage(path), str(tmp_path / "abdomen.nii"))
+        path = str(tmp_path / "abdomen.nii")
     ref = sitk.DICOMOrient(sitk.ReadImage(path), "LPS")
     vol = ct.read_volume(path)
     assert vol.source_orientation == "RAS" and vol.array.dtype == sitk.GetArrayViewFromImage(ref).dtype

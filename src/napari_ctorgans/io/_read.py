@@ -123,7 +123,7 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         return _read_dicom(p.parent, series, p, resample_irregular)
     found = _check_file(p)
     nifti = found.header if found.format == "nifti" else None
-    fast = None  # (array, ITK's reading of the header) of a .nii.gz already decompressed for its checksum
+    fast = None  # (array, ITK's reading of the header) of a NIfTI-1 whose voxels were read while checking it
     try:
         image = None
         if nifti and nifti["version"] == 2:
