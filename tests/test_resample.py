@@ -95,3 +95,16 @@ def test_streamed_downsampling_of_a_wide_scan_matches_smooth_then_linear():
     ref = ndimage.map_coordinates(smooth, coords, order=1, mode="nearest")
     np.testing.assert_allclose(full, ref, atol=2e-3)
     np.testing.assert_allclose(out, ref[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], atol=2e-3)
+
+
+@pytest.mark.parametrize("out_shape", [(37, 21, 30), (5, 40, 9), (12, 12, 12)])
+def test_gather_labels_equals_fancy_indexing_when_planes_repeat_or_not(out_shape):
+    """Upsampling (planes repeated), downsampling and a mixed case give ``array[iz][:, iy][:, :, ix]``."""
+    from napari_ctorgans.resampling import gather_labels
+
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 7, (12, 15, 18)).astype(np.uint8)
+    idx = [np.sort(rng.integers(0, n, m)).astype(np.intp) for n, m in zip(array.shape, out_shape)]
+    out = np.full(out_shape, 99, np.uint8)
+    gather_labels(array, idx, out, threads=2)
+    assert np.array_equal(out, array[idx[0]][:, idx[1]][:, :, idx[2]])

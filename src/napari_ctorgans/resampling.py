@@ -357,15 +357,29 @@ def nearest_indices(source: Grid, target: Grid) -> list[np.ndarray]:
 
 
 def gather_labels(array: np.ndarray, idx, out: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """``out[k, j, i] = array[idx[0][k], idx[1][j], idx[2][i]]`` in slabs of planes on all cores."""
+    """``out[k, j, i] = array[idx[0][k], idx[1][j], idx[2][i]]`` in slabs of planes on all cores.
+
+    Upsampling repeats planes: each distinct source plane is gathered once, then copied to every output plane that
+    takes it (a plane copy instead of a gather along the last axis for each repeat).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    planes, where = np.unique(idx[0], return_inverse=True)
+    repeated = len(planes) < out.shape[0]
+    source = np.empty((len(planes),) + out.shape[1:], dtype=out.dtype) if repeated else out
+    rows = planes if repeated else idx[0]
     step = max(1, 4_000_000 // max(out.shape[1] * out.shape[2], 1))
 
-    def one(z0: int) -> None:
-        z1 = min(z0 + step, out.shape[0])
-        out[z0:z1] = array[idx[0][z0:z1]][:, idx[1]][:, :, idx[2]]
+    def gather(z0: int) -> None:
+        z1 = min(z0 + step, len(rows))
+        source[z0:z1] = array[rows[z0:z1]][:, idx[1]][:, :, idx[2]]
+
+    def copy(z0: int) -> None:
+        for z in range(z0, min(z0 + step, out.shape[0])):
+            out[z] = source[where[z]]
 
     with ThreadPoolExecutor(max_workers=_worker_count(threads)) as pool:
-        list(pool.map(one, range(0, out.shape[0], step)))
+        list(pool.map(gather, range(0, len(rows), step)))
+        if repeated:
+            list(pool.map(copy, range(0, out.shape[0], step)))
     return out
