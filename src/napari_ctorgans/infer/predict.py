@@ -257,9 +257,10 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     threads : int, optional
         CPU threads (default: every core this process may use).
     engine : {"torch", "openvino"}
-        The network runtime. ``"openvino"`` (optional package) ran the cpu-small U-Net's network step 1.5x faster
-        than the fused torch path on 2 CPU cores with the same labels (docs/benchmarks.md); one pass over the whole
-        box on the CPU, without TTA or probabilities.
+        The network runtime. ``"openvino"`` (optional package) runs one pass over the whole box on the CPU, without
+        TTA or probabilities. Its network step takes as long as the default fused torch path on 2 CPU cores (0.75 s
+        against 0.78 s on the native chest's body box, the same labels; docs/benchmarks.md), and its first call
+        also exports and compiles the model, so ``"torch"`` is the faster choice end to end.
 
     Returns
     -------
