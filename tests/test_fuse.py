@@ -82,3 +82,20 @@ def test_predict_with_fusion_gives_the_labels_of_the_plain_path(monkeypatch):
     plain_labels = ct.predict(vol, model, threads=2)
     assert np.mean(fused_labels == plain_labels) > 0.9999
     assert not any(isinstance(m, (_FusedUp, _FusedConvReLU)) for m in model.modules())
+
+
+def test_decoders_whose_upsampling_differs_are_composed_only_where_the_geometry_fits():
+    """An upsampling without bias is composed (the face correction is then zero); a 4 x 4 x 4 one is not (its
+    block runs unfused); the logits equal the model's either way."""
+    model = _trained_like(UNet3D(base_width=8, levels=4))
+    c0, c1 = model.up[0].up.in_channels, model.up[1].up.in_channels
+    model.up[0].up = torch.nn.ConvTranspose3d(c0, c0, kernel_size=2, stride=2, bias=False)
+    model.up[1].up = torch.nn.ConvTranspose3d(c1, c1, kernel_size=4, stride=2, padding=1)
+    model = model.eval().to(memory_format=CL)
+    fused = fuse_for_cpu(model)
+    assert isinstance(fused.up[0], _FusedUp) and not isinstance(fused.up[1], _FusedUp)
+    assert isinstance(fused.up[2], _FusedUp)
+    x = torch.rand((1, 1, 19, 24, 17), generator=torch.Generator().manual_seed(4)).contiguous(memory_format=CL)
+    with torch.inference_mode():
+        ref, out = model(x), fused(x)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
