@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from scipy import ndimage
 from ..contract import DEFAULT_OVERLAP, ModelContract, read_contract
 from ..labelers._common import border_labels
 from ..organs import ORGANS
-from ..resampling import Grid, gather_labels, nearest_indices, resample_streamed
+from ..resampling import Grid, _worker_count, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
 from .engine import check_engine, cpu_threads, network_labels, prepare_model, resolve_device
 from .plan import body_box, bytes_per_voxel, plan_tiles
@@ -27,7 +28,7 @@ KEEP_COMPONENTS: dict[int, int | None] = {1: 1, 2: 1, 3: 2, 4: 2, 5: None, 6: 1}
 
 
 def postprocess(labels: np.ndarray, *, keep: Mapping[int, int | None] | None = None, fill_holes: bool = True,
-                min_voxels: int = 8) -> np.ndarray:
+                min_voxels: int = 8, threads: int | None = None) -> np.ndarray:
     """Clean a predicted label map: keep the largest connected components per organ and fill holes.
 
     Parameters
@@ -38,31 +39,51 @@ def postprocess(labels: np.ndarray, *, keep: Mapping[int, int | None] | None = N
         Fill cavities enclosed by an organ (3D) with that organ where they are background.
     min_voxels : int
         Smallest component kept for organs with ``keep=None``.
+    threads : int, optional
+        Organs labelled at once (default: every core this process may use); the result does not depend on it.
 
     Returns
     -------
     ndarray, same shape and dtype
+
+    Notes
+    -----
+    Two steps, each organ labelled on its own bounding box in parallel: first every organ's small components are
+    removed, then each organ's holes (from its kept mask) are filled where the map is background, in increasing
+    label order, so a background voxel enclosed by two organs takes the lower label.
     """
     keep = KEEP_COMPONENTS if keep is None else keep
     out = np.array(labels, copy=True)
     struct = ndimage.generate_binary_structure(3, 1)
-    for value, box in _organ_boxes(out).items():
+    boxes = list(_organ_boxes(out).items())
+    with ThreadPoolExecutor(max_workers=_worker_count(threads)) as pool:
+        kept = list(pool.map(lambda item: _kept(out[item[1]] == item[0], keep.get(item[0]), item[0] in keep,
+                                                 min_voxels, struct), boxes))
+        for (value, box), mask in zip(boxes, kept):
+            if mask is not None:
+                sub = out[box]
+                sub[(sub == value) & ~mask] = 0
+        if not fill_holes:
+            return out
+        masks = [out[box] == value if mask is None else mask for (value, box), mask in zip(boxes, kept)]
+        holes = list(pool.map(lambda m: _holes(m, struct), masks))
+    for (value, box), hole in zip(boxes, holes):
         sub = out[box]
-        mask = sub == value
-        comp, n = ndimage.label(mask, structure=struct)
-        if n > 1 or value not in keep or keep.get(value) is None:
-            sizes = np.bincount(comp.ravel())[1:]
-            k = keep.get(value, None)
-            good = np.flatnonzero(sizes >= min_voxels) + 1 if k is None else np.argsort(sizes)[::-1][:k] + 1
-            lut = np.zeros(n + 1, dtype=bool)
-            lut[good] = True
-            kept = lut[comp]
-            sub[mask & ~kept] = 0
-            mask = kept
-        if fill_holes:
-            holes = _holes(mask, struct)
-            sub[holes & (sub == 0)] = value
+        sub[hole & (sub == 0)] = value
     return out
+
+
+def _kept(mask: np.ndarray, k: int | None, listed: bool, min_voxels: int, struct) -> np.ndarray | None:
+    """The components of ``mask`` to keep (the ``k`` largest, or all of at least ``min_voxels`` when ``k`` is None),
+    or None when all of it stays (one component of an organ with a count)."""
+    comp, n = ndimage.label(mask, structure=struct)
+    if n <= 1 and listed and k is not None:
+        return None
+    sizes = np.bincount(comp.ravel())[1:]
+    good = np.flatnonzero(sizes >= min_voxels) + 1 if k is None else np.argsort(sizes)[::-1][:k] + 1
+    lut = np.zeros(n + 1, dtype=bool)
+    lut[good] = True
+    return lut[comp]
 
 
 def _organ_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
@@ -315,7 +336,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         del x
         labels = labels_t.numpy()
         if postprocess_labels:
-            labels = postprocess(labels)
+            labels = postprocess(labels, threads=n_threads)
         out = _to_scan(labels, volume, work, lo, hi, same_grid, n_threads)
     if return_probabilities:
         full = torch.zeros((probs.shape[0], *work.shape), dtype=torch.float32)
