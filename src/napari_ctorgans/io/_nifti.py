@@ -18,9 +18,14 @@ _INT16_MAX = 32767
 _DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
 
 
-def array_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> tuple[np.ndarray, sitk.ImageFileReader] | None:
-    """The (z, y, x) array ITK would read from a NIfTI-1 file, as a view of its already decompressed voxel bytes
-    (no copy for native byte order), and ITK's reading of the header, which places it in space.
+def array_from_voxels(path: Path, hdr: dict,
+                      voxels: np.ndarray | None) -> tuple[np.ndarray, sitk.ImageFileReader] | None:
+    """The (z, y, x) array ITK would read from a NIfTI-1 file, as a view of its voxel bytes (no copy for native byte
+    order), and ITK's reading of the header, which places it in space.
+
+    ``voxels`` are the bytes of a ``.nii.gz`` already decompressed for its checksum; None for an uncompressed
+    ``.nii``, whose bytes are then read here, once, straight into the array (ITK's reader and a copy out of it cost
+    4x as long), and only when ITK would not do more than copy them.
 
     None where ITK would do more than copy the voxels (intensity scaling, vectors, more than 3 dimensions, an
     unexpected pixel type), so the caller lets ITK read.
@@ -37,10 +42,11 @@ def array_from_voxels(path: Path, hdr: dict, voxels: np.ndarray) -> tuple[np.nda
     info.ReadImageInformation()
     if info.GetSize() != hdr["dim"] or info.GetNumberOfComponents() != 1 or info.GetDimension() != 3:
         return None
-    array = voxels.view(dtype).reshape(hdr["dim"][::-1]).astype(dtype.newbyteorder("="), copy=False)
-    if sitk.GetImageFromArray(array[:1, :1, :1]).GetPixelID() != info.GetPixelID():
+    if sitk.GetImageFromArray(np.zeros((1, 1, 1), dtype.newbyteorder("="))).GetPixelID() != info.GetPixelID():
         return None
-    return array, info
+    if voxels is None:
+        voxels = np.fromfile(path, np.uint8, hdr["nbytes"], offset=int(hdr["vox_offset"]))
+    return voxels.view(dtype).reshape(hdr["dim"][::-1]).astype(dtype.newbyteorder("="), copy=False), info
 
 
 def _nifti1_header(hdr: dict) -> bytes:

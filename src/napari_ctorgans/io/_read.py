@@ -123,12 +123,12 @@ def read_volume(path: str | os.PathLike, *, series: str | None = None, resample_
         return _read_dicom(p.parent, series, p, resample_irregular)
     found = _check_file(p)
     nifti = found.header if found.format == "nifti" else None
-    fast = None  # (array, ITK's reading of the header) of a NIfTI-1 whose voxels were read while checking it
+    fast = None  # (array, ITK's reading of the header) of a NIfTI-1 read from its voxel bytes
     try:
         image = None
         if nifti and nifti["version"] == 2:
             image = read_nifti2(p, nifti)
-        elif found.voxels is not None:
+        elif nifti and (found.voxels is not None or not p.name.lower().endswith(".gz")):
             fast = array_from_voxels(p, nifti, found.voxels)
         found.voxels = None
         if image is None and fast is None:

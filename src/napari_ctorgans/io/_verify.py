@@ -57,7 +57,7 @@ class Scan:
     digest: str | None
     format: str
     header: dict = field(default_factory=dict)
-    voxels: np.ndarray | None = None  # the voxel bytes (uint8), where asked for and the file is a NIfTI
+    voxels: np.ndarray | None = None  # the voxel bytes (uint8), where asked for and the file is a .nii.gz
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -189,12 +189,7 @@ def _scan_nifti(path: Path, gz: bool, want_digest: bool, keep: bool = False) -> 
             if size < hdr["vox_offset"] + hdr["nbytes"]:
                 raise Damaged(f"it holds {max(size - hdr['vox_offset'], 0)} bytes of voxel data where its header "
                               f"announces {hdr['nbytes']}")
-            # the voxels read once, straight into the array (ITK's reader and a copy out of it cost 4x as long)
-            voxels = None
-            if keep:
-                fh.seek(hdr["vox_offset"])
-                voxels = np.fromfile(fh, np.uint8, hdr["nbytes"])
-            return Scan(None, "nifti", hdr, voxels)
+            return Scan(None, "nifti", hdr)
         voxels = np.empty(hdr["nbytes"], np.uint8) if keep and gz and _isize_agrees(path, hdr) else None
         sink = None if voxels is None else memoryview(voxels)
         digest = _payload(_chain(first, stream), hdr["vox_offset"], hdr["nbytes"], want, sink)
@@ -284,7 +279,7 @@ def scan(path: str | Path, *, digest: bool = False, keep_voxels: bool = False) -
         Also hash the voxel bytes (in file order), to compare with :func:`array_digest` of the written array.
     keep_voxels : bool
         For ``.nii.gz``: keep the decompressed voxel bytes in ``Scan.voxels``, so that the file is decompressed
-        once for both the checksum and the read; for ``.nii``: read the voxel bytes into ``Scan.voxels``.
+        once for both the checksum and the read.
 
     Raises
     ------
