@@ -22,10 +22,10 @@ scan's own grid. Each method runs in a fresh process; peak memory is that proces
 The network's achieved GFLOP/s (multiply-adds x 2 counted by ``torch.utils.flop_counter`` per voxel, times the
 voxels computed) is printed twice: ``GFLOP/s`` counts the model's own arithmetic (the same work for every method),
 ``exec`` what the fused copy really executes (its decoders need 28 % fewer multiply-adds for the cpu-small U-Net,
-:func:`executed_flops_per_voxel`); ``% mm`` is ``exec`` next to a 4096 x 4096 ``torch.mm`` on the same cores in the same run. Without
-``--checkpoint`` a short ``cpu-quick`` run on phantoms is trained once into the cache (its weights do not change
-the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is quiet, or pass
-``--repeat 3`` (the fastest of three fresh runs per method; ``torch.mm`` is measured again at the end).
+:func:`executed_flops_per_voxel`); ``% mm`` is ``exec`` next to a 4096 x 4096 ``torch.mm`` on the same cores in the
+same run. Without ``--checkpoint`` a short ``cpu-quick`` run on phantoms is trained once into the cache (its
+weights do not change the timing). Record ``uptime`` with the numbers: on a shared machine re-run when it is
+quiet, or pass ``--repeat 3`` (the fastest of three fresh runs per method; ``torch.mm`` is measured again at the end).
 """
 
 from __future__ import annotations
@@ -169,9 +169,9 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
     t_pred = time.perf_counter() - t1
     fused = method in ("fast", "old")
     efpv = executed_flops_per_voxel(pred.model) if fused else fpv
-    return {"executed_gflop": net["voxels"] * efpv / 1e9, "read_s": t_read, "predict_s": t_pred, "total_s": t_read + t_pred, "network_s": net["seconds"],
-            "network_gflop": net["voxels"] * fpv / 1e9, "labels": {int(v): int((labels == v).sum())
-                                                                   for v in np.unique(labels) if v}}
+    return {"read_s": t_read, "predict_s": t_pred, "total_s": t_read + t_pred, "network_s": net["seconds"],
+            "executed_gflop": net["voxels"] * efpv / 1e9, "network_gflop": net["voxels"] * fpv / 1e9,
+            "labels": {int(v): int((labels == v).sum()) for v in np.unique(labels) if v}}
 
 
 def _wrapper(cmd: list[str]) -> None:
@@ -287,8 +287,8 @@ def main(argv=None) -> int:
     mm = matmul_gflops(args.threads)
     print(f"checkpoint {ckpt}; {args.threads} threads; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"torch.mm 4096^2: {mm:.0f} GFLOP/s")
-    print(f"{'scan':<8} {'method':<8} {'total s':>8} {'network s':>9} {'GFLOP/s':>8} {'exec':>8} {'% mm':>5} {'peak GB':>8} "
-          f"{'vs fast':>8}  organs (voxels)")
+    print(f"{'scan':<8} {'method':<8} {'total s':>8} {'network s':>9} {'GFLOP/s':>8} {'exec':>8} {'% mm':>5} "
+          f"{'peak GB':>8} {'vs fast':>8}  organs (voxels)")
     for name in [s.strip() for s in args.scans.split(",") if s.strip()]:
         scan = scans[name] if name == "native" else make_scan(args.slices)
         fast_total = None
@@ -299,11 +299,11 @@ def main(argv=None) -> int:
                 print(f"{name:<8} {method:<8} failed: {r['error']}")
                 continue
             gf = r["network_gflop"] / max(r["network_s"], 1e-9)
-            ex = r.get("executed_gflop", r["network_gflop"]) / max(r["network_s"], 1e-9)
+            ex = r["executed_gflop"] / max(r["network_s"], 1e-9)
             fast_total = r["total_s"] if method == "fast" else fast_total
             ratio = f"{r['total_s'] / fast_total:7.1f}x" if fast_total else "       -"
-            print(f"{name:<8} {method:<8} {r['total_s']:8.1f} {r['network_s']:9.1f} {gf:8.1f} {ex:8.1f} {100 * ex / mm:5.0f} "
-                  f"{r['peak_gb']:8.2f} {ratio}  {r['labels']}", flush=True)
+            print(f"{name:<8} {method:<8} {r['total_s']:8.1f} {r['network_s']:9.1f} {gf:8.1f} {ex:8.1f} "
+                  f"{100 * ex / mm:5.0f} {r['peak_gb']:8.2f} {ratio}  {r['labels']}", flush=True)
     if args.engines:
         engines(ckpt, scans["native"], args.threads)
     print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}; "
