@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default 1 on CPU, 4 on CUDA)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
+    p.add_argument("--labelers", default="auto", metavar="ORGANS",
+                   help="organs taken from the automatic labellers instead of the network: 'auto' (default: lungs "
+                   "and bone with the starter model, none with a checkpoint), 'none', or a list such as 'lungs,bone'")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     from ._args import add_label_format, add_resample_irregular
@@ -54,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from ..models import resolve_model
     from .cohort import run_cohort_command, wants_cohort
 
+    from ..infer.hybrid import resolve_labelers
+
+    resolve_labelers(args.labelers)  # a bad --labelers fails before any scan is read
     args.checkpoint = str(resolve_model(args.checkpoint))  # no --checkpoint, or "starter": the built-in model
     # [cohort] several inputs, a list of paths, a scheduler or a worker count: one Dask task per scan
     if args.scheduler or args.workers or len(args.input) > 1 or wants_cohort(args.input):
         return run_cohort_command(args, task="predict", inputs=args.input, options={
             "overlap": args.overlap, "mode": args.mode, "batch_size": args.batch_size, "tta": args.tta,
-            "postprocess_labels": not args.no_postprocess, "device": args.device})
+            "postprocess_labels": not args.no_postprocess, "device": args.device, "labelers": args.labelers})
     args.input = args.input[0]
     if args.output is None:
         raise ValueError("-o/--output is required for a single scan")
@@ -88,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     labels = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
-                        tta=args.tta, postprocess_labels=not args.no_postprocess, device=device, progress=progress)
+                        tta=args.tta, postprocess_labels=not args.no_postprocess, device=device, progress=progress,
+                        labelers=args.labelers)
     if bar is not None:
         bar.close()
     path = write_label_file(out, labels, vol, fmt, overwrite=args.overwrite)

@@ -18,6 +18,7 @@ from ..organs import ORGANS
 from ..resampling import Grid, _worker_count, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
 from .engine import check_engine, cpu_threads, network_labels, prepare_model, resolve_device
+from .hybrid import labeller_map, merge_labelled, resolve_labelers
 from .plan import body_box, bytes_per_voxel, plan_tiles
 
 __all__ = ["predict", "Predictor", "postprocess", "KEEP_COMPONENTS"]
@@ -231,7 +232,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
             tta: bool = False, postprocess_labels: bool = True, device: Any = None,
             progress: Callable[[int, int], Any] | None = None, return_probabilities: bool = False,
             crop_to_body: bool = True, memory_budget: float | None = None, threads: int | None = None,
-            engine: str = "torch"):
+            engine: str = "torch", labelers: Any = "auto"):
     """Segment a CT volume; the label map comes back on the volume's own grid.
 
     Steps: find the body's bounding box at low resolution (:func:`body_box`), resample that box to the working
@@ -282,6 +283,13 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         TTA or probabilities. Its network step takes as long as the default fused torch path on 2 CPU cores (0.75 s
         against 0.78 s on the native chest's body box, the same labels; docs/benchmarks.md), and its first call
         also exports and compiles the model, so ``"torch"`` is the faster choice end to end.
+    labelers : "auto", None, bool, str or sequence of str
+        Organs taken from the automatic labellers (:func:`ct.auto_label`, run on the working grid) instead of the
+        network: the network's voxels of those organs become background and the labellers' take their place
+        (the probabilities stay the network's). ``"auto"`` (default): lungs and bone for the built-in starter
+        model (read from its file), whose network is weaker than the labellers on real CT for these organs
+        (docs/starter-model.md); none for any other model. None, False or ``"none"``: none; True, ``"lungs,bone"``
+        or a sequence of names: those organs.
 
     Returns
     -------
@@ -305,6 +313,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     volume = _as_volume(volume)
     dev = resolve_device(device)
     pred = Predictor.coerce(checkpoint_or_model, device=dev)
+    from_labelers = resolve_labelers(labelers, pred.info.get("path"))
     contract = pred.contract
     if spacing is not None:
         contract = dataclasses.replace(contract, spacing=float(spacing))
@@ -337,6 +346,9 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         labels = labels_t.numpy()
         if postprocess_labels:
             labels = postprocess(labels, threads=n_threads)
+        if from_labelers:
+            labelled = labeller_map(volume, source, work, same_grid, from_labelers, n_threads)
+            labels = merge_labelled(labels, labelled[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], from_labelers)
         out = _to_scan(labels, volume, work, lo, hi, same_grid, n_threads)
     if return_probabilities:
         full = torch.zeros((probs.shape[0], *work.shape), dtype=torch.float32)

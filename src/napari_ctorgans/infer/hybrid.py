@@ -1,0 +1,86 @@
+"""Organs taken from the automatic labellers instead of the network (the built-in starter model's lungs and bone).
+
+The labellers (:func:`napari_ctorgans.auto_label`) find lungs and bone from Hounsfield units and morphology, the way
+CT-ORG made its training labels for these two organs; they need no training and carry no domain gap. A network
+trained on phantoms sees real lungs and bone only through the labels the same labellers made on real thoraces, so
+for these organs the labellers are the reference it imitates. :func:`predict` therefore takes them from the
+labellers for the starter model (``labelers="auto"``) and leaves a user's own trained model alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..labelers import ORGAN_LABELERS
+from ..organs import ORGANS
+from ..resampling import Grid, resample_streamed
+from ..volume import Volume
+
+__all__ = ["resolve_labelers", "labeller_map", "merge_labelled"]
+
+
+def resolve_labelers(labelers: Any, model_path: Any = None) -> tuple[str, ...]:
+    """The organs :func:`predict` takes from the labellers.
+
+    Parameters
+    ----------
+    labelers : "auto", None, bool, str or sequence of str
+        ``"auto"``: lungs and bone for the built-in starter model, none for any other model; None, False or
+        ``"none"``: none; True: every organ with a labeller (:data:`~napari_ctorgans.labelers.ORGAN_LABELERS`); a
+        name, a comma-separated list or a sequence of names.
+    model_path : path, optional
+        The file the model was read from (``Predictor.info["path"]``): the starter's file means the starter.
+
+    Returns
+    -------
+    tuple of str, in the order of ``ORGAN_LABELERS``
+    """
+    from ..models import STARTER_FILE
+
+    if isinstance(labelers, str) and labelers.strip().lower() in ("auto", "none"):
+        if labelers.strip().lower() == "none":
+            return ()
+        return tuple(ORGAN_LABELERS) if model_path is not None and _same_file(model_path, STARTER_FILE) else ()
+    if labelers is None or labelers is False:
+        return ()
+    if labelers is True:
+        return tuple(ORGAN_LABELERS)
+    names = [s.strip() for s in labelers.split(",")] if isinstance(labelers, str) else list(labelers)
+    bad = [n for n in names if n not in ORGAN_LABELERS]
+    if bad or not names:
+        raise ValueError(f"predict option 'labelers': {(bad or [labelers])[0]!r} is not an organ with an automatic "
+                         f"labeller; give \"auto\", \"none\", True or organs among {list(ORGAN_LABELERS)}")
+    return tuple(o for o in ORGAN_LABELERS if o in names)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def labeller_map(volume: Volume, source: Grid, work: Grid, same_grid: bool, organs, threads: int) -> np.ndarray:
+    """The labellers' CT-ORG map of ``organs`` on the whole working grid (the scan resampled to it in HU)."""
+    from ..labelers import auto_label
+
+    if same_grid:
+        hu = volume
+    else:
+        arr = resample_streamed(volume.array, source, work, kind="image", threads=threads)
+        hu = Volume(arr, spacing=work.spacing, origin=work.origin, direction=work.direction)
+    return auto_label(hu, organs=organs)
+
+
+def merge_labelled(labels: np.ndarray, labelled: np.ndarray, organs) -> np.ndarray:
+    """``labels`` (in place) with each organ of ``organs`` replaced by the labellers' (``labelled``, same shape):
+    the network's voxels of that organ become background, the labellers' voxels take its value."""
+    values = [v for v, o in ORGANS.items() if o.name in organs]
+    for v in values:
+        labels[labels == v] = 0
+    for v in values:
+        labels[labelled == v] = v
+    return labels
