@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
             continue
         vol = ct.read_volume(image)
         ref = np.asarray(ct.read_labels(labels, like=vol).array)
-        fast, old = ct.predict(vol, model), ct.predict(vol, model, **OLD)
+        fast, old = ct.predict(vol, model, labelers=None), ct.predict(vol, model, labelers=None, **OLD)
         for k in organs:
             print(f"| {name}, {ct.ORGANS[k].name} | {dice(fast == k, ref == k):.3f} | {dice(old == k, ref == k):.3f} "
                   f"| {dice(fast == k, old == k):.3f} |")

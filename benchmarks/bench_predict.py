@@ -145,10 +145,11 @@ def _child(method: str, scan: Path, checkpoint: Path, threads: int) -> dict:
         P.network_labels = timed
         t1 = time.perf_counter()
         if method in ("fast", "unfused", "openvino"):
-            labels = ct.predict(vol, pred, threads=threads, engine="openvino" if method == "openvino" else "torch")
+            labels = ct.predict(vol, pred, threads=threads, engine="openvino" if method == "openvino" else "torch",
+                                labelers=None)
         else:
             labels = ct.predict(vol, pred, roi_size=pred.roi_size, overlap=0.5, mode="gaussian", crop_to_body=False,
-                                threads=threads)
+                                threads=threads, labelers=None)
     else:
         from monai.inferers import sliding_window_inference
 
