@@ -108,6 +108,8 @@ def test_predict_widget_defaults_to_the_starter(make_napari_viewer, qtbot, monke
     layer = viewer.layers["scan prediction"]
     assert isinstance(layer, Labels) and layer.data.shape == vol.shape
     assert "no organ found" not in w.status.text()
+    assert "lungs and bone from the automatic labellers" in w.status.text()  # the starter's lungs and bone
+    np.testing.assert_array_equal(np.isin(layer.data, (3, 5)), np.isin(ct.auto_label(vol), (3, 5)))
 
     # the file picker offers .pt and .safetensors checkpoints and puts the choice in the combo
     dialog = w.browse_checkpoint()

@@ -38,6 +38,7 @@ class PredictWidget(Step):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(napari_viewer, parent)
         self.result_layer = None
+        self._from_labelers: tuple[str, ...] = ()  # organs the last prediction took from the labellers
         self._progress = _Progress()
         self._progress.tiles.connect(self._on_tiles)
 
@@ -160,6 +161,9 @@ class PredictWidget(Step):
             return None
         overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
         emit = self._progress.tiles.emit
+        from ..infer.hybrid import resolve_labelers
+
+        self._from_labelers = resolve_labelers("auto", predictor.info.get("path"))  # what predict does by default
 
         def work():
             labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
@@ -215,9 +219,10 @@ class PredictWidget(Step):
         layer.metadata[DIGEST_KEY] = self._labels_digest
         self.result_layer = layer
         self.labels_combo.setCurrentText(layer.name)
-        found = self._found
+        found, source = self._found, self._from_labelers
+        note = f"{' and '.join(source)} from the automatic labellers; " if source else ""
         self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
-                                                   or "no organ found") + " (editable: paint, fill, erase)")
+                                                   or "no organ found") + f" ({note}editable: paint, fill, erase)")
 
     def add_to_training_set(self, image: str | None = None, labels: str | None = None) -> bool:
         """Snapshot the CT layer and its corrected Labels layer as a new case in this viewer's Train widget.
