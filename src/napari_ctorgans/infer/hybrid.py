@@ -16,10 +16,8 @@ import numpy as np
 
 from ..labelers import ORGAN_LABELERS
 from ..organs import ORGANS
-from ..resampling import Grid, resample_streamed
-from ..volume import Volume
 
-__all__ = ["resolve_labelers", "labeller_map", "merge_labelled"]
+__all__ = ["resolve_labelers", "merge_labelled"]
 
 
 def resolve_labelers(labelers: Any, model_path: Any = None) -> tuple[str, ...]:
@@ -61,18 +59,6 @@ def _same_file(a: Any, b: Any) -> bool:
         return Path(a).resolve() == Path(b).resolve()
     except (OSError, TypeError, ValueError):
         return False
-
-
-def labeller_map(volume: Volume, source: Grid, work: Grid, same_grid: bool, organs, threads: int) -> np.ndarray:
-    """The labellers' CT-ORG map of ``organs`` on the whole working grid (the scan resampled to it in HU)."""
-    from ..labelers import auto_label
-
-    if same_grid:
-        hu = volume
-    else:
-        arr = resample_streamed(volume.array, source, work, kind="image", threads=threads)
-        hu = Volume(arr, spacing=work.spacing, origin=work.origin, direction=work.direction)
-    return auto_label(hu, organs=organs)
 
 
 def merge_labelled(labels: np.ndarray, labelled: np.ndarray, organs) -> np.ndarray:
