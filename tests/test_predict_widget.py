@@ -46,6 +46,7 @@ def test_prediction_is_an_aligned_editable_layer(make_napari_viewer, qtbot, chec
     np.testing.assert_allclose(layer.translate, ct_layer.translate)
     assert w.progress.value() == w.progress.maximum() > 0  # the tile progress bar reached the end
     assert "automatic labellers" not in w.status.text()  # a trained checkpoint predicts every organ itself
+    assert not w.labellers.isChecked()
     np.testing.assert_allclose(layer.get_color(3)[:3], ct.ORGANS[3].color[:3], atol=1e-3)  # organ colours
     # predicting again refreshes our unedited layer in place
     with qtbot.waitSignal(w.run().finished, timeout=300_000):

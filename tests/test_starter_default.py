@@ -110,6 +110,18 @@ def test_predict_widget_defaults_to_the_starter(make_napari_viewer, qtbot, monke
     assert "no organ found" not in w.status.text()
     assert "lungs and bone from the automatic labellers" in w.status.text()  # the starter's lungs and bone
     np.testing.assert_array_equal(np.isin(layer.data, (3, 5)), np.isin(ct.auto_label(vol), (3, 5)))
+    # the labellers' box follows the model: on for the starter, off for a trained model, and the user's choice
+    assert w.labellers.isChecked()
+    w.checkpoint.setCurrentText("/runs/b/last.pt")
+    assert not w.labellers.isChecked()
+    w.checkpoint.setCurrentText(models.STARTER_LABEL)
+    assert w.labellers.isChecked()
+    w.labellers.click()  # the user turns it off: the network's own
+    assert not w.labellers.isChecked()
+    with qtbot.waitSignal(w.run().finished, timeout=120_000):
+        pass
+    assert "automatic labellers" not in w.status.text()
+    np.testing.assert_array_equal(layer.data, ct.predict(vol, labelers=None))  # our unedited layer, refreshed
 
     # the file picker offers .pt and .safetensors checkpoints and puts the choice in the combo
     dialog = w.browse_checkpoint()

@@ -60,6 +60,10 @@ class PredictWidget(Step):
         self.tta = QCheckBox("mirroring TTA (8x slower)")
         self.post = QCheckBox("keep largest components, fill holes")
         self.post.setChecked(True)
+        self.labellers = QCheckBox("lungs and bone from the automatic labellers")
+        self.labellers.setToolTip("take lungs and bone from the labellers of the Label tab instead of the network: "
+                                  "on for the starter model (its network is weaker there on real CT), off for "
+                                  "your own models, which predict every organ themselves")
         self.button = QPushButton("Predict")
         self.button.clicked.connect(self.run)
         self.progress = QProgressBar()
@@ -79,6 +83,7 @@ class PredictWidget(Step):
         layout.addLayout(form)
         layout.addWidget(self.tta)
         layout.addWidget(self.post)
+        layout.addWidget(self.labellers)
         layout.addWidget(self.button)
         layout.addWidget(self.progress)
         layout.addWidget(self.prompt)
@@ -91,9 +96,19 @@ class PredictWidget(Step):
         self.listen(self.viewer.layers.events.inserted, self._refresh)
         self.listen(self.viewer.layers.events.removed, self._refresh)
         self.checkpoint.currentTextChanged.connect(self._update_buttons)
+        self.checkpoint.currentTextChanged.connect(self._follow_model)
         self.image_combo.currentIndexChanged.connect(self._update_buttons)
         self.labels_combo.currentIndexChanged.connect(self._update_buttons)
         self._refresh()
+        self._follow_model(self.checkpoint.currentText())
+
+    def _follow_model(self, text: str) -> None:
+        """The labellers' box follows the model chosen (``ct.predict``'s ``labelers="auto"``); the user may change it."""
+        from ..infer.hybrid import resolve_labelers
+        from ..models import STARTER_FILE, is_starter
+
+        text = text.strip()
+        self.labellers.setChecked(bool(resolve_labelers("auto", STARTER_FILE if is_starter(text) else text or None)))
 
     def _refresh(self, *_):
         from napari.layers import Image, Labels
@@ -161,12 +176,14 @@ class PredictWidget(Step):
             return None
         overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
         emit = self._progress.tiles.emit
-        from ..infer.hybrid import resolve_labelers
+        from ..labelers import ORGAN_LABELERS
 
-        self._from_labelers = resolve_labelers("auto", predictor.info.get("path"))  # what predict does by default
+        self._from_labelers = tuple(ORGAN_LABELERS) if self.labellers.isChecked() else ()
+        labelers = self._from_labelers or None
 
         def work():
-            labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit)
+            labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit,
+                             labelers=labelers)
             # one comparison per label value: numpy ufuncs and reductions release the GIL (np.bincount holds it
             # for ~0.5 s on a 512 x 512 x 141 CT, freezing the viewer)
             found = [v for v in range(1, int(labels.max(initial=0)) + 1) if (labels == v).any()]
