@@ -152,6 +152,26 @@ def test_random_crop_pads_small_volumes_and_finds_organs(phantoms):
     assert len({s % 5 for s in slots}) == 5
 
 
+def test_crops_centred_on_chosen_organs(phantoms):
+    """``centre_organs``: organ slots cycle over those organs only; a case without any of them uses its own."""
+    vol, lab = phantoms[0]
+    case = load_case((vol, lab), spacing=SPACING)
+    rng = np.random.default_rng(1)
+    for slot in range(8):
+        organ = (2, 4)[slot % 2]
+        crop = random_crop(case, (8, 8, 8), rng, foreground_prob=1.0, organ=slot, centre_organs=(2, 4))[1]
+        assert (crop == organ).any(), (slot, np.unique(crop))
+    lungs_only = Case(case.image, np.where(case.labels == 3, 3, 0).astype(np.uint8), case.spacing)
+    for slot in range(3):
+        assert (random_crop(lungs_only, (8, 8, 8), rng, foreground_prob=1.0, organ=slot,
+                            centre_organs=(2, 4))[1] == 3).any()
+    assert TrainConfig(centre_organs=[1, 2, 4]).centre_organs == (1, 2, 4)
+    assert TrainConfig.from_json(TrainConfig(centre_organs=[4]).to_json()).centre_organs == (4,)
+    for bad, err in (([0], ValueError), ([6], ValueError), ([], ValueError), ("liver", TypeError), ([1.5], TypeError)):
+        with pytest.raises(err, match="centre_organs"):
+            TrainConfig(centre_organs=bad)
+
+
 def test_batchnorm_recalibration_averages_plain_crops_and_changes_nothing_else(phantoms):
     from napari_ctorgans.nn import build_model
     from napari_ctorgans.train.loop import _make_batch, recalibrate_batchnorm, resolve_window

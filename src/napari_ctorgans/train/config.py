@@ -29,6 +29,19 @@ def _triple(value: Any, name: str) -> tuple[int, int, int]:
     return vals  # type: ignore[return-value]
 
 
+def _organ_values(value: Any, name: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"TrainConfig field {name!r} must be null or a list of organ values, got {value!r}; "
+                        "e.g. [1, 2, 4]")
+    vals = tuple(value)
+    if not all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+               for v in vals):
+        raise TypeError(f"TrainConfig field {name!r} must hold integer organ values, got {value!r}; e.g. [1, 2, 4]")
+    return tuple(int(v) for v in vals)
+
+
 _KIND_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                "dict": "a dict (a JSON object)"}
 
@@ -108,6 +121,9 @@ class TrainConfig:
         Stop after this many validations without improvement of the mean validation Dice.
     foreground_prob : float
         Probability that a crop is centred on a random labelled voxel rather than anywhere.
+    centre_organs : list of int, optional
+        Organ values the organ-centred crops are centred on, in turn (None: every organ a case labels). A case
+        that labels none of them is centred on its own organs.
     amp : bool
         Mixed precision when training on a GPU (ignored on the CPU).
     device : str
@@ -152,6 +168,7 @@ class TrainConfig:
     val_mode: str = "gaussian"
     early_stopping: int | None = None
     foreground_prob: float = 0.5
+    centre_organs: tuple[int, ...] | None = None
     amp: bool = True
     device: str = "auto"
     seed: int = 0
@@ -167,6 +184,7 @@ class TrainConfig:
             if f.name != "crop_size":
                 setattr(self, f.name, _check_type(f.name, getattr(self, f.name), f.type))
         self.crop_size = _triple(self.crop_size, "crop_size")
+        self.centre_organs = _organ_values(self.centre_organs, "centre_organs")
         _check_ranges(self)
         _check_components(self)
 
@@ -276,6 +294,9 @@ def _check_ranges(c: TrainConfig) -> None:
         (c.early_stopping is None or c.early_stopping >= 1, "early_stopping", "a number of validations >= 1",
          "use None (JSON null) to switch early stopping off"),
         (0.0 <= c.foreground_prob <= 1.0, "foreground_prob", "in [0, 1]", ""),
+        (c.centre_organs is None or (len(c.centre_organs) > 0 and all(
+            0 < v < c.num_classes for v in c.centre_organs)),
+         "centre_organs", f"None or a list of organ values in 1..{c.num_classes - 1}", "e.g. [1, 2, 4]"),
         (c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), "device", "'auto', 'cpu' or 'cuda'",
          ""),
         (c.spacing > 0, "spacing", "a positive working spacing in mm", "3 is usual"),

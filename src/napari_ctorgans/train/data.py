@@ -322,13 +322,15 @@ def auto_labelled_case(volume: Volume, *, spacing: float = 3.0, unlabelled: str 
 
 
 def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, foreground_prob: float = 0.5,
-                context: Sequence[int] | None = None, organ: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                context: Sequence[int] | None = None, organ: int | None = None,
+                centre_organs: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A random crop of ``size`` (plus ``context`` voxels on each side); padded with air where the case is smaller.
 
     With probability ``foreground_prob`` the crop is centred on a random labelled voxel (organs are small
     compared with the body, and this keeps every class in the batches). The organ is drawn at random, or is the
     ``organ``-th (modulo their number) of the organs the case labels: the training loop gives the crops of one
-    batch different organs, so small organs are in most batches.
+    batch different organs, so small organs are in most batches. ``centre_organs`` limits the organs drawn to
+    those values, where the case labels any of them.
     """
     size = np.asarray(size, dtype=int)
     ctx = np.zeros(3, dtype=int) if context is None else np.asarray(context, dtype=int)
@@ -336,7 +338,7 @@ def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, fo
     shape = np.asarray(case.shape)
     centre = None
     if foreground_prob > 0 and rng.random() < foreground_prob:
-        fg = _foreground_index(case, rng, organ)
+        fg = _foreground_index(case, rng, organ, centre_organs)
         if fg.size:
             centre = np.unravel_index(fg[rng.integers(fg.size)], case.shape)
             centre = np.asarray(centre) + rng.integers(-(size // 4), size // 4 + 1)
@@ -359,13 +361,17 @@ def random_crop(case: Case, size: Sequence[int], rng: np.random.Generator, *, fo
     return img, lab
 
 
-def _foreground_index(case: Case, rng: np.random.Generator, organ: int | None = None) -> np.ndarray:
-    """Flat indices of one organ's voxels: random (class-balanced: small organs are drawn as often) or given."""
-    per_class = getattr(case, "_fg_index", None)
-    if per_class is None:
+def _foreground_index(case: Case, rng: np.random.Generator, organ: int | None = None,
+                      centre_organs: Sequence[int] | None = None) -> np.ndarray:
+    """Flat indices of one organ's voxels: random (class-balanced: small organs are drawn as often) or given;
+    among ``centre_organs`` when the case labels any of them."""
+    cached = getattr(case, "_fg_index", None)
+    if cached is None:
         flat = case.labels.ravel()
-        per_class = [np.flatnonzero(flat == v) for v in case.organs()]
-        case._fg_index = per_class  # type: ignore[attr-defined]
+        cached = {v: np.flatnonzero(flat == v) for v in case.organs()}
+        case._fg_index = cached  # type: ignore[attr-defined]
+    chosen = [v for v in cached if centre_organs is not None and v in centre_organs]
+    per_class = [cached[v] for v in (chosen or cached)]
     if not per_class:
         return np.empty(0, dtype=np.int64)
     k = int(rng.integers(len(per_class))) if organ is None else int(organ) % len(per_class)

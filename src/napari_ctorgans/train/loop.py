@@ -194,7 +194,7 @@ def _make_batch(cases, config, rng, augment_on, params, window, items=None):
         case = cases[case_index]
         crop_rng = np.random.default_rng(seed)
         img, lab = random_crop(case, crop, crop_rng, foreground_prob=config.foreground_prob, context=context,
-                               organ=organ)
+                               organ=organ, centre_organs=config.centre_organs)
         if augment_on:
             xi, yi = augment(img, lab, params, seed=seed, out_shape=crop)[:2]
         else:
