@@ -240,7 +240,8 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     spacing (anti-aliased, in slabs on every core), window the HU values as in training, run the network over the
     whole box in one pass when it fits ``memory_budget`` (else over tiles chosen for it, blended with ``mode``),
     argmax, keep the largest connected components per organ and fill holes (:func:`postprocess`), and put the
-    labels back on the scan's grid by nearest neighbour. Outside the body box is background.
+    labels back on the scan's grid by nearest neighbour. Outside the body box is background. With the built-in
+    starter model, lungs and bone then come from the automatic labellers (``labelers``).
 
     Parameters
     ----------
