@@ -7,7 +7,7 @@ import pytest
 
 import napari_ctorgans as ct
 from napari_ctorgans.cli import main
-from napari_ctorgans.infer.hybrid import resolve_labelers
+from napari_ctorgans.infer.hybrid import resolve_labelers, starter_lineage
 from napari_ctorgans.models import starter_path
 
 
@@ -53,6 +53,25 @@ def test_a_checkpoint_keeps_its_own_lungs_and_bone(tmp_path, phantom):
     assert np.array_equal(own, ct.predict(vol, ckpt, labelers=None))
     with_labellers = ct.predict(vol, ckpt, labelers="lungs,bone")
     np.testing.assert_array_equal(with_labellers == 5, ct.auto_label(vol, organs=["bone"]) == 5)
+
+
+def test_models_fine_tuned_from_the_starter_keep_the_labellers(tmp_path, phantom):
+    """``"auto"`` follows ``init_checkpoint`` back: a fine-tune of the starter, and a fine-tune of that, take lungs
+    and bone from the labellers; once the chain is broken (a parent deleted), the model predicts them itself."""
+    vol, labels = phantom
+    paths = []
+    for run, init in (("ft1", "starter"), ("ft2", None)):
+        cfg = ct.TrainConfig.preset("starter", iterations=1, checkpoint_every=1, bn_recalibration=0,
+                                    output_dir=str(tmp_path / run), init_checkpoint=init or str(paths[-1]))
+        for _ in ct.train(cfg, [(vol, labels)]):
+            pass
+        paths.append(tmp_path / run / "last.pt")
+    assert starter_lineage(paths[0]) and starter_lineage(paths[1])
+    assert resolve_labelers("auto", ct.Predictor.from_checkpoint(paths[1]).info) == ("lungs", "bone")
+    assert np.array_equal(ct.predict(vol, paths[1]) == 5, ct.auto_label(vol, organs=["bone"]) == 5)
+    paths[0].unlink()
+    assert not starter_lineage(paths[1]) and resolve_labelers("auto", paths[1]) == ()
+    assert not starter_lineage(tmp_path / "nothing.pt") and not starter_lineage(None)
 
 
 def test_cli_refuses_an_unknown_labeller_before_reading(tmp_path, capsys):

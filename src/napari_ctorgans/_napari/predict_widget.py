@@ -62,8 +62,8 @@ class PredictWidget(Step):
         self.post.setChecked(True)
         self.labellers = QCheckBox("lungs and bone from the automatic labellers")
         self.labellers.setToolTip("take lungs and bone from the labellers of the Label tab instead of the network: "
-                                  "on for the starter model (its network is weaker there on real CT), off for "
-                                  "your own models, which predict every organ themselves")
+                                  "on for the starter model and models fine-tuned from it (its network is weaker "
+                                  "there on real CT), off for other models, which predict every organ themselves")
         self.button = QPushButton("Predict")
         self.button.clicked.connect(self.run)
         self.progress = QProgressBar()
@@ -104,11 +104,9 @@ class PredictWidget(Step):
 
     def _follow_model(self, text: str) -> None:
         """The labellers' box follows the model chosen (``ct.predict``'s ``labelers="auto"``); the user may change it."""
-        from ..infer.hybrid import resolve_labelers
-        from ..models import STARTER_FILE, is_starter
+        from ..infer.hybrid import starter_lineage
 
-        text = text.strip()
-        self.labellers.setChecked(bool(resolve_labelers("auto", STARTER_FILE if is_starter(text) else text or None)))
+        self.labellers.setChecked(starter_lineage(text.strip() or None))
 
     def _refresh(self, *_):
         from napari.layers import Image, Labels

@@ -20,28 +20,27 @@ from ..organs import ORGANS
 __all__ = ["resolve_labelers", "merge_labelled"]
 
 
-def resolve_labelers(labelers: Any, model_path: Any = None) -> tuple[str, ...]:
+def resolve_labelers(labelers: Any, model: Any = None) -> tuple[str, ...]:
     """The organs :func:`predict` takes from the labellers.
 
     Parameters
     ----------
     labelers : "auto", None, bool, str or sequence of str
-        ``"auto"``: lungs and bone for the built-in starter model, none for any other model; None, False or
-        ``"none"``: none; True: every organ with a labeller (:data:`~napari_ctorgans.labelers.ORGAN_LABELERS`); a
-        name, a comma-separated list or a sequence of names.
-    model_path : path, optional
-        The file the model was read from (``Predictor.info["path"]``): the starter's file means the starter.
+        ``"auto"``: lungs and bone for the built-in starter model and the models fine-tuned from it
+        (:func:`starter_lineage`), none for any other model; None, False or ``"none"``: none; True: every organ
+        with a labeller (:data:`~napari_ctorgans.labelers.ORGAN_LABELERS`); a name, a comma-separated list or a
+        sequence of names.
+    model : path or dict, optional
+        The model's file, or its checkpoint information (``Predictor.info``: its ``path`` and ``train_config``).
 
     Returns
     -------
     tuple of str, in the order of ``ORGAN_LABELERS``
     """
-    from ..models import STARTER_FILE
-
     if isinstance(labelers, str) and labelers.strip().lower() in ("auto", "none"):
         if labelers.strip().lower() == "none":
             return ()
-        return tuple(ORGAN_LABELERS) if model_path is not None and _same_file(model_path, STARTER_FILE) else ()
+        return tuple(ORGAN_LABELERS) if starter_lineage(model) else ()
     if labelers is None or labelers is False:
         return ()
     if labelers is True:
@@ -52,6 +51,32 @@ def resolve_labelers(labelers: Any, model_path: Any = None) -> tuple[str, ...]:
         raise ValueError(f"predict option 'labelers': {(bad or [labelers])[0]!r} is not an organ with an automatic "
                          f"labeller; give \"auto\", \"none\", True or organs among {list(ORGAN_LABELERS)}")
     return tuple(o for o in ORGAN_LABELERS if o in names)
+
+
+def starter_lineage(model: Any, *, depth: int = 8) -> bool:
+    """Whether ``model`` (a checkpoint path or its information dict) is the built-in starter model or was
+    fine-tuned from it, following ``train_config.init_checkpoint`` back through up to ``depth`` checkpoints that
+    still exist. A file that cannot be read counts as no lineage."""
+    from ..models import STARTER_FILE, is_starter
+    from ..train.checkpoint import read_checkpoint
+
+    info = model if isinstance(model, dict) else None
+    for _ in range(depth + 1):
+        path = info.get("path") if info is not None else model
+        if path is not None and (is_starter(path) or _same_file(path, STARTER_FILE)):
+            return True
+        if info is None:
+            if path is None or not Path(path).is_file():
+                return False
+            try:
+                info = read_checkpoint(path)
+            except (OSError, ValueError, RuntimeError):
+                return False
+        model = (info.get("train_config") or {}).get("init_checkpoint")
+        if model is None:
+            return False
+        info = None
+    return False
 
 
 def _same_file(a: Any, b: Any) -> bool:
