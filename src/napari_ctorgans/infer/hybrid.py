@@ -57,8 +57,9 @@ def starter_lineage(model: Any, *, depth: int = 8) -> bool:
     """Whether ``model`` (a checkpoint path or its information dict) is the built-in starter model or was
     fine-tuned from it, following ``train_config.init_checkpoint`` back through up to ``depth`` checkpoints that
     still exist. A file that cannot be read counts as no lineage."""
+    import napari_ctorgans as ct  # the checkpoint reader of the public API (prediction imports no training code)
+
     from ..models import STARTER_FILE, is_starter
-    from ..train.checkpoint import read_checkpoint
 
     info = model if isinstance(model, dict) else None
     for _ in range(depth + 1):
@@ -69,7 +70,7 @@ def starter_lineage(model: Any, *, depth: int = 8) -> bool:
             if path is None or not Path(path).is_file():
                 return False
             try:
-                info = read_checkpoint(path)
+                info = ct.load_checkpoint(path)[1]
             except (OSError, ValueError, RuntimeError):
                 return False
         model = (info.get("train_config") or {}).get("init_checkpoint")

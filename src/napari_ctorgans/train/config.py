@@ -352,7 +352,7 @@ _CPU_QUICK_AUGMENT = {
 _STARTER = dict(
     model="cpu-small", iterations=4000, batch_size=2, crop_size=(48, 48, 48), learning_rate=5e-3,
     lr_schedule="cosine", loss="cross_entropy", class_weighting="sqrt", validate_every=100000,
-    augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.5,
+    augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.5, centre_organs=(1, 2, 4),
     augment={**_CPU_QUICK_AUGMENT, "scale": [[0.9, 1.1]] * 3},
 )
 
@@ -370,7 +370,8 @@ TRAIN_PRESETS: dict[str, dict] = {
     # the built-in starter model (docs/starter-model.md): larger crops than cpu-quick, trained on the
     # domain-randomised phantoms and the weakly labelled thorax of train.starter.starter_cases(); deterministic.
     # Cross-entropy with square-root class weights and half the crops centred on an organ: unweighted losses left
-    # kidneys and bladder unlearnt, inverse-frequency ("simple") weights flooded the background with them
+    # kidneys and bladder unlearnt, inverse-frequency ("simple") weights flooded the background with them. The
+    # organ-centred crops take liver, bladder and kidneys in turn: lungs and bone come from the labellers
     "starter": _STARTER,
     # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the IOU loss plus
     # cross-entropy of cpu-quick, still square-root weighted, at a lower rate and with 90 % organ-centred crops,
