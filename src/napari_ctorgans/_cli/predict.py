@@ -37,8 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component and hole filling")
     p.add_argument("--labelers", default="auto", metavar="ORGANS",
                    help="organs taken from the automatic labellers instead of the network: 'auto' (default: lungs "
-                   "and bone with the starter model and models fine-tuned from it, none with other checkpoints), 'none', "
-                   "or a list such as 'lungs,bone'")
+                   "and bone with the starter model and models fine-tuned from it, none with other checkpoints), "
+                   "'none', or a list such as 'lungs,bone'")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     from ._args import add_label_format, add_resample_irregular
@@ -55,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
     from napari_ctorgans.infer.predict import Predictor
 
+    from ..infer.hybrid import resolve_labelers
     from ..models import resolve_model
     from .cohort import run_cohort_command, wants_cohort
-
-    from ..infer.hybrid import resolve_labelers
 
     resolve_labelers(args.labelers)  # a bad --labelers fails before any scan is read
     args.checkpoint = str(resolve_model(args.checkpoint))  # no --checkpoint, or "starter": the built-in model

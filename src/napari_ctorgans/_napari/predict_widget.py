@@ -103,7 +103,8 @@ class PredictWidget(Step):
         self._follow_model(self.checkpoint.currentText())
 
     def _follow_model(self, text: str) -> None:
-        """The labellers' box follows the model chosen (``ct.predict``'s ``labelers="auto"``); the user may change it."""
+        """The labellers' box follows the model chosen (``ct.predict``'s ``labelers="auto"``); the user may change
+        it."""
         from ..infer.hybrid import starter_lineage
 
         self.labellers.setChecked(starter_lineage(text.strip() or None))

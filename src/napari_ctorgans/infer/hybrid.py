@@ -37,10 +37,11 @@ def resolve_labelers(labelers: Any, model: Any = None) -> tuple[str, ...]:
     -------
     tuple of str, in the order of ``ORGAN_LABELERS``
     """
-    if isinstance(labelers, str) and labelers.strip().lower() in ("auto", "none"):
-        if labelers.strip().lower() == "none":
-            return ()
+    key = labelers.strip().lower() if isinstance(labelers, str) else None
+    if key == "auto":
         return tuple(ORGAN_LABELERS) if starter_lineage(model) else ()
+    if key == "none":
+        return ()
     if labelers is None or labelers is False:
         return ()
     if labelers is True:

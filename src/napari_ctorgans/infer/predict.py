@@ -291,8 +291,8 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         network's voxels of those organs become background and the labellers' take their place (the
         probabilities stay the network's). ``"auto"`` (default): lungs and bone for the built-in starter
         model (read from its file) and the models fine-tuned from it, whose network is weaker than the labellers
-        on real CT for these organs (docs/starter-model.md); none for any other model. None, False or ``"none"``: none; True, ``"lungs,bone"``
-        or a sequence of names: those organs.
+        on real CT for these organs (docs/starter-model.md); none for any other model. None, False or ``"none"``:
+        none; True, ``"lungs,bone"`` or a sequence of names: those organs.
 
     Returns
     -------
@@ -316,7 +316,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     volume = _as_volume(volume)
     dev = resolve_device(device)
     pred = Predictor.coerce(checkpoint_or_model, device=dev)
-    from_labelers = resolve_labelers(labelers, pred.info if pred.info else None)
+    from_labelers = resolve_labelers(labelers, pred.info or None)
     contract = pred.contract
     if spacing is not None:
         contract = dataclasses.replace(contract, spacing=float(spacing))

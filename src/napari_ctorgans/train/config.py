@@ -35,11 +35,7 @@ def _organ_values(value: Any, name: str) -> tuple[int, ...] | None:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(f"TrainConfig field {name!r} must be null or a list of organ values, got {value!r}; "
                         "e.g. [1, 2, 4]")
-    vals = tuple(value)
-    if not all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
-               for v in vals):
-        raise TypeError(f"TrainConfig field {name!r} must hold integer organ values, got {value!r}; e.g. [1, 2, 4]")
-    return tuple(int(v) for v in vals)
+    return tuple(_check_type(name, v, "int") for v in value)
 
 
 _KIND_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
