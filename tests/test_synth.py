@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_ctorgans.synth import FIELDS_OF_VIEW, HU_RANGES, TISSUES, make_random_phantom
-from napari_ctorgans.synth.anatomy import LABEL_OF
+from scipy import ndimage
+
+from napari_ctorgans.synth import FIELDS_OF_VIEW, HU_RANGES, TISSUES, make_random_phantom, tissue_map
+from napari_ctorgans.synth.anatomy import LABEL_OF, T
 
 
 def _ml(labels, organ, spacing):
@@ -64,3 +66,32 @@ def test_tissue_table_is_consistent():
             assert -1024 <= lo < hi <= 3071
     with pytest.raises(ValueError, match="field_of_view must be one of"):
         make_random_phantom(seed=0, field_of_view="head")
+
+
+def test_deep_muscles_behind_the_spine_and_beside_the_pelvis_look_like_kidneys_on_native_ct():
+    """Erector spinae, psoas and gluteal muscles in their own fat planes, with HU reaching down into the kidneys'
+    native range: intensity alone must not tell a kidney from a muscle."""
+    tissue, a, _ = tissue_map(np.random.default_rng([11, 16]), (3.0, 3.0, 3.0), "abdomen", anatomy=3)
+    deep = tissue == T["deep_muscle"]
+    assert deep.sum() * 27 / 1000 > 300  # mL
+    z_kid = np.nonzero((tissue == T["kidney_cortex"]).any(axis=(1, 2)))[0]
+    zk = int(np.median(z_kid))
+    ys_bone = np.nonzero(tissue[zk] == T["cortical_bone"])[0]
+    ys_deep = np.nonzero(deep[zk])[0]
+    assert ys_deep.max() > ys_bone.max() - 10  # muscle behind the vertebra at the kidneys' level
+    low = np.nonzero(deep.any(axis=(1, 2)))[0].min()
+    assert low < z_kid.min() - 30  # the gluteal muscles, far below the kidneys
+    # a fat plane separates each erector from the spine's neighbours: fat voxels touch deep muscle
+    rim = ndimage.binary_dilation(deep) & ~deep
+    assert (tissue[rim] == T["fat"]).mean() > 0.2
+    lo, hi = HU_RANGES["deep_muscle"]
+    klo, khi = HU_RANGES["kidney_cortex"][0]
+    assert lo < klo < hi and lo < khi < hi
+
+
+def test_anatomy_versions():
+    """Version 2 (the shipped starter's phantoms) has no deep-muscle tissue; an unknown version is refused."""
+    tissue, a, _ = tissue_map(np.random.default_rng([11, 16]), (6.0, 6.0, 6.0), "abdomen")
+    assert a.version == 2 and not (tissue == T["deep_muscle"]).any()
+    with pytest.raises(ValueError, match="anatomy must be one of"):
+        make_random_phantom(seed=0, spacing=8.0, anatomy=4)

@@ -1,7 +1,7 @@
 """Domain-randomised CT phantoms (after SynthSeg): random anatomy, contrast phase, field of view and scanner.
 
 :func:`make_random_phantom` draws a body (habitus, fat, organ shapes bent by a smooth random field, spleen, stomach,
-bowel, vessels, muscles, a full skeleton, the couch), a field of view (whole trunk, chest, abdomen, upper abdomen,
+bowel, vessels, the abdominal wall and the deep muscles of the back and pelvis, a full skeleton, the couch), a field of view (whole trunk, chest, abdomen, upper abdomen,
 pelvis, thin slab, tight crops), a contrast phase and a scanner (blur, slice thickness, noise, bias, metal, 12-bit
 clipping), and renders it with CT-ORG labels. Its purpose is training models that transfer to real CT.
 """
@@ -16,8 +16,14 @@ from .organs import bladder, bowel, kidneys, liver, thorax, upper_left
 from .render import HU_RANGES, render
 from .skeleton import couch, pelvis, ribs, spine
 
-__all__ = ["make_random_phantom", "TISSUES", "HU_RANGES", "FIELDS_OF_VIEW"]
+__all__ = ["make_random_phantom", "tissue_map", "ANATOMY_VERSIONS", "TISSUES", "HU_RANGES", "FIELDS_OF_VIEW"]
 
+#: anatomy versions of the phantoms
+ANATOMY_VERSIONS = {
+    2: "abdominal wall, psoas and paraspinal muscle as one block behind the spine (the shipped starter's phantoms)",
+    3: "adds the deep muscles of the back and pelvis (erector spinae, gluteal) in their own fat planes, with HU down "
+       "to fatty muscle; a deeper back; the bladder's base behind the pubic symphysis and fillings up to 600 mL",
+}
 #: field-of-view kinds and how often each is drawn
 FIELDS_OF_VIEW = {"trunk": 0.15, "chest": 0.2, "abdomen": 0.3, "upper-abdomen": 0.15, "pelvis": 0.12, "slab": 0.08}
 
@@ -37,7 +43,7 @@ def _z_range(a: Anatomy, kind: str, rng: np.random.Generator, dz: float) -> tupl
     return ranges[kind]
 
 
-def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None = None
+def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None = None, anatomy: int = 2
                         ) -> tuple[Volume, np.ndarray]:
     """A domain-randomised CT with CT-ORG labels.
 
@@ -49,6 +55,9 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
         Voxel size in mm (z, y, x).
     field_of_view : str, optional
         One of :data:`FIELDS_OF_VIEW`; default drawn at random.
+    anatomy : int
+        Version of the anatomy, one of :data:`ANATOMY_VERSIONS` (2, the default: the phantoms the shipped starter
+        model was trained on).
 
     Returns
     -------
@@ -65,7 +74,28 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
     """
     sp = np.asarray(as_spacing(spacing), dtype=np.float64)
     rng = np.random.default_rng([seed, 16])
-    a = Anatomy(rng)
+    tissue, a, kind = tissue_map(rng, sp, field_of_view, anatomy)
+    shape = tissue.shape
+    hu = render(tissue, a, sp, rng)
+    labels = LABEL_OF[tissue]
+    extent = np.asarray(shape) * sp
+    vol = Volume(np.round(hu).astype(np.int16), spacing=tuple(sp), origin=tuple(-extent / 2 + sp / 2),
+                 source_orientation="LPS",
+                 metadata={"phantom_seed": seed, "phase": a.phase, "field_of_view": kind})
+    return vol, labels
+
+
+def tissue_map(rng: np.random.Generator, spacing, field_of_view: str | None = None, anatomy: int = 2
+               ) -> tuple[np.ndarray, Anatomy, str]:
+    """The map of tissue ids (:data:`TISSUES`) of one random body, its :class:`Anatomy` and its field of view.
+
+    ``spacing`` is (z, y, x) in mm; every random choice is drawn from ``rng`` (:func:`make_random_phantom` then
+    renders the map with the same generator).
+    """
+    if anatomy not in ANATOMY_VERSIONS:
+        raise ValueError(f"anatomy must be one of {sorted(ANATOMY_VERSIONS)}, got {anatomy!r}")
+    sp = np.asarray(spacing, dtype=np.float64)
+    a = Anatomy(rng, anatomy)
     a.spacing = tuple(float(v) for v in sp)
     kind = field_of_view or str(rng.choice(list(FIELDS_OF_VIEW), p=list(FIELDS_OF_VIEW.values())))
     if kind not in FIELDS_OF_VIEW:
@@ -92,10 +122,4 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
     pelvis(a, z, y, x, tissue, body)
     couch(a, z, y, x, tissue)
     del z, y, x
-    hu = render(tissue, a, sp, rng)
-    labels = LABEL_OF[tissue]
-    extent = np.asarray(shape) * sp
-    vol = Volume(np.round(hu).astype(np.int16), spacing=tuple(sp), origin=tuple(-extent / 2 + sp / 2),
-                 source_orientation="LPS",
-                 metadata={"phantom_seed": seed, "phase": a.phase, "field_of_view": kind})
-    return vol, labels
+    return tissue, a, kind

@@ -20,7 +20,7 @@ TISSUES: dict[int, tuple[str, int]] = {
     16: ("lung_vessel", 3), 17: ("airway", 0), 18: ("blood", 0), 19: ("aorta", 0), 20: ("ivc", 0),
     21: ("cortical_bone", 5), 22: ("marrow", 5), 23: ("disc", 0), 24: ("stomach_wall", 0), 25: ("gallbladder", 0),
     26: ("couch_shell", 0), 27: ("couch_foam", 0), 28: ("pancreas", 0), 29: ("cartilage", 0), 30: ("metal", 0),
-    31: ("csf", 0), 32: ("stomach_content", 0),
+    31: ("csf", 0), 32: ("stomach_content", 0), 33: ("deep_muscle", 0),
 }
 T = {name: tid for tid, (name, _) in TISSUES.items()}
 #: tissue id -> CT-ORG label, as a lookup table
@@ -73,9 +73,10 @@ def ellipsoid(z, y, x, centre, radii, angle_deg: float = 0.0):
 class Anatomy:
     """The random choices of one body: sizes, levels and positions in mm (all drawn from ``rng``)."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, version: int = 2) -> None:
         u = rng.uniform
         self.rng = rng
+        self.version = version  # of the anatomy: see synth.ANATOMY_VERSIONS
         self.spacing = (3.0, 3.0, 3.0)  # of the grid drawn on (set by the caller)
         self.ax, self.ay = u(125, 185), u(90, 135)  # body half width / half depth at the waist
         self.fat = u(6, 40)  # subcutaneous fat (mm)
@@ -84,8 +85,12 @@ class Anatomy:
         self.dia_l = self.dia_r - u(5, 30)
         self.lung_top = u(520, 560)
         self.kid_z = u(90, 140)
-        self.spine_y = self.ay - u(55, 80)
-        self.bladder_r = (u(12, 45), u(18, 50), u(22, 55))
+        if version >= 3:
+            self.spine_y = max(self.ay - u(65, 95), 0.15 * self.ay)  # the back muscles lie behind it
+            self.bladder_r = (u(12, 55), u(18, 60), u(22, 65))  # empty to full (about 600 mL)
+        else:
+            self.spine_y = self.ay - u(55, 80)
+            self.bladder_r = (u(12, 45), u(18, 50), u(22, 55))
         self.phase = rng.choice(PHASES, p=[0.3, 0.2, 0.35, 0.15])
         self.arms_down = u() < 0.35
 

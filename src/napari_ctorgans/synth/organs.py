@@ -109,10 +109,12 @@ def kidneys(a: Anatomy, z, y, x, tissue, cavity) -> None:
 
 
 def bladder(a: Anatomy, z, y, x, tissue, cavity) -> None:
-    """Bladder (urine in a thin wall, any filling) low and anterior, behind the pubis."""
+    """Bladder (urine in a thin wall, any filling) low and anterior: its base behind the pubic symphysis, rising
+    above the femoral heads as it fills."""
     u = a.rng.uniform
     r = a.bladder_r
-    c = (-150 + r[0] * 0.6 + u(-10, 10), -a.ay * 0.35 + u(-10, 10), u(-10, 10))
+    low, rise = (-145, 0.85) if a.version >= 3 else (-150, 0.6)
+    c = (low + r[0] * rise + u(-10, 10), -a.ay * 0.35 + u(-10, 10), u(-10, 10))
     outer = ellipsoid(z, y, x, c, tuple(v + 3 for v in r)) & cavity
     tissue[ellipsoid(z, y, x, c, tuple(v + u(6, 15) for v in r)) & cavity] = T["fat"]
     tissue[outer] = T["bladder_wall"]
@@ -123,13 +125,15 @@ def bowel(a: Anatomy, z, y, x, tissue, cavity) -> None:
     """Bowel loops and colon in the free abdominal cavity: walls, fluid, gas, mesenteric fat between."""
     rng, u = a.rng, a.rng.uniform
     dia = diaphragm(a, y, x)
-    # muscles first: paraspinal behind the spine, psoas beside it (onto fat only: organs stay whole)
-    fat = cavity & (tissue == T["fat"])
-    tissue[fat & (y > a.spine_y + 12) & (np.abs(x) < a.ax * u(0.4, 0.55))] = T["muscle"]
-    for side in (-1, 1):
-        grow = np.clip((a.kid_z + 60 - z) / 200, 0.2, 1.0)
-        psoas = (((x - side * 38) / (22 * grow)) ** 2 + ((y - a.spine_y + 5) / (18 * grow)) ** 2 <= 1.0)
-        tissue[psoas & fat & (z < a.kid_z + 60) & (z > -120)] = T["muscle"]
+    if a.version >= 3:
+        muscles(a, z, y, x, tissue, cavity)
+    else:  # paraspinal behind the spine, psoas beside it (onto fat only: organs stay whole)
+        fat = cavity & (tissue == T["fat"])
+        tissue[fat & (y > a.spine_y + 12) & (np.abs(x) < a.ax * u(0.4, 0.55))] = T["muscle"]
+        for side in (-1, 1):
+            grow = np.clip((a.kid_z + 60 - z) / 200, 0.2, 1.0)
+            psoas = (((x - side * 38) / (22 * grow)) ** 2 + ((y - a.spine_y + 5) / (18 * grow)) ** 2 <= 1.0)
+            tissue[psoas & fat & (z < a.kid_z + 60) & (z > -120)] = T["muscle"]
     free = cavity & (tissue == T["fat"]) & (z < dia - 10) & (z > -150) & (y < a.spine_y - 10)
     sp = np.asarray(a.spacing, dtype=np.float32)
     n = ndimage.gaussian_filter(rng.standard_normal(tissue.shape).astype(np.float32), u(6.0, 10.0) / sp)
@@ -147,3 +151,32 @@ def bowel(a: Anatomy, z, y, x, tissue, cavity) -> None:
     tissue[ivc & cavity & soft_fill & (z > -20) & (z < dia)] = T["ivc"]
     pan = ellipsoid(z, y, x, (a.kid_z + 40, a.spine_y - 50, 20), (14, 12, 65), angle_deg=-15)
     tissue[pan & cavity & np.isin(tissue, (T["fat"], T["bowel_wall"], T["bowel_fluid"]))] = T["pancreas"]
+
+
+def muscles(a: Anatomy, z, y, x, tissue, cavity) -> None:
+    """Deep muscles, each in its own fat plane (onto fat and the muscle wall only: organs stay whole).
+
+    Behind and beside the spine (erector spinae, quadratus lumborum), the psoas, and in the pelvis the gluteal and
+    iliac muscles. Their HU is drawn apart from the abdominal wall's, down to fatty-infiltrated muscle: on native CT
+    they look like kidneys and bladder, so only shape and position tell them apart.
+    """
+    u = a.rng.uniform
+    soft = np.isin(tissue, (T["fat"], T["muscle"])) & (cavity | (tissue == T["muscle"]))  # not subcutaneous fat
+    fat = cavity & (tissue == T["fat"])
+    tissue[fat & (y > a.spine_y + 12) & (np.abs(x) < a.ax * u(0.4, 0.55))] = T["deep_muscle"]
+    depth = a.ay - a.fat - a.spine_y  # from the spine's centre to the subcutaneous fat, behind
+    for side in (-1, 1):
+        grow = np.clip((a.kid_z + 60 - z) / 200, 0.2, 1.0)
+        psoas = (((x - side * 38) / (22 * grow)) ** 2 + ((y - a.spine_y + 5) / (18 * grow)) ** 2 <= 1.0)
+        tissue[psoas & fat & (z < a.kid_z + 60) & (z > -120)] = T["deep_muscle"]
+        c = (0.0, a.spine_y + depth * u(0.5, 0.6), side * u(22, 34))
+        rx, ry = u(16, 28), depth * u(0.3, 0.42)
+        erector = ((x - c[2]) / rx) ** 2 + ((y - c[1]) / ry) ** 2
+        erector = np.broadcast_to(erector, tissue.shape)
+        rows = (z > -90) & (z < a.lung_top - 40)
+        plane = u(1.5, 4.0)
+        tissue[soft & rows & (erector <= ((rx + plane) / rx) ** 2)] = T["fat"]
+        tissue[soft & rows & (erector <= 1.0)] = T["deep_muscle"]
+        gluteal = ellipsoid(z, y, x, (-90 + u(-20, 20), a.ay * u(0.25, 0.45), side * a.ax * u(0.55, 0.75)),
+                            (u(70, 110), a.ay * u(0.35, 0.5), a.ax * u(0.25, 0.38)))
+        tissue[soft & gluteal & (z < 10)] = T["deep_muscle"]

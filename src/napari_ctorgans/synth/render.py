@@ -14,7 +14,8 @@ from .anatomy import PHASES, TISSUES, Anatomy, T
 
 #: tissue -> (low, high) HU, one range for all phases or one per phase (native, arterial, portal, delayed)
 HU_RANGES: dict[str, object] = {
-    "air": (-1010, -980), "fat": (-125, -70), "muscle": (35, 65), "soft": (20, 55), "bowel_wall": (25, 70),
+    "air": (-1010, -980), "fat": (-125, -70), "muscle": (20, 65), "deep_muscle": (5, 60), "soft": (20, 55),
+    "bowel_wall": (25, 70),
     "bowel_fluid": (-5, 30), "gas": (-1000, -850), "lung": (-900, -760), "airway": (-1000, -950),
     "cortical_bone": (450, 1300), "marrow": (110, 380), "disc": (60, 120), "csf": (0, 20), "cartilage": (90, 220),
     "couch_shell": (60, 350), "couch_foam": (-980, -700), "metal": (2500, 3071), "gallbladder": (-5, 25),
@@ -34,12 +35,18 @@ HU_RANGES: dict[str, object] = {
 }
 
 
+#: anatomy version 2 (no deep muscles): its muscle range
+_V2_RANGES = {"muscle": (35, 65)}
+
+
 def tissue_means(a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """One mean HU per tissue id for this image (its contrast phase; a few tissues change at random)."""
     lut = np.zeros(256, dtype=np.float32)
     phase = PHASES.index(a.phase)
     for tid, (name, _) in TISSUES.items():
-        r = HU_RANGES.get(name, (0, 40))
+        if a.version < 3 and name == "deep_muscle":
+            continue
+        r = (_V2_RANGES if a.version < 3 else HU_RANGES).get(name, HU_RANGES.get(name, (0, 40)))
         lo, hi = r[phase] if isinstance(r, list) else r
         lut[tid] = rng.uniform(lo, hi)
     if rng.uniform() < 0.25:  # positive oral contrast in the bowel

@@ -26,7 +26,8 @@ STARTER_PHANTOMS = 48
 STARTER_REAL_SCANS = ("ct/chest_3mm.nii.gz",)
 #: scans kept for evaluation only: never trained on
 EVALUATION_SCANS = ("ct/abdomen_3mm.nii.gz", "ct/abdomen_dicom")
-_SYNTH_VERSION = 2  # bump when the phantom generator changes: cached phantoms are then made again
+#: anatomy version of the starter's phantoms (synth.ANATOMY_VERSIONS); part of the cache key
+STARTER_ANATOMY = 2
 
 
 def default_data_dir() -> Path | None:
@@ -38,20 +39,21 @@ def default_data_dir() -> Path | None:
     return guess.resolve() if guess.is_dir() else None
 
 
-def _phantom(seed: int, spacing: float, cache: Path) -> Case:
+def _phantom(seed: int, spacing: float, cache: Path, anatomy: int = STARTER_ANATOMY) -> Case:
     from ..synth import make_random_phantom
 
-    path = cache / f"synth-v{_SYNTH_VERSION}-seed{seed}-{spacing:.3f}mm.npz"
+    path = cache / f"synth-v{anatomy}-seed{seed}-{spacing:.3f}mm.npz"
     cached = load_cached(path, ("image", "labels"))
     if cached is None:
-        vol, labels = make_random_phantom(seed=seed, spacing=spacing)
+        vol, labels = make_random_phantom(seed=seed, spacing=spacing, anatomy=anatomy)
         cached = (np.asarray(vol.array), labels)
         save_cached(path, image=cached[0], labels=labels)
     return Case(cached[0].astype(np.float32), cached[1], (spacing,) * 3, f"synth:{seed}")
 
 
 def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER_PHANTOMS, spacing: float = 3.0,
-                  cache_dir: str | Path | None = None, workers: int | None = None) -> list[Case]:
+                  cache_dir: str | Path | None = None, workers: int | None = None,
+                  anatomy: int = STARTER_ANATOMY) -> list[Case]:
     """The starter model's training cases: ``phantoms`` random phantoms, then the real thorax scans found.
 
     Parameters
@@ -66,6 +68,8 @@ def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER
         Where generated phantoms are kept (default: the case cache); the next run reads them back.
     workers : int, optional
         Processes generating phantoms (default: every core).
+    anatomy : int
+        Anatomy version of the phantoms (:data:`napari_ctorgans.synth.ANATOMY_VERSIONS`).
 
     Returns
     -------
@@ -76,7 +80,8 @@ def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     n = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
     with ProcessPoolExecutor(n) as pool:
-        cases = list(pool.map(_phantom, range(phantoms), [spacing] * phantoms, [cache] * phantoms))
+        cases = list(pool.map(_phantom, range(phantoms), [spacing] * phantoms, [cache] * phantoms,
+                              [anatomy] * phantoms))
     root = Path(data_dir) if data_dir else default_data_dir()
     for rel in STARTER_REAL_SCANS if root else ():
         if (root / rel).exists():
