@@ -56,3 +56,16 @@ def test_a_damaged_cached_phantom_is_made_again(tmp_path, cache):
     again = starter_cases(None, phantoms=1, cache_dir=cache, workers=1)[0]
     assert np.array_equal(case.image, again.image) and np.array_equal(case.labels, again.labels)
     assert (tmp_path / good.name).read_bytes() == good.read_bytes()  # rebuilt in place
+
+
+def test_starter_cases_of_several_anatomy_versions_hold_each_in_turn(tmp_path, cache):
+    from napari_ctorgans.synth import make_random_phantom
+
+    for seed0 in cache.glob("synth-v2-seed0-*.npz"):
+        (tmp_path / seed0.name).write_bytes(seed0.read_bytes())
+    cases = starter_cases(None, phantoms=1, cache_dir=tmp_path, workers=1, anatomy=(2, 3))
+    assert [c.name for c in cases] == ["synth:0", "synth-v3:0"]
+    vol, labels = make_random_phantom(seed=0, anatomy=3)
+    assert np.array_equal(vol.array, cases[1].image) and np.array_equal(labels, cases[1].labels)
+    assert not np.array_equal(cases[0].labels, cases[1].labels)  # the same seed, another anatomy
+    assert sorted(p.name.split("-seed")[0] for p in tmp_path.glob("synth-*.npz")) == ["synth-v2", "synth-v3"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,13 @@ def _phantom(seed: int, spacing: float, cache: Path, anatomy: int = STARTER_ANAT
         vol, labels = make_random_phantom(seed=seed, spacing=spacing, anatomy=anatomy)
         cached = (np.asarray(vol.array), labels)
         save_cached(path, image=cached[0], labels=labels)
-    return Case(cached[0].astype(np.float32), cached[1], (spacing,) * 3, f"synth:{seed}")
+    name = f"synth:{seed}" if anatomy == STARTER_ANATOMY else f"synth-v{anatomy}:{seed}"
+    return Case(cached[0].astype(np.float32), cached[1], (spacing,) * 3, name)
 
 
 def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER_PHANTOMS, spacing: float = 3.0,
                   cache_dir: str | Path | None = None, workers: int | None = None,
-                  anatomy: int = STARTER_ANATOMY) -> list[Case]:
+                  anatomy: int | Sequence[int] = STARTER_ANATOMY) -> list[Case]:
     """The starter model's training cases: ``phantoms`` random phantoms, then the real thorax scans found.
 
     Parameters
@@ -68,8 +70,9 @@ def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER
         Where generated phantoms are kept (default: the case cache); the next run reads them back.
     workers : int, optional
         Processes generating phantoms (default: every core).
-    anatomy : int
-        Anatomy version of the phantoms (:data:`napari_ctorgans.synth.ANATOMY_VERSIONS`).
+    anatomy : int or sequence of int
+        Anatomy version of the phantoms (:data:`napari_ctorgans.synth.ANATOMY_VERSIONS`); several versions give
+        ``phantoms`` phantoms of each, in that order.
 
     Returns
     -------
@@ -79,9 +82,11 @@ def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     n = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
+    versions = [anatomy] if isinstance(anatomy, int) else list(anatomy)
+    seeds = [s for _ in versions for s in range(phantoms)]
     with ProcessPoolExecutor(n) as pool:
-        cases = list(pool.map(_phantom, range(phantoms), [spacing] * phantoms, [cache] * phantoms,
-                              [anatomy] * phantoms))
+        cases = list(pool.map(_phantom, seeds, [spacing] * len(seeds), [cache] * len(seeds),
+                              [v for v in versions for _ in range(phantoms)]))
     root = Path(data_dir) if data_dir else default_data_dir()
     for rel in STARTER_REAL_SCANS if root else ():
         if (root / rel).exists():
