@@ -64,7 +64,7 @@ def test_starter_cases_of_several_anatomy_versions_hold_each_in_turn(tmp_path, c
     for seed0 in cache.glob("synth-v2-seed0-*.npz"):
         (tmp_path / seed0.name).write_bytes(seed0.read_bytes())
     cases = starter_cases(None, phantoms=1, cache_dir=tmp_path, workers=1, anatomy=(2, 3))
-    assert [c.name for c in cases] == ["synth:0", "synth-v3:0"]
+    assert [c.name for c in cases[:2]] == ["synth:0", "synth-v3:0"]  # then the weak thorax, if found
     vol, labels = make_random_phantom(seed=0, anatomy=3)
     assert np.array_equal(vol.array, cases[1].image) and np.array_equal(labels, cases[1].labels)
     assert not np.array_equal(cases[0].labels, cases[1].labels)  # the same seed, another anatomy
