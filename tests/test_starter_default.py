@@ -65,7 +65,7 @@ def test_missing_starter_file_is_a_clear_error(monkeypatch, tmp_path, capsys):
             call()
         text = str(info.value)
         assert f"the built-in starter model is missing: {missing} does not exist" in text
-        assert "ctorgans train --preset starter" in text and "export_starter('runs/starter-refine/last.pt')" in text
+        assert "ctorgans train --preset starter" in text and "export_starter('runs/starter-adapt/last.pt')" in text
     out = tmp_path / "out.nii.gz"
     assert main(["predict", str(data_file("abdomen_3mm.nii.gz")), "-o", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err

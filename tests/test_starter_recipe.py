@@ -9,7 +9,7 @@ import napari_ctorgans as ct
 from conftest import DATA_DIR, data_file
 from napari_ctorgans.organs import IGNORE_LABEL
 from napari_ctorgans.train.checkpoint import read_checkpoint
-from napari_ctorgans.train.starter import EVALUATION_SCANS, STARTER_REAL_SCANS, starter_cases
+from napari_ctorgans.train.starter import EVALUATION_SCANS, STARTER_ANATOMY, STARTER_REAL_SCANS, starter_cases
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_starter_cases_are_phantoms_and_the_weak_thorax_never_an_evaluation_scan
     assert len(list(cache.glob("synth-*.npz"))) == 2  # the phantoms were read back, not made again
     from napari_ctorgans.synth import make_random_phantom
 
-    vol, labels = make_random_phantom(seed=1)
+    vol, labels = make_random_phantom(seed=1, anatomy=STARTER_ANATOMY)
     assert np.array_equal(vol.array, cases[1].image) and np.array_equal(labels, cases[1].labels)
 
 
@@ -61,11 +61,13 @@ def test_a_damaged_cached_phantom_is_made_again(tmp_path, cache):
 def test_starter_cases_of_several_anatomy_versions_hold_each_in_turn(tmp_path, cache):
     from napari_ctorgans.synth import make_random_phantom
 
-    for seed0 in cache.glob("synth-v2-seed0-*.npz"):
+    for seed0 in cache.glob(f"synth-v{STARTER_ANATOMY}-seed0-*.npz"):  # made by the fixture: read back
         (tmp_path / seed0.name).write_bytes(seed0.read_bytes())
-    cases = starter_cases(None, phantoms=1, cache_dir=tmp_path, workers=1, anatomy=(2, 3))
-    assert [c.name for c in cases[:2]] == ["synth:0", "synth-v3:0"]  # then the weak thorax, if found
-    vol, labels = make_random_phantom(seed=0, anatomy=3)
+    other = 2 if STARTER_ANATOMY != 2 else 3
+    cases = starter_cases(None, phantoms=1, cache_dir=tmp_path, workers=1, anatomy=(STARTER_ANATOMY, other))
+    assert [c.name for c in cases[:2]] == ["synth:0", f"synth-v{other}:0"]  # then the weak thorax, if found
+    vol, labels = make_random_phantom(seed=0, anatomy=other)
     assert np.array_equal(vol.array, cases[1].image) and np.array_equal(labels, cases[1].labels)
     assert not np.array_equal(cases[0].labels, cases[1].labels)  # the same seed, another anatomy
-    assert sorted(p.name.split("-seed")[0] for p in tmp_path.glob("synth-*.npz")) == ["synth-v2", "synth-v3"]
+    made = sorted(p.name.split("-seed")[0] for p in tmp_path.glob("synth-*.npz"))
+    assert made == sorted([f"synth-v{STARTER_ANATOMY}", f"synth-v{other}"])

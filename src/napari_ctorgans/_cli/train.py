@@ -26,9 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", required=True,
                    help="folder for last.pt and config.json (and best.pt with validation cases)")
     p.add_argument("--preset", default="cpu-quick",
-                   help="training preset (cpu-quick, starter, starter-refine, paper); starter and starter-refine without "
-                   "cases train the built-in starter model's two stages on its own cases (random phantoms and the "
-                   "weakly labelled thorax): scripts/train_starter.sh")
+                   help="training preset (cpu-quick, starter, starter-refine, starter-adapt, paper); the three starter "
+                   "presets without cases train the built-in starter model's stages on its own cases (random phantoms "
+                   "and the weakly labelled thorax): scripts/train_starter.sh")
     p.add_argument("--config", default=None, help="a TrainConfig JSON file (overrides the preset)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -91,13 +91,13 @@ def _cases(folder: str | None, pairs: list) -> list | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..train import train
-    from ..train.starter import STARTER_PRESETS, starter_cases
+    from ..train.starter import STARTER_STAGES, starter_cases
 
     cfg = build_config(args)
     train_cases, val_cases = _cases(args.cases, args.case), _cases(args.val_cases, args.val_case)
-    if train_cases is None and args.preset in STARTER_PRESETS and not args.config:
+    if train_cases is None and args.preset in STARTER_STAGES and not args.config:
         print("generating the starter model's training cases (cached for the next run)...", file=sys.stderr)
-        train_cases = starter_cases(cache_dir=args.cache_dir)
+        train_cases = starter_cases(cache_dir=args.cache_dir, anatomy=STARTER_STAGES[args.preset])
     if train_cases is None:
         raise ValueError("no training cases: give --cases FOLDER and/or --case CT LABELS (repeatable)")
     try:

@@ -34,10 +34,12 @@ STARTER_LABEL = "starter (built in)"
 STARTER_FILE = Path(__file__).resolve().parent / "starter.safetensors"
 
 _TRAIN_COMMAND = ("bash scripts/train_starter.sh (or: ctorgans train --preset starter --output-dir runs/starter, then "
-                  "ctorgans train --preset starter-refine --init runs/starter/last.pt --output-dir runs/starter-refine)")
+                  "ctorgans train --preset starter-refine --init runs/starter/last.pt "
+                  "--output-dir runs/starter-refine, then ctorgans train --preset starter-adapt "
+                  "--init runs/starter-refine/last.pt --output-dir runs/starter-adapt)")
 
 
-def _export_command(checkpoint: str = "runs/starter-refine/last.pt") -> str:
+def _export_command(checkpoint: str = "runs/starter-adapt/last.pt") -> str:
     return f"python -c \"from napari_ctorgans.models import export_starter; export_starter('{checkpoint}')\""
 
 
@@ -97,7 +99,7 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False) -> Path:
     Parameters
     ----------
     checkpoint : path
-        ``last.pt`` of a run (``runs/starter-refine/last.pt`` of ``scripts/train_starter.sh``).
+        ``last.pt`` of a run (``runs/starter-adapt/last.pt`` of ``scripts/train_starter.sh``).
     overwrite : bool
         Replace an existing starter file (refused by default; the write is atomic either way).
 

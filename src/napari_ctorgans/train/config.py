@@ -374,6 +374,11 @@ TRAIN_PRESETS: dict[str, dict] = {
     # removes the false positives the first stage leaves (unweighted, it also removed the bladder and kidneys)
     "starter-refine": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
                        "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9},
+    # the starter model's third stage, from the second's weights (--init runs/starter-refine/last.pt): the second
+    # stage's settings on phantoms of both anatomy versions (train.starter.STARTER_STAGES), which keeps the bladder
+    # the version-3 phantoms teach and restores the liver that training on them alone loses on real CT
+    "starter-adapt": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
+                      "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9},
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
         model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,

@@ -17,18 +17,22 @@ import numpy as np
 
 from .data import Case, auto_labelled_case, default_cache_dir, load_cached, save_cached
 
-__all__ = ["starter_cases", "STARTER_PRESETS", "STARTER_PHANTOMS", "STARTER_REAL_SCANS", "EVALUATION_SCANS", "default_data_dir"]
+__all__ = ["starter_cases", "STARTER_STAGES", "STARTER_PRESETS", "STARTER_PHANTOMS", "STARTER_REAL_SCANS",
+           "EVALUATION_SCANS", "default_data_dir"]
 
-#: the training presets of the starter model's two stages: without cases they train on :func:`starter_cases`
-STARTER_PRESETS = ("starter", "starter-refine")
+#: the starter model's training stages in order, each from the previous one's ``last.pt``: preset -> the anatomy
+#: version(s) of the phantoms (synth.ANATOMY_VERSIONS) it trains on when given no cases (:func:`starter_cases`)
+STARTER_STAGES: dict[str, int | tuple[int, ...]] = {"starter": 3, "starter-refine": 3, "starter-adapt": (2, 3)}
+#: the training presets of the starter model's stages: without cases they train on :func:`starter_cases`
+STARTER_PRESETS = tuple(STARTER_STAGES)
 #: how many domain-randomised phantoms (seeds 0..N-1) the starter model is trained on
 STARTER_PHANTOMS = 48
 #: real scans (relative to the data folder) added with automatic lung and bone labels
 STARTER_REAL_SCANS = ("ct/chest_3mm.nii.gz",)
 #: scans kept for evaluation only: never trained on
 EVALUATION_SCANS = ("ct/abdomen_3mm.nii.gz", "ct/abdomen_dicom")
-#: anatomy version of the starter's phantoms (synth.ANATOMY_VERSIONS); part of the cache key
-STARTER_ANATOMY = 2
+#: anatomy version of the first stages' phantoms (synth.ANATOMY_VERSIONS); part of the cache key
+STARTER_ANATOMY = STARTER_STAGES["starter"]
 
 
 def default_data_dir() -> Path | None:
