@@ -114,11 +114,15 @@ def starter_picture() -> None:
     _settle()
     predict.run()
     _wait(predict)
-    labels = next(layer for layer in viewer.layers if layer is not ct_layer)
+    labels = next(layer for layer in viewer.layers if layer.name.endswith(" prediction"))
     import numpy as np
 
-    kidneys = np.argwhere(np.asarray(labels.data) == 4)
-    row = int(np.median(kidneys[:, 1])) if len(kidneys) else ct_layer.data.shape[1] // 2
+    data = np.asarray(labels.data)
+    # the coronal row that shows the most organs (each with at least 50 voxels), then the most kidney
+    counts = np.stack([(data == k).sum(axis=(0, 2)) for k in range(1, 6)])
+    score = (counts >= 50).sum(axis=0) * 10**6 + counts[3]
+    row = int(np.argmax(score))
+    print("coronal row", row, "organ voxels", counts[:, row].tolist())
     panel.view_combo.setCurrentText("coronal")
     viewer.dims.set_point(1, ct_layer.data_to_world((0, row, 0))[1])
     viewer.reset_view()

@@ -20,9 +20,11 @@ __all__ = ["make_random_phantom", "tissue_map", "ANATOMY_VERSIONS", "TISSUES", "
 
 #: anatomy versions of the phantoms
 ANATOMY_VERSIONS = {
-    2: "abdominal wall, psoas and paraspinal muscle as one block behind the spine (the shipped starter's phantoms)",
+    2: "abdominal wall, psoas and paraspinal muscle as one block behind the spine (the default; the starter's last "
+       "stage trains on these as well)",
     3: "adds the deep muscles of the back and pelvis (erector spinae, gluteal) in their own fat planes, with HU down "
-       "to fatty muscle; a deeper back; the bladder's base behind the pubic symphysis and fillings up to 600 mL",
+       "to fatty muscle; a deeper back; the bladder's base behind the pubic symphysis and fillings up to 600 mL (the "
+       "starter model's phantoms)",
 }
 #: field-of-view kinds and how often each is drawn
 FIELDS_OF_VIEW = {"trunk": 0.15, "chest": 0.2, "abdomen": 0.3, "upper-abdomen": 0.15, "pelvis": 0.12, "slab": 0.08}
@@ -56,8 +58,8 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
     field_of_view : str, optional
         One of :data:`FIELDS_OF_VIEW`; default drawn at random.
     anatomy : int
-        Version of the anatomy, one of :data:`ANATOMY_VERSIONS` (2, the default: the phantoms the shipped starter
-        model was trained on).
+        Version of the anatomy, one of :data:`ANATOMY_VERSIONS` (2, the default, which earlier phantoms were made
+        with; the starter model trains on version 3, and on both in its last stage).
 
     Returns
     -------
