@@ -3,12 +3,12 @@
     python benchmarks/starter_anatomy.py ANATOMY[,ANATOMY...] [RUNS] [--from-starter] [--then ANATOMY[,...]]
     python benchmarks/eval_real.py RUNS/anatomy-ANATOMY/s2/last.pt
 
-ANATOMY: keys of synth.ANATOMY_VERSIONS; several (``2,3``) train on ``starter_phantoms`` phantoms of each.
+ANATOMY: keys of synth.ANATOMY_VERSIONS; several (``2,3``) train on ``STARTER_PHANTOMS`` phantoms of each.
 Without ``--from-starter``: both stages, ``starter`` then ``starter-refine`` from its ``last.pt``, on
 ``starter_cases(anatomy=...)`` (about 40 min on 2 CPU cores). With it: one ``starter-refine`` stage from the
 shipped starter's weights (copied to RUNS/.../init/ first, so the checkpoint names a file that stays), written to
 RUNS/anatomy-ANATOMY-from-starter/s2 (about 10 min). ``--then``: one more ``starter-refine`` stage from stage 2's
-``last.pt`` on the phantoms of those versions, written to s3 (about 7 min more).
+``last.pt`` (``starter-adapt``) on the phantoms of those versions, written to s3 (about 7 min more).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         _stage(i, TrainConfig.preset(preset, output_dir=f"{out}/s{i}", **extra), cases, t0)
     if then:
         cases = starter_cases(anatomy=then)
-        cfg = TrainConfig.preset("starter-refine", output_dir=f"{out}/s3", init_checkpoint=f"{out}/s2/last.pt")
+        cfg = TrainConfig.preset("starter-adapt", output_dir=f"{out}/s3", init_checkpoint=f"{out}/s2/last.pt")
         _stage(3, cfg, cases, t0)
     print(f"done in {time.time() - t0:.0f} s: {out}/s{3 if then else 2}/last.pt")
     return 0

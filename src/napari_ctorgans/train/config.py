@@ -351,6 +351,9 @@ _STARTER = dict(
     augment_at=0, plateau_window=40, checkpoint_every=250, foreground_prob=0.5, centre_organs=(1, 2, 4),
     augment={**_CPU_QUICK_AUGMENT, "scale": [[0.9, 1.1]] * 3},
 )
+# the second and third stages of the starter: the IOU loss plus cross-entropy at a lower rate, 90 % organ-centred crops
+_STARTER_REFINE = {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
+                   "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9}
 
 #: named settings (as dicts of TrainConfig fields)
 TRAIN_PRESETS: dict[str, dict] = {
@@ -372,13 +375,11 @@ TRAIN_PRESETS: dict[str, dict] = {
     # the starter model's second stage, from the first's weights (--init runs/starter/last.pt): the IOU loss plus
     # cross-entropy of cpu-quick, still square-root weighted, at a lower rate and with 90 % organ-centred crops,
     # removes the false positives the first stage leaves (unweighted, it also removed the bladder and kidneys)
-    "starter-refine": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
-                       "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9},
+    "starter-refine": _STARTER_REFINE,
     # the starter model's third stage, from the second's weights (--init runs/starter-refine/last.pt): the second
     # stage's settings on phantoms of both anatomy versions (train.starter.STARTER_STAGES), which keeps the bladder
     # the version-3 phantoms teach and restores the liver that training on them alone loses on real CT
-    "starter-adapt": {**_STARTER, "iterations": 1000, "learning_rate": 1e-3, "loss": "iou",
-                      "loss_options": {"cross_entropy_weight": 0.5}, "foreground_prob": 0.9},
+    "starter-adapt": _STARTER_REFINE,
     # the paper's setting (Rister et al.): IOU loss, large crops, curriculum switched on when the loss plateaus
     "paper": dict(
         model="paper-unet", iterations=20000, batch_size=3, crop_size=(120, 120, 160), learning_rate=1e-3,

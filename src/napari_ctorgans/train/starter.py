@@ -86,11 +86,10 @@ def starter_cases(data_dir: str | Path | None = None, *, phantoms: int = STARTER
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     n = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
-    versions = [anatomy] if isinstance(anatomy, int) else list(anatomy)
-    seeds = [s for _ in versions for s in range(phantoms)]
+    jobs = [(s, v) for v in ([anatomy] if isinstance(anatomy, int) else anatomy) for s in range(phantoms)]
     with ProcessPoolExecutor(n) as pool:
-        cases = list(pool.map(_phantom, seeds, [spacing] * len(seeds), [cache] * len(seeds),
-                              [v for v in versions for _ in range(phantoms)]))
+        cases = list(pool.map(_phantom, [s for s, _ in jobs], [spacing] * len(jobs), [cache] * len(jobs),
+                              [v for _, v in jobs]))
     root = Path(data_dir) if data_dir else default_data_dir()
     for rel in STARTER_REAL_SCANS if root else ():
         if (root / rel).exists():
