@@ -94,4 +94,4 @@ def test_anatomy_versions():
     tissue, a, _ = tissue_map(np.random.default_rng([11, 16]), (6.0, 6.0, 6.0), "abdomen")
     assert a.version == 2 and not (tissue == T["deep_muscle"]).any()
     with pytest.raises(ValueError, match="anatomy must be one of"):
-        make_random_phantom(seed=0, spacing=8.0, anatomy=4)
+        make_random_phantom(seed=0, spacing=8.0, anatomy=9)

@@ -25,6 +25,8 @@ ANATOMY_VERSIONS = {
     3: "adds the deep muscles of the back and pelvis (erector spinae, gluteal) in their own fat planes, with HU down "
        "to fatty muscle; a deeper back; the bladder's base behind the pubic symphysis and fillings up to 600 mL (the "
        "starter model's phantoms)",
+    4: "version 3's anatomy; in a third of the images every soft tissue (organs, muscle, bowel, vessels) gets an "
+       "arbitrary HU between -30 and 230 instead of its physiological range, after SynthSeg's random contrast",
 }
 #: field-of-view kinds and how often each is drawn
 FIELDS_OF_VIEW = {"trunk": 0.15, "chest": 0.2, "abdomen": 0.3, "upper-abdomen": 0.15, "pelvis": 0.12, "slab": 0.08}

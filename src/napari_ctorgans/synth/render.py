@@ -37,6 +37,12 @@ HU_RANGES: dict[str, object] = {
 
 #: anatomy version 2 (no deep muscles): its muscle range
 _V2_RANGES = {"muscle": (35, 65)}
+#: from anatomy version 4: how often an image gets arbitrary soft-tissue contrast (SynthSeg's random intensities),
+#: the tissues it redraws and the HU range each is drawn from; air, fat, lungs, bone and cartilage keep theirs
+ARBITRARY_CONTRAST = (1 / 3, ("muscle", "deep_muscle", "soft", "bowel_wall", "bowel_fluid", "liver", "liver_vessel",
+                              "spleen", "kidney_cortex", "kidney_medulla", "renal_pelvis", "urine", "bladder_wall",
+                              "blood", "aorta", "ivc", "pancreas", "stomach_wall", "stomach_content", "gallbladder",
+                              "csf"), (-30.0, 230.0))
 
 
 def tissue_means(a: Anatomy, rng: np.random.Generator) -> np.ndarray:
@@ -55,6 +61,10 @@ def tissue_means(a: Anatomy, rng: np.random.Generator) -> np.ndarray:
         lut[T["urine"]] = rng.uniform(30, 400)
     if rng.uniform() < 0.15:  # fatty liver
         lut[T["liver"]] = rng.uniform(-10, 40)
+    p, names, (lo, hi) = ARBITRARY_CONTRAST
+    if a.version >= 4 and rng.uniform() < p:  # every soft tissue its own arbitrary HU: only shape tells organs apart
+        for name in names:
+            lut[T[name]] = rng.uniform(lo, hi)
     return lut
 
 
