@@ -26,7 +26,8 @@ ANATOMY_VERSIONS = {
        "to fatty muscle; a deeper back; the bladder's base behind the pubic symphysis and fillings up to 600 mL (the "
        "starter model's phantoms)",
     4: "version 3's anatomy; in a third of the images every soft tissue (organs, muscle, bowel, vessels) gets an "
-       "arbitrary HU between -30 and 230 instead of its physiological range, after SynthSeg's random contrast",
+       "arbitrary HU between -30 and 230 instead of its physiological range, after SynthSeg's random contrast (tried "
+       "for the starter model and not kept: docs/starter-model.md)",
 }
 #: field-of-view kinds and how often each is drawn
 FIELDS_OF_VIEW = {"trunk": 0.15, "chest": 0.2, "abdomen": 0.3, "upper-abdomen": 0.15, "pelvis": 0.12, "slab": 0.08}
@@ -61,7 +62,7 @@ def make_random_phantom(*, seed: int = 0, spacing=3.0, field_of_view: str | None
         One of :data:`FIELDS_OF_VIEW`; default drawn at random.
     anatomy : int
         Version of the anatomy, one of :data:`ANATOMY_VERSIONS` (2, the default, which earlier phantoms were made
-        with; the starter model trains on version 3, and on both in its last stage).
+        with; the starter model trains on version 3, and on versions 2 and 3 in its last stage; 4: tried, not kept).
 
     Returns
     -------
