@@ -84,6 +84,9 @@ class InceptionFCN(nn.Module):
         a shallower network.
     """
 
+    #: the bias added last to every class's logits (train.calibrate folds per-class offsets into it)
+    OUTPUT_BIAS = "upsample.bias"
+
     def __init__(
         self,
         in_channels: int = 1,

@@ -85,6 +85,9 @@ class UNet3D(nn.Module):
         The 3D U-Net's channel doubling by the second convolution of each level.
     """
 
+    #: the bias added last to every class's logits (train.calibrate folds per-class offsets into it)
+    OUTPUT_BIAS = "head.bias"
+
     def __init__(
         self,
         in_channels: int = 1,
