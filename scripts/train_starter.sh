@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the built-in starter model (docs/starter-model.md): three training stages on the starter cases
 # (domain-randomised phantoms + the weakly labelled thorax of ../shared/data), then export to
-# src/napari_ctorgans/models/starter.safetensors (the export fits the class offsets on unseen phantoms first).
-# About 50 minutes on 2 CPU cores. Usage: bash scripts/train_starter.sh [RUNS]
+# src/napari_ctorgans/models/starter.safetensors. About 45 minutes on 2 CPU cores. Usage: bash scripts/train_starter.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -93,11 +93,8 @@ def resolve_model(obj: Any) -> Any:
     return starter_path() if is_starter(obj) else obj
 
 
-def export_starter(checkpoint: str | Path, *, overwrite: bool = False, calibrate: bool = True) -> Path:
+def export_starter(checkpoint: str | Path, *, overwrite: bool = False) -> Path:
     """Write a trained checkpoint as the package's starter model (safetensors, no optimiser or random state).
-
-    By default its liver, bladder and kidney outputs are calibrated first (:mod:`napari_ctorgans.train.calibrate`:
-    per-class offsets fitted on unseen phantoms, folded into the output bias; a few minutes on 2 CPU cores).
 
     Parameters
     ----------
@@ -105,8 +102,6 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False, calibrate
         ``last.pt`` of a run (``runs/starter-adapt/last.pt`` of ``scripts/train_starter.sh``).
     overwrite : bool
         Replace an existing starter file (refused by default; the write is atomic either way).
-    calibrate : bool
-        Fit and fold in the class offsets, unless the checkpoint holds them already (``class_offsets``).
 
     Returns
     -------
@@ -125,13 +120,6 @@ def export_starter(checkpoint: str | Path, *, overwrite: bool = False, calibrate
     data = read_checkpoint(checkpoint)  # checked (CRCs, finite weights) before anything is written
     if STARTER_FILE.exists() and not overwrite:
         raise FileExistsError(f"{STARTER_FILE} exists; pass overwrite=True to replace it with {checkpoint}")
-    if calibrate and not data.get("class_offsets"):
-        import tempfile
-
-        from ..train.calibrate import calibrate_checkpoint
-
-        with tempfile.TemporaryDirectory() as tmp:
-            data = read_checkpoint(calibrate_checkpoint(checkpoint, Path(tmp) / "calibrated.pt")[0])
     path = save_checkpoint(STARTER_FILE, data)
     path.chmod(0o644)  # readable like the package's other files (the atomic write creates it owner-only)
     return path
