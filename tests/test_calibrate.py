@@ -33,6 +33,8 @@ def test_fitted_offsets_shrink_an_organ_drawn_too_large_and_leave_a_right_one():
     assert offsets[0] == 0 and offsets[2] == 0 and -2.0 < offsets[1] < -1.0
     with pytest.raises(ValueError, match="organs must be classes 1..2"):
         fit_class_offsets(_scores(), (1, 3))
+    with pytest.raises(ValueError, match="no cases to fit"):
+        fit_class_offsets([], (1,))
 
 
 @pytest.fixture(scope="module")

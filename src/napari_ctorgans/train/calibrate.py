@@ -68,6 +68,8 @@ def fit_class_offsets(scores, organs: Sequence[int], *, steps: Sequence[float] =
     -------
     (offsets float32 (C,), Dice per organ with zero offsets, Dice per organ with the offsets)
     """
+    if not scores:
+        raise ValueError("no cases to fit the offsets on: give at least one phantom seed and anatomy version")
     classes = scores[0][0].shape[0]
     if not all(0 < k < classes for k in organs):
         raise ValueError(f"organs must be classes 1..{classes - 1} of the model, got {list(organs)}")
