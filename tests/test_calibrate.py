@@ -7,7 +7,7 @@ import torch
 import napari_ctorgans as ct
 from napari_ctorgans.models import starter_path
 from napari_ctorgans.synth import make_random_phantom
-from napari_ctorgans.train import read_checkpoint, save_checkpoint
+from napari_ctorgans.train import read_checkpoint
 from napari_ctorgans.train.calibrate import calibrate_checkpoint, class_log_probs, fit_class_offsets
 
 
@@ -37,18 +37,9 @@ def test_fitted_offsets_shrink_an_organ_drawn_too_large_and_leave_a_right_one():
         fit_class_offsets([], (1,))
 
 
-@pytest.fixture(scope="module")
-def uncalibrated(tmp_path_factory):
-    """The starter's weights with its fitted offsets taken out again, as a file."""
-    data = read_checkpoint(starter_path())
-    record = data.pop("class_offsets", None)
-    if record:
-        data["weights"]["head.bias"] = data["weights"]["head.bias"] - torch.tensor(record["offsets"])
-    return save_checkpoint(tmp_path_factory.mktemp("calib") / "uncalibrated.safetensors", data)
-
-
 @pytest.mark.slow
-def test_calibrating_a_checkpoint_adds_the_offsets_to_its_output_bias_and_never_overwrites(uncalibrated, tmp_path):
+def test_calibrating_a_checkpoint_adds_the_offsets_to_its_output_bias_and_never_overwrites(tmp_path):
+    uncalibrated = starter_path()  # the packaged weights, never calibrated
     before_bytes = uncalibrated.read_bytes()
     out, record = calibrate_checkpoint(uncalibrated, tmp_path / "calibrated.pt", seeds=(70,), anatomy=(3,))
     assert uncalibrated.read_bytes() == before_bytes  # the input is left as it was

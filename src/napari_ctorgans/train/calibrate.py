@@ -29,14 +29,15 @@ CALIBRATION_ANATOMY = (2, 3)
 LOWEST_OFFSET = -8.0
 
 
-def class_log_probs(checkpoint, cases: Iterable[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
+def class_log_probs(model, cases: Iterable[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(log-probabilities (C, Z, Y, X) float32, reference labels)`` of the network alone on each ``(volume,
-    labels)`` case, on the model's working grid (the cases must be on it: phantoms at the model's spacing)."""
+    labels)`` case, on the model's working grid (the cases must be on it: phantoms at the model's spacing).
+    ``model``: anything :func:`napari_ctorgans.predict` takes (a :class:`Predictor` is built only once)."""
     import napari_ctorgans as ct
 
     out = []
     for vol, ref in cases:
-        _, probs = ct.predict(vol, checkpoint, labelers=None, return_probabilities=True)
+        _, probs = ct.predict(vol, model, labelers=None, return_probabilities=True)
         if probs.shape[1:] != np.shape(ref):
             raise ValueError(f"case {vol!r} is not on the model's grid ({probs.shape[1:]} against {np.shape(ref)})")
         out.append((np.log(np.maximum(probs, 1e-6, out=probs), out=probs), np.asarray(ref)))
@@ -74,7 +75,7 @@ def fit_class_offsets(scores, organs: Sequence[int], *, steps: Sequence[float] =
     if not all(0 < k < classes for k in organs):
         raise ValueError(f"organs must be classes 1..{classes - 1} of the model, got {list(organs)}")
     b = np.zeros(classes, dtype=np.float32)
-    before = _dice_by_organ(scores, b, organs)
+    before = after = _dice_by_organ(scores, b, organs)
     best = float(np.mean(list(before.values())))
     for i, step in enumerate(steps):
         reach = 6 if i == 0 else 2
@@ -86,12 +87,13 @@ def fit_class_offsets(scores, organs: Sequence[int], *, steps: Sequence[float] =
                         continue
                     trial = b.copy()
                     trial[k] = value
-                    score = float(np.mean(list(_dice_by_organ(scores, trial, organs).values())))
+                    per = _dice_by_organ(scores, trial, organs)
+                    score = float(np.mean(list(per.values())))
                     if score > best + 1e-4:
-                        best, b, changed = score, trial, True
+                        best, b, after, changed = score, trial, per, True
             if not changed:
                 break
-    return b, before, _dice_by_organ(scores, b, organs)
+    return b, before, after
 
 
 def calibrate_checkpoint(checkpoint: str | Path, output: str | Path, *, organs: Sequence[int] = (1, 2, 4),
@@ -114,6 +116,7 @@ def calibrate_checkpoint(checkpoint: str | Path, output: str | Path, *, organs: 
         The file written, and the record stored in it as ``class_offsets``: the offsets, the phantoms, and the
         mean Dice per organ on them before and after.
     """
+    from ..infer.predict import Predictor
     from ..synth import make_random_phantom
     from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
@@ -127,11 +130,10 @@ def calibrate_checkpoint(checkpoint: str | Path, output: str | Path, *, organs: 
     key = getattr(type(model), "OUTPUT_BIAS", None)
     if key is None or key not in data["weights"]:
         raise ValueError(f"{checkpoint}: its network ({type(model).__name__}) names no output bias to calibrate")
-    from ..infer.predict import Predictor
-
-    spacing = Predictor.from_checkpoint_info(model, info).contract.spacing
+    predictor = Predictor.from_checkpoint_info(model, info)  # built once, for every phantom
+    spacing = predictor.contract.spacing
     cases = (make_random_phantom(seed=int(s), spacing=spacing, anatomy=int(v)) for v in anatomy for s in seeds)
-    offsets, before, after = fit_class_offsets(class_log_probs(checkpoint, cases), organs)
+    offsets, before, after = fit_class_offsets(class_log_probs(predictor, cases), organs)
     bias = data["weights"][key]
     data["weights"][key] = bias + bias.new_tensor(offsets)
     record = {"offsets": [float(v) for v in offsets], "organs": [int(k) for k in organs],
