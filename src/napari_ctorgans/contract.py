@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .organs import ORGANS
+from .volume import CT_SPACING_RANGE_MM
 
 __all__ = ["ModelContract", "read_contract", "window_array", "CONTRACT_VERSION", "DEFAULT_OVERLAP"]
 
@@ -61,6 +62,11 @@ class ModelContract:
         spacing = float(self.spacing)
         if not (math.isfinite(spacing) and spacing > 0):
             raise ValueError(f"model contract: spacing must be a positive working spacing in mm, got {self.spacing!r}")
+        lo, hi = CT_SPACING_RANGE_MM  # a checkpoint's 1e-6 mm would resample a scan to trillions of voxels
+        if not lo <= spacing <= hi:
+            raise ValueError(f"model contract: the working spacing {spacing:g} mm is not a CT voxel size (it must lie "
+                             f"between {lo:g} and {hi:g} mm); the checkpoint is damaged or the spacing given is not "
+                             "in mm: give e.g. spacing=3.0")
         lo, hi = (float(w) for w in self.window)
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise ValueError(f"model contract: window must be (low, high) HU with high > low, got {self.window!r}")

@@ -25,6 +25,23 @@ def as_spacing(spacing: Any, name: str = "spacing") -> tuple[float, float, float
     return values  # type: ignore[return-value]
 
 
+#: plausible voxel size of a CT in mm (micro-CT to the coarsest clinical slices), as computations take it
+CT_SPACING_RANGE_MM = (0.01, 50.0)
+
+
+def check_ct_spacing(spacing: Any, name: str = "spacing") -> tuple[float, float, float]:
+    """:func:`as_spacing`, also refusing voxel sizes no CT has (outside :data:`CT_SPACING_RANGE_MM`)."""
+    values = as_spacing(spacing, name)
+    lo, hi = CT_SPACING_RANGE_MM
+    if not all(lo <= v <= hi for v in values):
+        raise ValueError(
+            f"{name} {tuple(float(f'{v:.6g}') for v in values)} mm (z, y, x) is not a CT voxel size: each value must "
+            f"lie between {lo:g} and {hi:g} mm; check the file's header or the spacing= given (it is in mm, e.g. "
+            "spacing=(2.0, 0.8, 0.8))"
+        )
+    return values
+
+
 def check_volume_array(array: np.ndarray, name: str = "array") -> np.ndarray:
     """Check that an array is a non-empty 3D (z, y, x) volume without NaN; return it as an ndarray."""
     arr = np.asarray(array)

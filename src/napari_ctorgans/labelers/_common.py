@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..volume import Volume, as_spacing, check_volume_array
+from ..volume import Volume, as_spacing, check_ct_spacing, check_volume_array
 
 #: plausible range of CT values in Hounsfield units (anything outside is not a CT in HU)
 HU_RANGE = (-3000.0, 40000.0)
@@ -27,6 +27,7 @@ def as_ct(volume, spacing=None, *, name: str = "volume") -> tuple[np.ndarray, tu
         arr, sp = volume, as_spacing(spacing)
     else:
         raise TypeError(f"{name} must be a napari_ctorgans.Volume (or an ndarray with spacing=), got {type(volume)!r}")
+    sp = check_ct_spacing(sp, f"the spacing of {name}")  # 1e-30 mm would overflow the filters' sizes
     arr = check_volume_array(arr, name)
     if arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a CT in Hounsfield units, got a boolean mask")
