@@ -18,7 +18,7 @@ import torch
 from ..resampling import _worker_count
 from .fuse import fuse_for_cpu
 from .plan import TilePlan
-from .sliding import _mirror_axes, sliding_window
+from .sliding import _mirror_axes, check_model_output, sliding_window
 
 __all__ = ["resolve_device", "cpu_threads", "prepare_model", "network_labels", "ENGINES"]
 
@@ -85,7 +85,7 @@ def _whole(model, x: torch.Tensor, device: torch.device, tta, need_probs: bool) 
     for axes in flips:
         dims = [a + 2 for a in axes]
         inp = torch.flip(x, dims) if dims else x
-        out = _forward(model, inp, device)
+        out = check_model_output(_forward(model, inp, device), inp)
         if len(flips) > 1 or need_probs:
             out = torch.softmax(out, dim=1)
         if dims:

@@ -103,6 +103,18 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def check_model_output(scores: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
+    """Refuse a model output that is not one score per class on its input's voxels (N, classes, Z, Y, X)."""
+    shape, want = tuple(scores.shape), tuple(tiles.shape)
+    if len(shape) != 5 or shape[0] != want[0] or shape[2:] != want[2:]:
+        raise ValueError(
+            f"the model returned an output of shape {shape} for an input of shape {want} (N, channels, Z, Y, X); a "
+            "segmentation model must return (N, classes, Z, Y, X) on its input's grid, one score per class and "
+            "voxel. Use a model whose output has the size of its input (no stride or pooling left unrestored)"
+        )
+    return scores
+
+
 def _mirror_axes(tta: bool | Sequence[int]) -> list[tuple[int, ...]]:
     if tta is False or tta is None:
         return [()]
@@ -229,7 +241,7 @@ def sliding_window(
             for axes in flips:
                 dims = [a + 2 for a in axes]
                 inp = torch.flip(tiles, dims) if dims else tiles
-                logits = model(inp)
+                logits = check_model_output(model(inp), inp)
                 p = torch.softmax(logits.float(), dim=1) if softmax else logits.float()
                 if dims:
                     p = torch.flip(p, dims)
