@@ -18,3 +18,10 @@ def add_label_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default=None, choices=("nifti", "nrrd", "mha", "dicom-seg", "rtstruct"),
                         help="label file format (default: from the output suffix; dicom-seg and rtstruct need a CT "
                              "read from its DICOM series)")
+
+
+def add_series(parser: argparse.ArgumentParser, what: str = "INPUT") -> None:
+    """``--series UID``: which DICOM series of a folder that holds several (``read_volume(..., series=UID)``)."""
+    parser.add_argument("--series", default=None, metavar="UID",
+                        help=f"the SeriesInstanceUID to read when the DICOM folder {what} holds several series (the "
+                             "error message lists them)")

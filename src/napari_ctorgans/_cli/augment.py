@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="crop size (default: input)")
     p.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    from ._args import add_series
+
+    add_series(p, "IMAGE")
     p.set_defaults(func=run)
 
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..augment import AugmentParams, augment
-    from ..io import read_labels, read_volume, write_bytes_atomic, write_labels, write_volume
+    from ..io import read_labels, write_bytes_atomic, write_labels, write_volume
 
     if args.labels and args.labels_pos:
         raise ValueError("give the labels either as LABELS or with --labels, not both")
@@ -91,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     params = AugmentParams.load(args.params) if args.params else AugmentParams()
     out_dir = Path(args.output)
     _refuse_earlier_run(out_dir, args.n, bool(labels_path), args.overwrite)
-    vol = read_volume(args.image)
+    from ._ct import read_ct
+
+    vol = read_ct(args.image, series=args.series, option="IMAGE")
     lab = read_labels(labels_path).array if labels_path else None
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_params(params, out_dir / "params.json", overwrite=args.overwrite)

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["add_cohort_arguments", "wants_cohort", "run_cohort_command", "refuse_output_over_input"]
+__all__ = ["add_cohort_arguments", "wants_cohort", "run_cohort_command", "refuse_output_over_input",
+           "refuse_series_for_cohort", "refuse_file_output_for_cohort"]
 
 
 def add_cohort_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -81,6 +82,36 @@ def refuse_output_over_input(input, output) -> None:
     check_outputs([Path(input)], [Path(output)])
 
 
+def refuse_series_for_cohort(args: argparse.Namespace) -> None:
+    """``--series`` names one series of one DICOM folder: refused for a cohort, before any work."""
+    if getattr(args, "series", None):
+        raise ValueError(f"--series {args.series} picks one series of one DICOM folder: run the command on that folder "
+                         "alone (one INPUT and -o FILE), then the rest of the cohort without --series")
+
+
+def refuse_file_output_for_cohort(inputs, output) -> None:
+    """A cohort writes a folder: refuse a ``-o`` named like a file (``-o o2.nii.gz``) before anything is written.
+
+    A ``.txt`` (``.lst``, ``.list``) input is a list of scans, so ``ctorgans label scans.txt -o out.nii.gz`` is a
+    cohort whose ``-o`` looks like one label file: the message says how the input was read and how to write one file.
+    """
+    from ..cohort import LIST_SUFFIXES
+    from ..io.formats import _BY_SUFFIX, _suffix
+
+    if output is None or Path(output).is_dir():
+        return
+    suffix = _suffix(Path(output))
+    if suffix not in (*_BY_SUFFIX, ".csv", ".json") and not Path(output).is_file():
+        return
+    items = _as_list(inputs)
+    lists = [i for i in items if Path(i).suffix.lower() in LIST_SUFFIXES]
+    how = (f"{lists[0]} is read as a list of scans, one path per line, so this is a cohort" if lists else
+           f"the {len(items)} inputs make a cohort" if len(items) > 1 else f"{items[0]} is a folder of scans, a cohort")
+    raise ValueError(f"-o {output} names a file, but {how}, which writes one label file per scan into a folder: give "
+                     "-o an output folder (or leave it out to write next to the scans); for one scan give its CT "
+                     "file or DICOM folder as INPUT. Nothing was written.")
+
+
 def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, output=None, checkpoint=None,
                        options: dict | None = None) -> int:
     """Run a cohort from parsed arguments; print the summary table; return the exit status (1 if any failed).
@@ -99,9 +130,7 @@ def run_cohort_command(args: argparse.Namespace, *, task: str, inputs=None, outp
         output = getattr(args, "output", None)
     if checkpoint is None and task == "predict":
         checkpoint = getattr(args, "checkpoint", None)
-    if output is not None and Path(output).suffix and Path(output).is_file():
-        raise ValueError(f"-o {output} is a file; for a cohort give an output folder (or leave -o out to write "
-                         "next to the inputs)")
+    refuse_file_output_for_cohort(inputs, output)
     summary = run_cohort(
         _as_list(inputs),
         task=task,

@@ -8,8 +8,9 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show versions and devices, or describe a CT file or DICOM folder")
     p.add_argument("path", nargs="?", help="a CT file or DICOM folder to describe")
-    p.add_argument("--series", help="DICOM series UID when a folder holds several")
-    from ._args import add_resample_irregular
+    from ._args import add_resample_irregular, add_series
+
+    add_series(p, "PATH")
 
     add_resample_irregular(p)
     p.set_defaults(func=run)

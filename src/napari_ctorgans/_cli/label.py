@@ -23,8 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--organs", default="lungs,bone", help="comma-separated organs among lungs,bone (default both)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"), help="morphology backend")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    from ._args import add_label_format, add_resample_irregular
+    from ._args import add_label_format, add_resample_irregular, add_series
 
+    add_series(p)
     add_resample_irregular(p)
     add_label_format(p)
     from .cohort import add_cohort_arguments  # cohort: folder / several files / --scheduler
@@ -60,10 +61,11 @@ def check_organs(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import napari_ctorgans as ct
 
-    from .cohort import run_cohort_command, wants_cohort
+    from .cohort import refuse_series_for_cohort, run_cohort_command, wants_cohort
 
     organs = check_organs(args.organs)
     if wants_cohort(args.input, args.scheduler):
+        refuse_series_for_cohort(args)
         return run_cohort_command(args, task="label", inputs=args.input,
                                   options={"organs": organs, "backend": args.backend})
     args.input = args.input[0]
@@ -81,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    vol = ct.read_volume(args.input, resample_irregular=args.resample_irregular)
+    from ._ct import read_ct
+
+    vol = read_ct(args.input, series=args.series, resample_irregular=args.resample_irregular)
     fmt = check_label_output(args.output, vol, args.format)  # before the work, not after
     bar = (tqdm(total=len(organs) + 1, desc="label", unit="step", file=sys.stderr)
            if tqdm and not args.no_progress else None)

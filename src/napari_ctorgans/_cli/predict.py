@@ -41,8 +41,9 @@ def register(subparsers) -> None:
                    "'none', or a list such as 'lungs,bone'")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    from ._args import add_label_format, add_resample_irregular
+    from ._args import add_label_format, add_resample_irregular, add_series
 
+    add_series(p)
     add_resample_irregular(p)
     add_label_format(p)
     from .cohort import add_cohort_arguments  # cohort: several files / a list / --scheduler / --workers
@@ -57,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..infer.hybrid import resolve_labelers
     from ..models import resolve_model
-    from .cohort import run_cohort_command, wants_cohort
+    from .cohort import refuse_series_for_cohort, run_cohort_command, wants_cohort
 
     resolve_labelers(args.labelers)  # a bad --labelers fails before any scan is read
     args.checkpoint = str(resolve_model(args.checkpoint))  # no --checkpoint, or "starter": the built-in model
     # [cohort] several inputs, a list of paths, a scheduler or a worker count: one Dask task per scan
     if args.scheduler or args.workers or len(args.input) > 1 or wants_cohort(args.input):
+        refuse_series_for_cohort(args)
         return run_cohort_command(args, task="predict", inputs=args.input, options={
             "overlap": args.overlap, "mode": args.mode, "batch_size": args.batch_size, "tta": args.tta,
             "postprocess_labels": not args.no_postprocess, "device": args.device, "labelers": args.labelers})
@@ -82,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     scan, out = Path(args.input), Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    vol = ct.read_volume(scan, resample_irregular=args.resample_irregular)
+    from ._ct import read_ct
+
+    vol = read_ct(scan, series=args.series, resample_irregular=args.resample_irregular)
     from ..io.formats import check_label_output, write_label_file
 
     fmt = check_label_output(out, vol, args.format)  # before the prediction, not after

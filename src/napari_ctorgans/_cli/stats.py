@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", default=None, help="table to write: report.csv or report.json")
     p.add_argument("--png", default=None, help="one-page picture report to write, e.g. report.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    from ._args import add_series
+
+    add_series(p, "--ct")
     p.set_defaults(func=run)
 
 
@@ -41,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_ctorgans.stats import table_rows
 
     table, png = _check_outputs(args)
-    volume = ct.read_volume(args.ct)
+    from ._ct import read_ct
+
+    volume = read_ct(args.ct, series=args.series, option="--ct")
     labels = ct.read_labels(args.labels, like=volume)
     rows = ct.organ_statistics(labels, volume)
     if not rows:
