@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import SimpleITK as sitk
 
 from ..volume import Volume
 from ._sitk import LABEL_MAX, SUPPORTED_SUFFIXES, label_dtype, to_sitk
+from ._tempdir import exists_error, make_tempdir, place
 from ._verify import Damaged, array_digest, scan
 
 _WRITABLE = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
@@ -87,6 +87,10 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
                   verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """The one way files are written: into a temporary folder beside ``path``, verified, then renamed into place.
 
+    With ``overwrite=False`` the name is taken atomically (a hard link of the verified file): of two writers
+    racing for one new name, exactly one succeeds and the other gets :class:`FileExistsError`. Leftover
+    temporary folders of killed writes are removed first (see :mod:`._tempdir`).
+
     The block writes the file at the yielded temporary path (and any companion files beside it, such as the data
     file of a ``.mhd``). When it ends, ``verify(tmp)`` must return (raise :class:`Damaged` or ``OSError`` when the
     file is not what was meant), every file is flushed to disk, the companions are moved, and the file itself is
@@ -97,14 +101,16 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is False.
+    PermissionError
+        The folder cannot be written to (read-only, not the user's); the message names ``path``.
     OSError
         Writing or verification failed; the message names the file, the free space and the fix.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".ctorgans-", dir=path.parent))
+    if os.path.exists(path) and not overwrite:  # (False where the folder cannot be searched: refused below)
+        raise exists_error(path)
+    tmpdir = make_tempdir(path)
+    placed: list[Path] = []
     try:
         tmp = tmpdir / path.name
         try:
@@ -119,13 +125,18 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
             raise _write_error(path, exc) from None
         for extra in tmpdir.iterdir():  # companions first: the file that names them comes last
             if extra.name != path.name:
-                os.replace(extra, path.parent / extra.name)
-        os.replace(tmp, path)
+                place(extra, path.parent / extra.name, overwrite=overwrite)
+                if not overwrite:
+                    placed.append(path.parent / extra.name)
+        place(tmp, path, overwrite=overwrite)
+        placed.clear()
         try:
             _fsync(path.parent)  # make the rename itself durable
         except OSError:  # pragma: no cover - file systems without directory fsync
             pass
     finally:
+        for companion in placed:  # the file itself was not placed: take back the companions placed for it
+            companion.unlink(missing_ok=True)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
@@ -150,8 +161,8 @@ def _atomic_write(image: sitk.Image, path: Path, *, overwrite: bool, compress: b
             f"cannot write {path.name}: use one of {', '.join(_WRITABLE)} (for DICOM use ct.write_dicom_seg or "
             "ct.write_rtstruct, CLI: --format dicom-seg or rtstruct)"
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    if os.path.exists(path) and not overwrite:  # (False where the folder cannot be searched: refused below)
+        raise exists_error(path)
     if suffix == ".mhd":
         _check_mhd_data_file(path, compress)
     digest = array_digest(sitk.GetArrayViewFromImage(image))
