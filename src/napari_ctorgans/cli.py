@@ -1,4 +1,4 @@
-"""Command line: ``ctorgans info | label | augment | train | predict | evaluate | stats | demo``.
+"""Command line: ``ctorgans info | label | augment | train | predict | evaluate | stats | rank | demo``.
 
 Each sub-command lives in ``napari_ctorgans._cli.<name>`` with two functions: ``register(subparsers)`` adds its
 parser (and sets ``func``), ``run(args) -> int`` does the work. Heavy imports happen inside ``run``.
@@ -12,7 +12,7 @@ import sys
 
 from ._version import __version__
 
-COMMANDS = ("info", "label", "augment", "train", "predict", "evaluate", "stats", "demo")
+COMMANDS = ("info", "label", "augment", "train", "predict", "evaluate", "stats", "rank", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
