@@ -107,6 +107,10 @@ def _print_table(rows, tolerance: float) -> None:
     header = ["organ", "dice", "iou", "voe", "rvd", "assd", "mssd", "rmsd", "hd95", f"sdice@{tolerance:g}mm"]
     print("  ".join(f"{h:>10}" for h in header))
     for r in rows:
+        if r.status:  # on one side only: named as the napari panel names it, not scored 0 / inf
+            print(f"{r.organ:>10}  {r.status:>10}  (pred {r.pred_ml:.1f} mL, ref {r.ref_ml:.1f} mL; the CSV keeps "
+                  "Dice 0 and distances inf)")
+            continue
         vals = [r.dice, r.iou, r.voe, r.rvd, r.assd, r.mssd, r.rmsd, r.hd95, r.surface_dice]
         print("  ".join([f"{r.organ:>10}", *(f"{_fmt(v):>10}" for v in vals)]))
 

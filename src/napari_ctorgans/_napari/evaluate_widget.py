@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..metrics import NOT_PREDICTED  # the API's wording of an organ missing on one side
 from .step import Step, fill_combo
 
 #: (header, OrganMetrics attribute) of the metrics table, in column order.
@@ -43,8 +44,6 @@ STATS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("organ", "name"), ("voxels", "voxels"), ("volume (mL)", "volume_ml"), ("mean HU", "hu_mean"),
     ("std HU", "hu_std"), ("pieces", "pieces"),
 )
-NOT_PREDICTED = "not predicted"
-NOT_IN_REFERENCE = "not in reference"
 
 
 def _fmt(value) -> str:
@@ -56,10 +55,8 @@ def _fmt(value) -> str:
 def metric_cells(row) -> list[str]:
     """The table cells of one OrganMetrics row: an organ missing from one side is named, not scored 0 / inf."""
     cells = [_fmt(getattr(row, attr)) for _, attr in METRIC_COLUMNS]
-    missing = NOT_PREDICTED if row.pred_voxels == 0 and row.ref_voxels > 0 else (
-        NOT_IN_REFERENCE if row.ref_voxels == 0 and row.pred_voxels > 0 else None)
-    if missing:
-        cells[1:] = [missing] + ["\u2014"] * (len(cells) - 2)
+    if row.status:  # an organ on one side only: named (ct.metrics.NOT_PREDICTED ...), not scored 0 / inf
+        cells[1:] = [row.status] + ["\u2014"] * (len(cells) - 2)
     return cells
 
 
@@ -291,7 +288,7 @@ class EvaluateWidget(Step):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.export_button.setEnabled(bool(self.rows))
-        missing = [r.organ for r in self.rows if r.pred_voxels == 0 and r.ref_voxels > 0]
+        missing = [r.organ for r in self.rows if r.status == NOT_PREDICTED]
         text = f"{len(self.rows)} organ(s) evaluated" if self.rows else "no organ in either layer"
         self.say(text + (f"; not predicted: {', '.join(missing)}" if missing else ""))
 

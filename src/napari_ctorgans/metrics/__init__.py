@@ -33,8 +33,14 @@ from ._pairs import (  # noqa: F401  (the private helpers are used by the tables
 
 __all__ = [
     "dice", "iou", "voe", "rvd", "assd", "mssd", "rmsd", "hd95", "surface_dice", "surface_distances",
-    "OrganMetrics", "evaluate", "global_dice", "to_csv", "write_csv", "MetricAccumulator",
+    "OrganMetrics", "evaluate", "global_dice", "to_csv", "write_csv", "MetricAccumulator", "NOT_PREDICTED",
+    "NOT_IN_REFERENCE",
 ]
+
+#: ``OrganMetrics.status`` of an organ in the reference but not in the prediction (its Dice 0, distances inf)
+NOT_PREDICTED = "not predicted"
+#: ``OrganMetrics.status`` of an organ in the prediction but not in the reference (its Dice 0, distances inf)
+NOT_IN_REFERENCE = "not in reference"
 
 
 # ------------------------------------------------------------------------------------------------ per-organ tables
@@ -60,6 +66,7 @@ class OrganMetrics:
     ref_voxels: int = 0
     intersection_voxels: int = 0
     case: str = ""
+    status: str = ""  # NOT_PREDICTED or NOT_IN_REFERENCE when the organ is on one side only; shown instead of scores
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +92,7 @@ def _metrics_row(p: np.ndarray, r: np.ndarray, sp: tuple, label: int, tol: float
         ref_voxels=nr,
         intersection_voxels=ni,
         case=case,
+        status=NOT_PREDICTED if ns == 0 and nr else (NOT_IN_REFERENCE if nr == 0 and ns else ""),
         **d,
     )
 
