@@ -242,3 +242,9 @@ def test_auto_label_peak_memory_on_native_chest():
     assert ratio < 4.0, f"peak {ratio:.2f}x the float32 input"
     assert (labels == 3).sum() * np.prod(vol.spacing) / 1e6 > 2.0  # litres of lung
     assert (labels == 5).any()
+
+
+def test_grow_on_an_image_without_structure_refuses_the_whole_volume():
+    v = ct.Volume(np.full((12, 16, 16), 40, dtype=np.int16), spacing=3.0)
+    with pytest.raises(ValueError, match="fills 100% of the volume.*no edge"):
+        ct.grow_region(v, [[6, 8, 8]])

@@ -32,6 +32,20 @@ def _check_seeds(seeds, shape) -> np.ndarray:
     return idx
 
 
+#: a grown region holding more than this fraction of the volume found no edge: it is refused
+MAX_FRACTION = 0.9
+
+
+def _check_not_everything(region: np.ndarray, lo: float, hi: float) -> None:
+    frac = np.count_nonzero(region) / region.size
+    if frac > MAX_FRACTION:
+        raise ValueError(
+            f"the region grown from the seeds fills {frac:.0%} of the volume: the image has no edge around them in "
+            f"the HU band [{lo:.0f}, {hi:.0f}] (an image with no structure, or a band too wide), so there is no "
+            "organ to grow; check that the layer is the CT, or give a narrower band_hu"
+        )
+
+
 def grow_region(
     volume,
     seeds,
@@ -77,6 +91,12 @@ def grow_region(
     -------
     ndarray of bool
         The region connected to the seeds (empty, with a warning, when a seed falls outside the band).
+
+    Raises
+    ------
+    ValueError
+        Bad seeds or parameters, or a region that fills more than 90 % of the volume (an image with no edge
+        around the seeds: growing would return the whole volume).
     """
     arr, sp = as_ct(volume, spacing)
     idx = _check_seeds(seeds, arr.shape)
@@ -123,6 +143,7 @@ def grow_region(
         ids = np.unique(lab[tuple(idx.T)])
         ids = ids[ids > 0]
     out = np.isin(lab, ids)
+    _check_not_everything(out, lo, hi)
     if closing_mm > 0:
         out = morphology.erode(morphology.dilate(out, closing_mm, sp, backend=backend), closing_mm, sp,
                                backend=backend, border_value=1)
