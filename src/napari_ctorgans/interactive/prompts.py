@@ -185,7 +185,7 @@ def _size_warning(ml: float, mask: np.ndarray, organ: int, voxel_ml: float, cfg)
     if mask.any():
         lab, n = ndi.label(mask)
         biggest = float(np.bincount(lab.ravel())[1:].max()) * voxel_ml
-        if n > 1 and biggest > cfg.part_max_ml:
+        if biggest > cfg.part_max_ml:
             return (f"{name}: one piece holds {biggest:.0f} mL, more than one {name} "
                         f"({cfg.part_max_ml:.0f} mL at most): undo, or add a negative click in the leak")
         zs = np.flatnonzero(mask.any(axis=(1, 2)))
