@@ -16,6 +16,7 @@ import numpy as np
 from .._version import __version__
 from ..organs import IGNORE_LABEL, ORGANS, SNOMED, SNOMED_OTHER, organ_from_segment
 from ..volume import Volume
+from ._dicom_refs import check_references, clean_character_set, measure_slice_spacing, seg_references
 from ._dicom_source import atomic_save, check_labels, frame_indices, plane_indices, source_series
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -108,6 +109,8 @@ def write_dicom_seg(
     if Path(path).exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
     datasets = source_series(like, "DICOM-SEG", resampled_ok=True)
+    clean_character_set(datasets)  # an empty tag: the default repertoire
+    measure_slice_spacing(datasets)  # from the positions, not the CT's own tag
     values = present_values(arr)
     lut = np.zeros(int(arr.max()) + 1, dtype=np.uint16)
     lut[values] = np.arange(1, len(values) + 1)
@@ -201,7 +204,10 @@ def grid_of_planes(planes: list[tuple], rows: int, cols: int, gap: float | None 
     positions = np.array([np.asarray(p[1], dtype=float) for p in planes])
     depth = positions @ normal
     levels = np.unique(np.round(depth, 3))
-    step = float(gap) if gap else (float(np.diff(levels).min()) if len(levels) > 1 else 1.0)
+    step = float(np.diff(levels).min()) if len(levels) > 1 else 1.0
+    if gap and float(gap) > 0 and np.allclose((levels - levels[0]) / float(gap),
+                                              np.round((levels - levels[0]) / float(gap)), atol=0.05):
+        step = float(gap)  # the tag, where the frames agree with it (frames may skip slices without organs)
     n = int(round((levels[-1] - levels[0]) / step)) + 1
     first = positions[int(np.argmin(depth))]
     image = sitk.Image([cols, rows, n], sitk.sitkUInt8)
@@ -209,6 +215,16 @@ def grid_of_planes(planes: list[tuple], rows: int, cols: int, gap: float | None 
     image.SetOrigin(first.tolist())
     image.SetDirection(np.column_stack([iop[:3], iop[3:], normal]).ravel().tolist())
     return from_sitk(image)
+
+
+def _off_grid(path, like: Volume, own_grid: bool) -> str:
+    """Why a frame of a SEG has no place on the grid it is read onto."""
+    if own_grid:
+        return (f"{path} has frames that do not lie on one regular grid of slices (their positions and Spacing Between "
+                "Slices disagree); read it with the CT series it was made for: ct.read_labels(path, like=<series "
+                "folder>) (CLI: --ct <series folder>)")
+    return (f"{path} has frames outside the grid of the CT {like.path or '(made in memory)'}; it was made on another "
+            "series. Give the CT series it was made for (its Referenced Series).")
 
 
 def _frames_of(seg) -> np.ndarray:
@@ -249,6 +265,9 @@ def read_dicom_seg(path: str | os.PathLike, like: Volume | str | os.PathLike | N
         ) from None
     if isinstance(like, (str, os.PathLike)):
         like = read_volume(like)
+    own_grid = like is None
+    if like is not None:
+        check_references(path, "DICOM-SEG", seg_references(seg), like)
     planes = _frame_planes(seg)
     rows, cols = int(seg.Rows), int(seg.Columns)
     if like is None:
@@ -262,10 +281,7 @@ def read_dicom_seg(path: str | os.PathLike, like: Volume | str | os.PathLike | N
     for frame, (number, position, orientation, spacing) in zip(_frames_of(seg), planes):
         idx = plane_indices(like, position, orientation, spacing, rows, cols)
         if idx is None:
-            raise ValueError(
-                f"{path} has frames outside the grid of the CT {like.path}; it was made on another series. "
-                "Give the CT series it was made for (its Referenced Series)."
-            )
+            raise ValueError(_off_grid(path, like, own_grid))
         out[idx[0][frame], idx[1][frame], idx[2][frame]] = value_of[number]
     return Volume(out, like.spacing, like.origin, like.direction, like.source_orientation, path=str(path),
                   metadata={"segment_names": names, "dicom_seg": True})

@@ -17,6 +17,7 @@ import numpy as np
 from .._version import __version__
 from ..organs import ORGANS, SNOMED, SNOMED_OTHER
 from ..volume import Volume
+from ._dicom_refs import check_references, rtstruct_references
 from ._dicom_source import atomic_save, check_labels, frame_indices, source_series
 from .dicom_seg import (ALGORITHM_NAME, RTSTRUCT_SOP_CLASS, free_values, present_values, segment_names,
                         segment_values)
@@ -215,6 +216,7 @@ def read_rtstruct(path: str | os.PathLike, like: Volume | str | os.PathLike) -> 
     if isinstance(like, (str, os.PathLike)):
         like = read_volume(like)
     rs = pydicom.dcmread(path)
+    check_references(path, "RTSTRUCT", rtstruct_references(rs), like)
     observed = {int(o.ReferencedROINumber): o for o in rs.get("RTROIObservationsSequence", [])}
     rois = {int(r.ROINumber): str(r.get("ROIName", "")) for r in rs.get("StructureSetROISequence", [])}
     coded = []
