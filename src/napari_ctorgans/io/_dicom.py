@@ -224,6 +224,12 @@ def _odd_ones(slices: list[_Slice], values, tol: float, what: str, fix: str) -> 
     def show(v) -> str:
         return "(" + ", ".join(f"{float(x):.6g}" for x in v) + ")"
 
+    if len(odd) == len(slices):  # no majority value to compare with: name every value and its slices
+        groups: dict[str, list] = {}
+        for sl, v in zip(slices, values):
+            groups.setdefault(show(v), []).append(sl)
+        listing = "; ".join(f"{_names(g)} {'has' if len(g) == 1 else 'have'} {k}" for k, g in groups.items())
+        return [f"the slices disagree on {what}, with no majority: {listing}; {fix}"]
     return [f"{_names([slices[i] for i in odd])} {'has' if len(odd) == 1 else 'have'} {what} {show(values[odd[0]])} "
             f"while the other {len(slices) - len(odd)} slices have {show(common)}; {fix}"]
 

@@ -181,14 +181,14 @@ def check_labels(labels, like: Volume, what: str) -> np.ndarray:
         if not labels.same_grid(like):
             raise ValueError(
                 f"the label map (shape {labels.shape}, spacing {labels.spacing}, origin {labels.origin}) is not on "
-                f"the grid of the CT {like.path} (shape {like.shape}, spacing {like.spacing}, origin {like.origin}); "
+                f"the grid of the CT {like.path or '(made in memory)'} (shape {like.shape}, spacing {like.spacing}, origin {like.origin}); "
                 f"{what} must match the source slices: use the labels made for this CT. Nothing was written."
             )
         labels = labels.array
     arr = np.asarray(labels)
     if arr.shape != like.shape:
         raise ValueError(
-            f"labels shape {arr.shape} does not match the CT {like.path} of shape {like.shape}; {what} must match "
+            f"labels shape {arr.shape} does not match the CT {like.path or '(made in memory)'} of shape {like.shape}; {what} must match "
             "the source slices: use the labels made for this CT. Nothing was written."
         )
     if arr.dtype.kind == "b":
