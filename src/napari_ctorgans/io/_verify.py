@@ -23,19 +23,6 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib does the sa
 
 CHUNK = 1 << 20  # 1 MiB
 
-_META_ITEMSIZE = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-                  "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
-_NRRD_ITEMSIZE = {
-    **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t", "signed char", "int8", "int8_t"), 1),
-    **dict.fromkeys(("short", "short int", "signed short", "int16", "int16_t", "ushort", "unsigned short",
-                     "uint16", "uint16_t"), 2),
-    **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t",
-                     "float"), 4),
-    **dict.fromkeys(("longlong", "long long", "int64", "int64_t", "ulonglong", "unsigned long long", "uint64",
-                     "uint64_t", "double"), 8),
-}
-
-
 def is_dicom_file(path: Path) -> bool:
     """Whether ``path`` starts with the DICOM preamble and ``DICM`` (cheap: pydicom is not loaded for it)."""
     try:
@@ -104,8 +91,9 @@ def _raw(fh: BinaryIO) -> Iterator[bytes]:
 
 
 def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: bool,
-             sink: memoryview | None = None) -> str | None:
-    """Skip ``offset`` bytes, then hash ``nbytes`` (and copy them into ``sink``); refuse a shorter stream."""
+             sink: memoryview | None = None, exact: bool = False) -> str | None:
+    """Skip ``offset`` bytes, then hash ``nbytes`` (and copy them into ``sink``); refuse a shorter stream (and,
+    ``exact``, a longer one: its header's sizes are damaged)."""
     h = hashlib.sha256() if want_digest else None
     pos = 0
     end = offset + nbytes
@@ -121,6 +109,9 @@ def _payload(stream: Iterator[bytes], offset: int, nbytes: int, want_digest: boo
     if pos < end:
         raise Damaged(f"it holds {pos - offset if pos > offset else 0} bytes of voxel data where its header "
                       f"announces {nbytes}")
+    if exact and pos > end:
+        raise Damaged(f"it holds {pos - offset} bytes of voxel data where its header announces {nbytes} (a size "
+                      "field of the header is damaged)")
     return h.hexdigest() if h is not None else None
 
 
@@ -204,67 +195,62 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------------------- MetaImage, NRRD
 
 
-def _text_header(fh: BinaryIO, meta: bool) -> tuple[dict, int]:
-    """Key/value header of a MetaImage (``key = value``, ends at ElementDataFile) or NRRD (ends at a blank line)."""
-    fields: dict[str, str] = {}
-    offset = 0
-    for _ in range(4096):
-        line = fh.readline(1 << 16)
-        if not line:
-            break
-        offset += len(line)
-        text = line.decode("latin-1").rstrip("\r\n")
-        if not meta and not text.strip():
-            return fields, offset
-        sep = "=" if meta else ":"
-        if sep in text and not text.startswith("#"):
-            key, value = text.split(sep, 1)
-            fields[key.strip().lower()] = value.strip()
-            if meta and key.strip() == "ElementDataFile":
-                return fields, offset
-    raise Damaged("its header has no end (the file was cut off inside the header, or it is not an image)")
+def _check_data_size(path: Path, offset: int, expected: int, what: str) -> None:
+    """The bytes after the header must be exactly the announced data (more means a damaged size field)."""
+    found = path.stat().st_size - offset
+    if found > expected:
+        raise Damaged(f"it holds {found} bytes of {what} where its header announces {expected} (a size field of "
+                      "the header is damaged)")
 
 
 def _scan_meta(path: Path, want_digest: bool) -> Scan:
+    from ._header import META_ITEMSIZE, read_meta_header
+
     with open(path, "rb") as fh:
-        fields, offset = _text_header(fh, meta=True)
-        try:
-            count = int(np.prod([int(v) for v in fields["dimsize"].split()], dtype=object))
-            count *= int(fields.get("elementnumberofchannels", "1"))
-            itemsize = _META_ITEMSIZE[fields["elementtype"]]
-        except (KeyError, ValueError):
-            return Scan(None, "meta", fields)  # a layout we do not follow: ITK reports it
-        datafile = fields.get("elementdatafile", "")
-        if datafile != "LOCAL":
-            if " " in datafile or "%" in datafile or datafile.upper() == "LIST":
-                return Scan(None, "meta", fields)
-            path, offset = path.parent / datafile, 0
-            if not path.is_file():
-                raise Damaged(f"its data file {path} is missing")
-        compressed = fields.get("compresseddata", "false").lower() == "true"
-        little = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "false")).lower() != "true"
-        with open(path, "rb") as data:
-            data.seek(offset)
-            stream = _inflate(data, 47, multi=False) if compressed else _raw(data)
-            digest = _payload(stream, 0, count * itemsize, want_digest and little)
+        fields, offset = read_meta_header(fh)
+    count = int(np.prod([int(v) for v in fields["dimsize"].split()], dtype=object))
+    count *= int(fields.get("elementnumberofchannels", "1"))
+    itemsize = META_ITEMSIZE[fields["elementtype"]]
+    datafile = fields["elementdatafile"]
+    if datafile != "LOCAL":
+        if " " in datafile or "%" in datafile or datafile.upper() == "LIST":
+            return Scan(None, "meta", fields)  # a list of slice files: ITK reads and checks them
+        path, offset = path.parent / datafile, 0
+        if not path.is_file():
+            raise Damaged(f"its data file {path} is missing")
+    if "headersize" in fields:
+        return Scan(None, "meta", fields)  # data after a header of its own: ITK skips it
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    if compressed and "compresseddatasize" in fields:
+        _check_data_size(path, offset, int(fields["compresseddatasize"]), "compressed data")
+    elif not compressed:
+        _check_data_size(path, offset, count * itemsize, "voxel data")
+    little = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "false")).lower() != "true"
+    with open(path, "rb") as data:
+        data.seek(offset)
+        stream = _inflate(data, 47, multi=False) if compressed else _raw(data)
+        digest = _payload(stream, 0, count * itemsize, want_digest and little, exact=True)
     return Scan(digest, "meta", fields)
 
 
-def _scan_nrrd(path: Path, want_digest: bool) -> Scan:
+def _scan_nrrd(path: Path, want_digest: bool, detached: bool = False) -> Scan:
+    from ._header import NRRD_ITEMSIZE, read_nrrd_header
+
     with open(path, "rb") as fh:
-        fields, offset = _text_header(fh, meta=False)
-        itemsize = _NRRD_ITEMSIZE.get(fields.get("type", ""))
-        encoding = fields.get("encoding", "")
-        if itemsize is None or "data file" in fields or "datafile" in fields or encoding not in ("raw", "gzip", "gz"):
-            return Scan(None, "nrrd", fields)
-        try:
-            count = int(np.prod([int(v) for v in fields["sizes"].split()], dtype=object))
-        except (KeyError, ValueError):
-            return Scan(None, "nrrd", fields)
+        fields, offset = read_nrrd_header(fh, detached=detached)
+        itemsize = NRRD_ITEMSIZE[fields["type"]]
+        encoding = fields["encoding"]
+        skips = any(int(fields.get(k, "0")) for k in ("byte skip", "byteskip", "line skip", "lineskip"))
+        if detached or "data file" in fields or "datafile" in fields or encoding not in ("raw", "gzip", "gz") \
+                or skips:
+            return Scan(None, "nrrd", fields)  # data elsewhere or encoded as text: ITK reads it
+        count = int(np.prod([int(v) for v in fields["sizes"].split()], dtype=object))
+        if encoding == "raw":
+            _check_data_size(path, offset, count * itemsize, "voxel data")
         fh.seek(offset)
         stream = _raw(fh) if encoding == "raw" else _inflate(fh, 31, multi=True)
         little = fields.get("endian", "little") == "little" or itemsize == 1
-        digest = _payload(stream, 0, count * itemsize, want_digest and little)
+        digest = _payload(stream, 0, count * itemsize, want_digest and little, exact=True)
     return Scan(digest, "nrrd", fields)
 
 
@@ -296,4 +282,6 @@ def scan(path: str | Path, *, digest: bool = False, keep_voxels: bool = False) -
         return _scan_meta(path, digest)
     if name.endswith(".nrrd"):
         return _scan_nrrd(path, digest)
+    if name.endswith(".nhdr"):
+        return _scan_nrrd(path, digest, detached=True)
     return Scan(None, "other")
