@@ -92,14 +92,34 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
+def _grid_text(vol: Volume) -> str:
+    return (f"shape {tuple(vol.shape)}, spacing {tuple(round(float(v), 4) for v in vol.spacing)} mm, origin "
+            f"{tuple(round(float(v), 3) for v in vol.origin)}, direction {np.round(vol.direction, 4).tolist()}")
+
+
+def _check_same_grid(image: Volume, labels: Volume) -> None:
+    """Refuse labels that are not on the CT's voxel grid: their voxels would teach the wrong place (or, where they
+    do not reach, background). A difference below a tenth of a voxel is rounding in the files, not another grid."""
+    tol = 0.1 * min(float(s) for s in image.spacing)
+    same = (image.shape == labels.shape
+            and np.allclose(image.spacing, labels.spacing, rtol=1e-3, atol=1e-4)
+            and np.allclose(image.origin, labels.origin, atol=tol)
+            and np.allclose(image.direction, labels.direction, atol=1e-3))
+    if not same:
+        raise ValueError(
+            f"the labels {labels.path or '(given as a volume)'} are not on the grid of the CT "
+            f"{image.path or '(given as a volume)'}: labels {_grid_text(labels)}; CT {_grid_text(image)}. A label "
+            "map is taught voxel for voxel: give the labels made for this CT, or resample them onto it first "
+            "(ct.resample(labels, like=ct_volume, kind='labels'))"
+        )
+
+
 def _to_working(image: Volume, labels: Volume, spacing: float) -> tuple[np.ndarray, np.ndarray, tuple]:
     from napari_ctorgans import resample
 
     if not image.same_grid(labels):
-        if image.shape != labels.shape:
-            labels = resample(labels, kind="labels", like=image)
-        else:  # same voxel grid, geometry written slightly differently: trust the voxels
-            labels = image.with_array(labels.array)
+        _check_same_grid(image, labels)
+        labels = image.with_array(labels.array)  # the same voxels, geometry written a hair differently
     target = (float(spacing),) * 3
     if np.allclose(image.spacing, target, atol=1e-3):
         img, lab = image, labels
