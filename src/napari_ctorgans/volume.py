@@ -86,7 +86,8 @@ class Volume:
     path : str or None
         The file or folder the volume was read from.
     metadata : dict
-        Anything else worth carrying (e.g. DICOM series UID).
+        Anything else worth carrying (e.g. DICOM series UID; ``pixel_padding_hu``, the HU range that the DICOM
+        padding tags name, :func:`napari_ctorgans.padding_mask`).
     """
 
     array: np.ndarray
@@ -139,8 +140,9 @@ class Volume:
         return {"scale": tuple(self.spacing), "translate": tuple(self.origin)}
 
     def geometry(self) -> dict:
-        """Plain-data geometry (for layer metadata and checkpoints)."""
-        return {
+        """Plain-data geometry (for layer metadata and checkpoints); with ``pixel_padding_hu`` when the DICOM
+        padding tags named the padding outside the reconstruction field (:mod:`napari_ctorgans.padding`)."""
+        out = {
             "spacing": list(self.spacing),
             "origin": list(self.origin),
             "direction": self.direction.tolist(),
@@ -148,6 +150,9 @@ class Volume:
             "shape": list(self.shape),
             "path": self.path,
         }
+        if self.metadata.get("pixel_padding_hu") is not None:
+            out["pixel_padding_hu"] = [float(v) for v in self.metadata["pixel_padding_hu"]]
+        return out
 
     @classmethod
     def from_geometry(cls, array: np.ndarray, geometry: dict) -> "Volume":
@@ -159,6 +164,8 @@ class Volume:
             direction=np.asarray(geometry.get("direction", np.eye(3))),
             source_orientation=geometry.get("source_orientation"),
             path=geometry.get("path"),
+            metadata={"pixel_padding_hu": tuple(geometry["pixel_padding_hu"])}
+            if geometry.get("pixel_padding_hu") is not None else {},
         )
 
     def __repr__(self) -> str:

@@ -41,18 +41,22 @@ def bytes_per_voxel(model) -> float:
 
 
 def body_box(array: np.ndarray, source: Grid, work: Grid, *, margin_mm: float = 12.0,
-             threshold_hu: float = -300.0, work_mm: float = 6.0) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+             threshold_hu: float = -300.0, work_mm: float = 6.0,
+             padding: tuple[float, float] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """Index box ``(lo, hi)`` on the working grid ``work`` that holds the patient's body (couch and air left out).
 
     The body mask of :func:`ct.label_body` is computed on the scan subsampled by integer factors to about
-    ``work_mm`` (a few hundred thousand voxels), so the cost is a small fraction of the prediction. None when no
-    body is found (not a CT in HU, or an empty scan): then the whole grid is used.
+    ``work_mm`` (a few hundred thousand voxels), so the cost is a small fraction of the prediction. Padding outside
+    the reconstruction field reads as air there (:mod:`napari_ctorgans.padding`; ``padding``: the HU range of the
+    DICOM padding tags, ``ct.padding.padding_range(volume)``). None when no body is found (not a CT in HU, or an
+    empty scan): then the whole grid is used.
     """
     from ..labelers._common import strides
     from ..labelers.body import label_body
+    from ..padding import fill_padding
 
     f = strides(source.spacing, work_mm)
-    sub = np.ascontiguousarray(array[:: f[0], :: f[1], :: f[2]])
+    sub = np.ascontiguousarray(fill_padding(array[:: f[0], :: f[1], :: f[2]], padding=padding))
     sp = tuple(s * k for s, k in zip(source.spacing, f))
     try:
         with warnings.catch_warnings():  # "does not look like a CT": then the whole grid is used, said by None

@@ -48,6 +48,7 @@ class _Slice:
     modality: str
     description: str
     link: bool
+    padding: tuple[float, float] | None = None  # Pixel Padding Value (and Range Limit) as stored, before rescale
 
     @property
     def name(self) -> str:
@@ -134,7 +135,30 @@ def _slice_of(ds, path: Path) -> _Slice:
         modality=str(ds.get("Modality", "")).strip(),
         description=str(ds.get("SeriesDescription", "")).strip(),
         link=path.is_symlink(),
+        padding=_padding_tags(ds),
     )
+
+
+def _padding_tags(ds) -> tuple[float, float] | None:
+    """Pixel Padding Value (0028,0120) and Pixel Padding Range Limit (0028,0121), as stored: (low, high)."""
+    values = []
+    for tag in (0x00280120, 0x00280121):
+        element = ds.get(tag)
+        value = None if element is None else element.value
+        if isinstance(value, bytes):  # read before the pixel representation resolved the US/SS ambiguity
+            signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+            value = int.from_bytes(value[:2], "little", signed=signed) if len(value) >= 2 else None
+        if value not in (None, "", b""):
+            values.append(float(value))
+    if not values:
+        return None
+    return (min(values), max(values))
+
+
+def _padding_hu(slices: list[_Slice]) -> list[float] | None:
+    """The HU range of the slices' padding tags (each slice's own rescale), for ``metadata["pixel_padding_hu"]``."""
+    ends = [v * sl.rescale[0] + sl.rescale[1] for sl in slices if sl.padding is not None for v in sl.padding]
+    return [float(min(ends)), float(max(ends))] if ends else None
 
 
 def _scan(folder: Path, full: bool) -> tuple[dict[str, list[_Slice]], list[tuple[Path, str]]]:
@@ -345,8 +369,11 @@ def _read_pixels(slices: list[_Slice]) -> sitk.Image:
     reader.SetFileNames([str(sl.path) for sl in slices])
     if hasattr(reader, "SetSpacingWarningRelThreshold"):
         reader.SetSpacingWarningRelThreshold(1e9)  # the spacing was checked from the headers; only the array is used
-    if len({sl.rescale for sl in slices}) > 1:
-        reader.SetOutputPixelType(sitk.sitkFloat32)  # per-slice rescale must not be cut to the first slice's type
+    fractional = any(float(v) != round(float(v)) for sl in slices for v in sl.rescale)
+    if len({sl.rescale for sl in slices}) > 1 or fractional:
+        # per-slice rescale must not be cut to the first slice's type; a fractional slope or intercept gives HU
+        # with fractions, which GDCM would hold in float64 (twice the memory of float32, which holds them exactly)
+        reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         image = reader.Execute()
     except RuntimeError:
@@ -510,4 +537,7 @@ def _volume(folder: Path, uid: str, slices: list[_Slice], grid: _Grid, image: si
         dicom_resampled=resampled,
         modality=modality,
     )
+    padding = _padding_hu(slices)
+    if padding is not None:  # the padding outside the reconstruction field, in HU (napari_ctorgans.padding)
+        vol.metadata["pixel_padding_hu"] = padding
     return vol

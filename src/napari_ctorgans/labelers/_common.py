@@ -9,14 +9,22 @@ from scipy import ndimage as ndi
 
 from ..volume import Volume, as_spacing, check_ct_spacing, check_volume_array
 
-#: plausible range of CT values in Hounsfield units (anything outside is not a CT in HU)
-HU_RANGE = (-3000.0, 40000.0)
-
 
 def as_ct(volume, spacing=None, *, name: str = "volume") -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Return ``(array, spacing)`` of a CT given as a :class:`Volume` or an array plus ``spacing``."""
+    """Return ``(array, spacing)`` of a CT given as a :class:`Volume` or an array plus ``spacing``.
+
+    Values that cannot be HU are refused (:func:`~napari_ctorgans.ctcheck.hu_problem`: 8-bit or 0..1 images,
+    values above 40,000). Padding outside the reconstruction field (values far below air, the DICOM padding tags,
+    a constant non-air border: :mod:`napari_ctorgans.padding`) reads as air in the returned array, a copy made only
+    when there is padding; the caller's array is never changed.
+    """
+    from ..ctcheck import hu_problem
+    from ..padding import fill_padding, padding_range
+
+    tags = None
     if isinstance(volume, Volume):
         arr, sp = volume.array, volume.spacing
+        tags = padding_range(volume)
         if spacing is not None:
             sp = as_spacing(spacing)
     elif isinstance(volume, np.ndarray):
@@ -31,13 +39,10 @@ def as_ct(volume, spacing=None, *, name: str = "volume") -> tuple[np.ndarray, tu
     arr = check_volume_array(arr, name)
     if arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a CT in Hounsfield units, got a boolean mask")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < HU_RANGE[0] or hi > HU_RANGE[1]:
-        raise ValueError(
-            f"{name} has values from {lo:g} to {hi:g}, outside the range of CT in Hounsfield units "
-            f"{HU_RANGE}; pass the CT as read (HU), not a rescaled or non-CT image"
-        )
-    return arr, sp
+    problem = hu_problem(arr, name)
+    if problem:
+        raise ValueError(problem)
+    return fill_padding(arr, padding=tags), sp
 
 
 def looks_like_ct(arr: np.ndarray, *, what: str) -> bool:
