@@ -37,6 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Organ": (".organs", "Organ"),
     "organ_statistics": (".stats", "organ_statistics"),
     "organ_report": (".report", "organ_report"),
+    "check_ct": (".ctcheck", "check_ct"), "NotCTError": (".ctcheck", "NotCTError"), "padding_mask": (".padding", "padding_mask"),
     "write_report_png": (".report", "write_report_png"),
     # labelling
     "morphology": (".morphology", None),

@@ -16,6 +16,7 @@ from ..contract import DEFAULT_OVERLAP, ModelContract, read_contract
 from ..labelers import auto_label
 from ..labelers._common import border_labels
 from ..organs import ORGANS
+from ..padding import padding_range
 from ..resampling import Grid, _worker_count, gather_labels, nearest_indices, resample_streamed
 from ..volume import Volume
 from .engine import check_engine, cpu_threads, network_labels, prepare_model, resolve_device
@@ -205,10 +206,13 @@ def _as_volume(volume: Any) -> Volume:
 def _network_input(volume: Volume, source: Grid, sub: Grid, lo, hi, same_grid: bool, contract: ModelContract,
                    threads: int) -> torch.Tensor:
     """The windowed working-grid box as a (1, 1, D, H, W) float32 tensor (resampled in slabs, windowed in place)."""
+    from ..padding import fill_padding  # padding outside the reconstruction field reads as air
+
     if same_grid:
-        hu = np.asarray(volume.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
+        box = volume.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        hu = np.asarray(fill_padding(box, padding=padding_range(volume)), dtype=np.float32)
     else:
-        hu = resample_streamed(volume.array, source, sub, kind="image", threads=threads)
+        hu = resample_streamed(fill_padding(volume), source, sub, kind="image", threads=threads)
     return torch.from_numpy(contract.window_array(hu, out=hu))[None, None]
 
 
@@ -300,6 +304,8 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
 
     Raises
     ------
+    NotCTError
+        The image is not a CT in Hounsfield units (:func:`ct.check_ct`): refused before any work.
     TypeError, ValueError
         Bad volume or model; a model whose classes do not fit its organ table; tiles that would run away
         (``overlap=0.999``, ``roi_size=1``: the message gives the numbers); ``device="cuda"`` without CUDA;
@@ -314,6 +320,9 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     >>> labels = ct.predict(ct.read_volume("scan.nii.gz"), "runs/demo/best.pt")  # doctest: +SKIP
     """
     volume = _as_volume(volume)
+    from ..ctcheck import check_ct
+
+    check_ct(volume)  # a 2D, colour, microscopy, MR, 0..1 or noise image is refused before any work
     dev = resolve_device(device)
     pred = Predictor.coerce(checkpoint_or_model, device=dev)
     from_labelers = resolve_labelers(labelers, pred.info or None)
@@ -323,7 +332,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
     source = Grid.of(volume)
     same_grid = bool(np.allclose(volume.spacing, (contract.spacing,) * 3, atol=1e-3))
     work = source if same_grid else Grid.working(volume, contract.spacing)
-    box = body_box(volume.array, source, work) if crop_to_body else None
+    box = body_box(volume.array, source, work, padding=padding_range(volume)) if crop_to_body else None
     lo, hi = box if box is not None else ((0, 0, 0), tuple(work.shape))
     sub = work.crop(lo, hi)
     with cpu_threads(threads) as n_threads:

@@ -37,6 +37,11 @@ def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: d
     -------
     ndarray of uint8
         Label map in the volume's grid; bone wins where both labelers claim a voxel.
+
+    Raises
+    ------
+    NotCTError
+        The image is not a CT in Hounsfield units (:func:`ct.check_ct`); nothing is computed.
     """
     if isinstance(organs, str):
         organs = [o.strip() for o in organs.split(",") if o.strip()]
@@ -44,8 +49,10 @@ def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: d
     for o in organs:
         if o not in ORGAN_LABELERS:
             raise ValueError(f"organs must be among {ORGAN_LABELERS}, got {o!r}; other organs need grow_region")
+    from ..ctcheck import check_ct
     from ._common import as_ct
 
+    check_ct(volume)  # a 2D, colour, microscopy, MR, 0..1 or noise image is refused before any work
     arr, sp = as_ct(volume)
     total = len(organs) + 1
     body = label_body(arr, spacing=sp, backend=backend)
