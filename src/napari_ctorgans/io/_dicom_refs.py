@@ -94,12 +94,14 @@ def check_references(path: str | os.PathLike, what: str, refs: dict[str, set[str
     own = ct_uids(like)
     if own is None:
         return
-    for name in ("Frame of Reference", "Study", "Series"):
+    wrong = []
+    for name in ("Series", "Study", "Frame of Reference"):
         theirs = {u for u in refs.get(name, set()) if u}
         if theirs and own[name] and own[name] not in theirs:
-            raise ValueError(
-                f"{path} is a {what} made on another series: it refers to the {name} UID {', '.join(sorted(theirs))}, "
-                f"but the CT {like.path} has the {name} UID {own[name]}. Its voxels would be put on a scan they were "
-                "not drawn on; give the CT series it was made for (its Referenced Series "
-                f"{', '.join(sorted(u for u in refs.get('Series', set()) if u)) or 'is not named'})"
-            )
+            wrong.append(f"the {name} UID {', '.join(sorted(theirs))} where the CT has {own[name]}")
+    if wrong:
+        raise ValueError(
+            f"the {what} {path} was made on another series: it refers to {'; '.join(wrong)} (the CT {like.path}). Its "
+            "voxels would be put on a scan they were not drawn on, even on the same grid; give the CT series it was "
+            "made for"
+        )
