@@ -61,9 +61,15 @@ class WorkGrid:
     # ------------------------------------------------------------------------------------------ scan <-> work grid
     def to_work(self, mask: np.ndarray) -> np.ndarray:
         """A scan-grid mask on the work grid: a work voxel is in when at least half of its block is."""
+        mask = np.asarray(mask, dtype=bool)
         if self.factors == (1, 1, 1):
-            return np.asarray(mask, dtype=bool)
-        return block_mean(np.asarray(mask, dtype=np.float32), self.factors) >= 0.5
+            return mask
+        pad = [(0, (-n) % f) for n, f in zip(mask.shape, self.factors)]
+        if any(p[1] for p in pad):
+            mask = np.pad(mask, pad, mode="edge")
+        (a, b, c), (fa, fb, fc) = mask.shape, self.factors
+        counts = np.count_nonzero(mask.reshape(a // fa, fa, b // fb, fb, c // fc, fc), axis=(1, 3, 5))
+        return 2 * counts >= fa * fb * fc
 
     def to_work_float(self, values: np.ndarray) -> np.ndarray:
         return block_mean(np.asarray(values, dtype=np.float32), self.factors)

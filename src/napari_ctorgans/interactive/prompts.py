@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from ..organs import ORGANS, organ_value
 from ..volume import Volume
 from .grid import WorkGrid, work_grid
-from .region import ball_offsets, band, far_core, grow, samples, split
+from .region import band, blob, grow, samples, split
 from .sizes import PROMPTING
 
 
@@ -159,20 +159,45 @@ def _grow_part(img, allowed, seeds, samples_at, prior, spacing, cfg, box_limits,
     return split(region, positives, negatives, spacing)
 
 
-def _cut(region: np.ndarray, positives: np.ndarray, negatives: np.ndarray, spacing) -> np.ndarray:
-    """``region`` without what negative clicks in it mark as false (each at the neck to the kept part)."""
+def _cut(region, image, positives, negatives, spacing, min_gap_hu: float) -> np.ndarray:
+    """``region`` without the part each negative click in it marks as false, never a part holding a positive
+    click: the voxels connected to the click that look more like it than like the organ (when the two differ by
+    ``min_gap_hu``), else the thick part around the click between the region's necks (:func:`.region.blob`)."""
     out = region.copy()
     for n in negatives:
         if not out[tuple(n)]:
             continue
         lab, _ = ndi.label(out)
-        piece = lab == lab[tuple(n)]
-        keep = [p for p in positives if piece[tuple(p)]]
-        if not keep:
-            core = far_core(piece, n, spacing)
-            keep = [] if core is None else [core]
-        out &= ~piece | split(piece, np.array(keep).reshape(-1, 3), np.array([n]), spacing)
+        sl = ndi.find_objects(lab)[lab[tuple(n)] - 1]
+        piece = lab[sl] == lab[tuple(n)]
+        lo = np.array([s.start for s in sl])
+        keep = [p - lo for p in positives if np.all(p >= lo) and np.all(p - lo < piece.shape) and piece[tuple(p - lo)]]
+        drop = _unlike(piece, image[sl], n - lo, keep, spacing, min_gap_hu)
+        if drop is None:
+            drop = blob(piece, n - lo, spacing, keep)
+        out[sl] &= ~drop
     return out
+
+
+def _unlike(piece, image, n, keep, spacing, min_gap_hu: float):
+    """The voxels of ``piece`` connected to ``n`` that are closer in HU to ``n``'s surroundings than to the organ
+    (its positive clicks, else its deep inside); None when the two do not differ or that is most of the piece."""
+    here = float(np.median(samples(image, np.array([n]), spacing, 4.5)))
+    if keep:
+        organ = float(np.median(samples(image, np.array(keep), spacing, 4.5)))
+    else:
+        deep = ndi.distance_transform_edt(piece, sampling=spacing) >= 2 * max(spacing)
+        organ = float(np.median(image[deep if deep.any() else piece]))
+    if abs(here - organ) < min_gap_hu:
+        return None
+    like = piece & (np.abs(image - here) < np.abs(image - organ))
+    if not like[tuple(n)]:
+        return None
+    lab, _ = ndi.label(like)
+    drop = lab == lab[tuple(n)]
+    if 2 * np.count_nonzero(drop) > np.count_nonzero(piece) or any(drop[tuple(k)] for k in keep):
+        return None
+    return drop
 
 
 def _size_warning(ml: float, mask: np.ndarray, organ: int, voxel_ml: float, cfg) -> str | None:
@@ -254,22 +279,26 @@ def _run(grid: WorkGrid, value, cfg, pos, neg, box_list, strokes, prior, current
     marks = np.concatenate([w(pos), w(strokes), w(centres)]) if len(pos) + len(strokes) + len(centres) else \
         np.zeros((0, 3), int)
     neg_w = w(neg)
-    roi = _roi(grid, np.concatenate([marks, neg_w]), cfg.reach_mm, cur, neg_w)
+    grow_from = np.array([m for m in marks if not cur[tuple(m)]]).reshape(-1, 3)  # the rest only mark the organ
+    roi = _roi(grid, grow_from, cfg.reach_mm, cur, neg_w)
     lo = np.array([s.start for s in roi])
-    if any(s.stop <= s.start for s in roi):
+    if any(s.stop <= s.start for s in roi):  # every click already agrees with the organ
         return _result(grid, value, current, cur, None, None, None, forbidden)
-    marks_l, neg_l = marks - lo, neg_w - lo
+    inside = np.all((marks >= lo) & (marks < [s.stop for s in roi]), axis=1)
+    marks_l = marks[inside] - lo
+    inside = np.all((neg_w >= lo) & (neg_w < [s.stop for s in roi]), axis=1)
+    neg_l = neg_w[inside] - lo
     cur_r = cur[roi]
     allowed = grid.body[roi].copy()
     if forbidden is not None:
-        allowed &= ~grid.to_work(forbidden)[roi]
+        allowed &= ~grid.to_work(forbidden[grid.scan_box(roi)])
     new = cur_r.copy()
-    seeds = np.array([m for m in marks_l if not cur_r[tuple(m)]]).reshape(-1, 3)
+    seeds = grow_from - lo
     if len(seeds):
-        pr = grid.to_work_float(prior)[roi] if prior is not None else None
+        pr = grid.to_work_float(prior[grid.scan_box(roi)]) if prior is not None else None
         limits = [(tuple(w(b)[0] - lo), tuple(w(b)[1] - lo)) for b in box_list]
         new |= _grow_part(grid.image[roi], allowed, seeds, seeds, pr, grid.spacing, cfg, limits, marks_l, neg_l)
-    new = _cut(new, marks_l, neg_l, grid.spacing)
+    new = _cut(new, grid.image[roi], marks_l, neg_l, grid.spacing, cfg.min_half_hu)
     return _result(grid, value, current, cur, roi, new & ~cur_r, cur_r & ~new, forbidden)
 
 

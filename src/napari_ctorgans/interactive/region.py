@@ -92,15 +92,42 @@ def split(region: np.ndarray, keep: np.ndarray, drop: np.ndarray, spacing) -> np
     return region & (parts != 2)
 
 
+def blob(piece: np.ndarray, point, spacing, keep=(), depth_mm: float = 3.0) -> np.ndarray:
+    """The thick part of ``piece`` around ``point`` between its necks: the basin of ``point`` in a watershed of the
+    distance to the edge, flooded from the parts of ``piece`` deeper than half the depth of ``point`` (at least
+    ``depth_mm``): parts joined by a neck thinner than that are apart. Points in ``keep`` (positive
+    clicks) stay: a basin holding one is split again between it and ``point`` alone."""
+    dist = ndi.distance_transform_edt(piece, sampling=spacing)
+    p = tuple(int(v) for v in point)
+    # the parts: the pieces of the region deeper than half the click's depth, flooded back to the edge
+    markers, _ = ndi.label(dist >= min(max(depth_mm, 0.5 * float(dist[p])), float(dist[p])))
+    basins = watershed(-dist, markers, mask=piece)
+    out = (basins == basins[p]) & piece
+    if 2 * np.count_nonzero(out) > np.count_nonzero(piece):  # no neck: the click is not in a part of its own
+        core = far_core(piece, p, spacing)
+        out = piece if core is None else piece & ~split(piece, core[None], np.array([p]), spacing)
+        if 2 * np.count_nonzero(out) > np.count_nonzero(piece):  # still most of it: only around the click
+            out = _ball(piece.shape, p, spacing, 2.0 * max(float(dist[p]), 3.0 * max(spacing))) & piece
+    mine = [k for k in keep if out[tuple(k)]]
+    if mine:
+        out &= ~split(out, np.array(mine).reshape(-1, 3), np.array([p]), spacing)
+    return out
+
+
+def _ball(shape, centre, spacing, radius_mm: float) -> np.ndarray:
+    g = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((gi - c) * s) ** 2 for gi, c, s in zip(g, centre, spacing)) <= radius_mm ** 2
+
+
 def far_core(region: np.ndarray, negative, spacing) -> np.ndarray | None:
     """A point of ``region`` to keep against a negative click when no positive click says where the organ is:
-    the deepest voxel whose inscribed ball does not reach the negative click's (None: the whole region goes)."""
+    the deepest voxel whose inscribed ball does not reach the negative click's (None: no such voxel)."""
     dist = ndi.distance_transform_edt(region, sampling=spacing)
-    n = tuple(int(v) for v in negative)
+    n = np.asarray([int(v) for v in negative])
     pts = np.argwhere(region)
     d = dist[region]
-    gap = np.sqrt((((pts - np.asarray(n)) * np.asarray(spacing)) ** 2).sum(axis=1))
-    ok = gap > d + dist[n] + max(spacing)
+    gap = np.sqrt((((pts - n) * np.asarray(spacing)) ** 2).sum(axis=1))
+    ok = gap > d + dist[tuple(n)] + max(spacing)
     if not ok.any():
         return None
     return pts[ok][int(d[ok].argmax())]
