@@ -1,5 +1,5 @@
 """Reading the CT a sub-command works on, once for every sub-command: one DICOM series of a folder
-(``--series``), and a label map given where a CT belongs is refused before any work."""
+(``--series``), and a label map or another image given where a CT belongs is refused before any work."""
 
 from __future__ import annotations
 
@@ -35,9 +35,13 @@ def refuse_label_map(vol, path: str | os.PathLike, option: str = "INPUT") -> Non
 
 def read_ct(path: str | os.PathLike, *, series: str | None = None, resample_irregular: bool = False,
             option: str = "INPUT"):
-    """``ct.read_volume(path, series=..., resample_irregular=...)``, refusing a label map (:func:`refuse_label_map`)."""
+    """``ct.read_volume(path, series=..., resample_irregular=...)``, refusing a label map (:func:`refuse_label_map`)
+    and any other image that is no CT (``ct.check_ct``)."""
     from ..io import read_volume
 
+    from ..ctcheck import check_ct
+
     vol = read_volume(path, series=series, resample_irregular=resample_irregular)
-    refuse_label_map(vol, path, option)
+    refuse_label_map(vol, path, option)  # the likeliest mix-up, named as such
+    check_ct(vol, name=f"{option} {path}")  # any other image that is no CT, before the work
     return vol
