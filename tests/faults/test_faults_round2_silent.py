@@ -39,3 +39,32 @@ def test_training_refuses_labels_of_another_shape_or_grid(tmp_path, abdomen_3mm,
         load_case((image, moved), spacing=3.0, cache_dir=False)
     with pytest.raises(ValueError, match="resample them onto it first"):  # the same, given as volumes
         load_case((ct.read_volume(image), ct.read_labels(moved)), spacing=3.0)
+
+
+def test_augment_refuses_nan_and_infinite_input_naming_it(abdomen_3mm):
+    import torch
+
+    image = abdomen_3mm.array[40:56, 30:62, 40:72].astype(np.float32)
+    image[3, 4, 5], image[7, 1, 2] = np.nan, np.inf
+    for given in (image, torch.from_numpy(image)):
+        with pytest.raises(ValueError, match=re.escape("image holds 2 NaN or infinite values (the first at voxel "
+                                                       "(z, y, x) = (3, 4, 5))")):
+            ct.augment(given, None, ct.AugmentParams(), seed=0)
+    out, _ = ct.augment(np.nan_to_num(image, nan=-1024, posinf=3071), None, ct.AugmentParams(), seed=0)
+    assert np.isfinite(out).all()
+
+
+def test_predict_refuses_a_model_that_outputs_nan(abdomen_3mm, one_torch_thread):
+    import torch
+
+    vol = ct.Volume(abdomen_3mm.array[40:56, 20:52, 30:62], spacing=abdomen_3mm.spacing)
+    model = ct.build_model("cpu-small")
+    with torch.no_grad():  # a damaged weight, as a diverged run or a flipped byte leaves it
+        next(p for p in model.parameters() if p.ndim == 5)[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"the model \(UNet3D\) gave NaN or infinite scores for \d+ of \d+ values; "
+                                         "its weights are damaged"):
+        ct.predict(vol, model, crop_to_body=False, labelers=None)
+    bad = vol.with_array(vol.array.astype(np.float32))
+    bad.array[2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="the CT given to predict holds 1 NaN or infinite voxel values"):
+        ct.predict(bad, ct.build_model("cpu-small"), crop_to_body=False, labelers=None)

@@ -35,6 +35,31 @@ def check_shape(value: Any, name: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def check_finite(image: Any) -> None:
+    """Refuse an image holding NaN or infinite values: every voxel they touch would come out NaN (or blank)."""
+    if _is_torch(image):
+        import torch
+
+        if not image.is_floating_point():
+            return
+        bad = ~torch.isfinite(image)
+        count = int(bad.sum().item())
+        first = tuple(int(i) for i in bad.nonzero()[0].tolist()) if count else None
+    else:
+        arr = np.asarray(image)
+        if arr.dtype.kind not in "fc":
+            return
+        bad = ~np.isfinite(arr)
+        count = int(np.count_nonzero(bad))
+        first = tuple(int(i) for i in np.argwhere(bad)[0]) if count else None
+    if count:
+        raise ValueError(
+            f"image holds {count} NaN or infinite values (the first at voxel (z, y, x) = {first}); augment needs a "
+            "CT in HU with a finite value in every voxel: fill them first (e.g. np.nan_to_num(image, nan=-1024, "
+            "posinf=3071, neginf=-1024)) or check how the volume was made"
+        )
+
+
 def augment(
     image: Any,
     labels: Any,
@@ -80,7 +105,7 @@ def augment(
     Raises
     ------
     ValueError
-        Bad shapes, unknown backend, negative seed.
+        Bad shapes, unknown backend, negative seed, an image holding NaN or infinite values.
     TypeError
         Non-integer labels, params of the wrong type.
 
@@ -115,6 +140,7 @@ def augment(
         kind = str(labels.dtype)
         if not any(k in kind for k in ("int", "bool")):
             raise TypeError(f"labels must be an integer array, got dtype {labels.dtype}; use labels.astype(np.uint8)")
+    check_finite(image)
     out_shape = in_shape if out_shape is None else check_shape(out_shape, "out_shape")
     drawn = draw_transform(params, int(seed), in_shape, out_shape)  # type: ignore[arg-type]
     drawn["out_shape"] = out_shape

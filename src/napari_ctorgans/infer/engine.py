@@ -133,6 +133,15 @@ def _openvino_logits(model: torch.nn.Module, x: torch.Tensor, multiple: int, thr
     return out[:, :, :x.shape[2], :x.shape[3], :x.shape[4]]
 
 
+def _check_finite(t: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` (``{count}``, ``{total}`` filled in) when ``t`` holds NaN or infinite values."""
+    with torch.inference_mode():
+        if bool(torch.isfinite(t).all()):
+            return
+        count = int((~torch.isfinite(t)).sum())
+    raise ValueError(message.format(count=count, total=t.numel()))
+
+
 def network_labels(model: torch.nn.Module, x: torch.Tensor, plan: TilePlan, *, device: torch.device,
                    overlap: float, mode: str, batch_size: int | None, tta, need_probs: bool,
                    progress: Callable[[int, int], Any] | None = None, engine: str = "torch",
@@ -141,7 +150,15 @@ def network_labels(model: torch.nn.Module, x: torch.Tensor, plan: TilePlan, *, d
 
     The whole box runs as one pass when ``plan.whole``; otherwise :func:`sliding_window` with ``plan.roi``,
     stitched on the model's device (``batch_size`` tiles per pass; default 1 on the CPU, 4 on CUDA).
+
+    Raises
+    ------
+    ValueError
+        ``x`` or the model's scores hold NaN or infinite values (a damaged scan or model), instead of returning
+        labels made from them.
     """
+    _check_finite(x, "the CT given to predict holds {count} NaN or infinite voxel values (after windowing) of "
+                     "{total}; fill them first (e.g. np.nan_to_num(volume.array, nan=-1024)) or read the scan again")
     if engine == "openvino":
         scores = _openvino_logits(model, x, size_multiple, torch.get_num_threads())
         if progress is not None:
@@ -156,6 +173,9 @@ def network_labels(model: torch.nn.Module, x: torch.Tensor, plan: TilePlan, *, d
         scores = sliding_window(x, lambda t: _forward(model, t, device), roi_size=plan.roi, overlap=overlap,
                                 mode=mode, batch_size=batch, sw_device=device, device=device, progress=progress,
                                 tta=tta)
+    _check_finite(scores, f"the model ({type(model).__name__}) gave NaN or infinite scores for {{count}} of {{total}} "
+                          "values; its weights are damaged or its training diverged, and its labels would be empty or "
+                          "random: use another checkpoint (e.g. best.pt of an earlier run) or train it again")
     with torch.inference_mode():
         labels = scores[0].argmax(0).to("cpu", torch.uint8)
     probs = scores[0].float().cpu() if need_probs else None
