@@ -200,6 +200,13 @@ def check_labels(labels, like: Volume, what: str) -> np.ndarray:
             f"the label map is empty (no organ labelled, only background or the ignore value {IGNORE_LABEL}); a "
             f"{what} without segments is not useful and is not written. Label at least one organ first."
         )
+    unlabelled = int(np.count_nonzero(arr == IGNORE_LABEL))
+    if unlabelled:  # a reader would take them for background, and the next training would learn them as such
+        raise ValueError(
+            f"the label map marks {unlabelled} voxels with {IGNORE_LABEL} ('not labelled', the value of partial "
+            f"labels); a {what} holds organs only, so they would come back as background. Save partial labels as "
+            "NIfTI (--format nifti), or set those voxels to 0 first if they are background. Nothing was written."
+        )
     return arr
 
 

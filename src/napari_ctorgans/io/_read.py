@@ -27,6 +27,9 @@ def _check_path(path: str | os.PathLike) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist; check the path (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
                                 "or a DICOM series folder)")
+    if not (p.is_file() or p.is_dir()):  # a pipe or a device would block the reader or never end
+        raise ValueError(f"{p} is not a regular file or a folder (a pipe, socket or device); give the scan's file "
+                         "or its DICOM series folder (copy a stream into a file first)")
     return p
 
 
