@@ -70,6 +70,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sliding_window": (".infer", "sliding_window"),
     "SlidingWindowInferer": (".infer", "SlidingWindowInferer"),
     "predict": (".infer", "predict"),
+    "plausible": (".plausibility", "plausible"),
+    "find_landmarks": (".landmarks", "find_landmarks"),
     "uncertainty": (".infer.uncertainty", "uncertainty"),
     "next_region": (".infer.regions", "next_region"),
     "rank_scans": (".infer.rank", "rank_scans"),

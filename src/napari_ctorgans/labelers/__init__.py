@@ -17,7 +17,7 @@ ORGAN_LABELERS = ("lungs", "bone")
 
 
 def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: dict | None = None,
-               bones: dict | None = None, progress=None) -> np.ndarray:
+               bones: dict | None = None, progress=None, plausible: bool = True) -> np.ndarray:
     """Label lungs and bone of a CT with CT-ORG values (3 lungs, 5 bone, 0 elsewhere).
 
     Parameters
@@ -32,6 +32,9 @@ def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: d
         Keyword parameters for :func:`label_lungs` and :func:`label_bones`.
     progress : callable, optional
         Called as ``progress(step, total, message)`` after each stage.
+    plausible : bool
+        Remove labels where the organ cannot be (:func:`ct.plausible`: gas in a pelvis slab is not lung); each
+        removal is issued as an :class:`~napari_ctorgans.plausibility.ImplausibleOrganWarning`.
 
     Returns
     -------
@@ -71,4 +74,20 @@ def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: d
         step += 1
         if progress:
             progress(step, total, "bone")
+    if plausible and out.any():
+        from ..landmarks import find_landmarks
+        from ..plausibility import plausible as make_plausible
+        from ..plausibility import warn_removals
+
+        vol = _as_volume(arr, sp, volume)
+        lm = find_landmarks(vol, body=body, lungs=out == value["lungs"] if "lungs" in organs else None,
+                            bone=out == value["bone"] if "bone" in organs else None)
+        warn_removals(make_plausible(out, vol, landmarks=lm, inplace=True)[1])
     return out
+
+
+def _as_volume(arr, sp, volume=None):
+    """``volume`` when it is a Volume, else the array with its spacing as one (canonical orientation)."""
+    from ..volume import Volume
+
+    return volume if isinstance(volume, Volume) else Volume(arr, spacing=sp)
