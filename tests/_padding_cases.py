@@ -31,10 +31,12 @@ def padded(vol, value: float, radius_mm: float = RADIUS_MM):
 
 def write_dicom_copy(src: Path, dst: Path, *, pad_hu: float | None = None, slope: float = 1.0,
                      intercept: float = -1024.0, unsigned: bool = False, bits_stored: int = 16,
-                     padding_tag: bool = False, clip_hu: float | None = None, slices: slice = slice(None)) -> Path:
+                     padding_tag: bool = False, range_limit_hu: float | None = None, clip_hu: float | None = None,
+                     slices: slice = slice(None)) -> Path:
     """A pydicom-edited copy of the DICOM series ``src`` in ``dst``: HU decoded (SimpleITK), optionally clipped at
     ``clip_hu`` and padded with ``pad_hu`` outside the circle, stored as ``(HU - intercept) / slope`` in signed or
-    unsigned 16-bit integers (``bits_stored`` of them), with Pixel Padding Value set when ``padding_tag``; only the
+    unsigned 16-bit integers (``bits_stored`` of them), with Pixel Padding Value set when ``padding_tag`` (and Pixel
+    Padding Range Limit at ``range_limit_hu``); only the
     files ``slices`` of the series sorted by name (a contiguous run of slices keeps the tests fast)."""
     import pydicom
     import SimpleITK as sitk
@@ -64,6 +66,8 @@ def write_dicom_copy(src: Path, dst: Path, *, pad_hu: float | None = None, slope
                 del ds[tag]
         if padding_tag and pad_hu is not None:
             ds.add_new(0x00280120, "US" if unsigned else "SS", int(round((pad_hu - intercept) / slope)))
+            if range_limit_hu is not None:
+                ds.add_new(0x00280121, "US" if unsigned else "SS", int(round((range_limit_hu - intercept) / slope)))
         ds.PixelData = raw.astype(dtype).tobytes()
         ds["PixelData"].VR = "OW"
         ds.save_as(dst / path.name, enforce_file_format=True)
