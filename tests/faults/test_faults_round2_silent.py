@@ -3,6 +3,7 @@ augmentation values, negative labels in an evaluation, the ignore value in DICOM
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 
@@ -68,3 +69,51 @@ def test_predict_refuses_a_model_that_outputs_nan(abdomen_3mm, one_torch_thread)
     bad.array[2, 3, 4] = np.nan
     with pytest.raises(ValueError, match="the CT given to predict holds 1 NaN or infinite voxel values"):
         ct.predict(bad, ct.build_model("cpu-small"), crop_to_body=False, labelers=None)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(scale=(1e6, 1e6)), "scale[0] must lie within [0.25, 4.0], got (1e+06, 1e+06): a larger zoom"),
+    (dict(shear=(-1e9, 1e9)), "shear must lie within [-1.0, 1.0], got (-1e+09, 1e+09)"),
+    (dict(affine=(0, 5)), "affine must lie within [-1.0, 1.0]"),
+    (dict(displacement=(-1e5, 0)), "displacement must lie within [-1024.0, 1024.0]"),
+    (dict(noise_sigma=(0, 1e7)), "noise_sigma must lie within [0.0, 1000.0]"),
+    (dict(elastic_magnitude=1e4), "elastic_magnitude must be at most 64 voxels, got 10000"),
+])
+def test_absurd_augmentation_values_are_refused_instead_of_a_blank_patch(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ct.AugmentParams(**changes)
+
+
+def test_augmentation_at_the_limits_still_shows_anatomy(abdomen_3mm):
+    image = abdomen_3mm.array[40:72, 20:84, 30:94]
+    for changes in (dict(scale=(4.0, 4.0)), dict(scale=(0.25, 0.25)), dict(shear=(-1.0, 1.0)),
+                    dict(affine=(-1.0, 1.0))):
+        params = ct.AugmentParams(**{**dict(rotation_deg=(0, 0), displacement=(0, 0), elastic_magnitude=0,
+                                            occlusion_max=0, noise_sigma=(0, 0)), **changes})
+        out, _ = ct.augment(image, None, params, seed=1)
+        assert out.std() > 0.01, changes  # not one value everywhere
+
+
+def test_evaluate_refuses_negative_labels(abdomen_3mm_labels):
+    from napari_ctorgans.metrics import evaluate
+
+    ref = abdomen_3mm_labels.array[40:60].astype(np.int16)
+    pred = ref.copy()
+    pred[pred == 5] = -1
+    with pytest.raises(ValueError, match=r"pred_labels holds negative values \(min -1\); label values are 0"):
+        evaluate(pred, ref, spacing=3.0)
+    assert [r.organ for r in evaluate(ref, ref, spacing=3.0)] == ["bone"]
+
+
+def test_predict_refuses_a_working_spacing_no_ct_has(abdomen_3mm):
+    vol = ct.Volume(abdomen_3mm.array[40:48, 20:52, 30:62], spacing=abdomen_3mm.spacing)
+    with pytest.raises(ValueError, match="the working spacing 10000 mm is not a CT voxel size"):
+        ct.predict(vol, ct.build_model("cpu-small"), spacing=1e4, labelers=None)
+
+
+def test_read_volume_refuses_a_fifo_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "scan.nii.gz"
+    os.mkfifo(fifo)
+    for read in (ct.read_volume, ct.read_labels):
+        with pytest.raises(ValueError, match=re.escape(f"{fifo} is not a regular file or a folder (a pipe")):
+            read(fifo)

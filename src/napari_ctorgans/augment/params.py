@@ -22,7 +22,24 @@ OUT_VALUE_HU = -1024.0
 OUT_LABEL = 0
 
 
-def _as_range(value: Any, name: str, *, lo: float = -math.inf, hi: float = math.inf) -> Range:
+#: The ranges a CT augmentation can use: beyond them every output voxel samples the same (outside) value and the
+#: patch comes out blank, or the anatomy is no longer anatomy. name -> (lowest, highest, what goes wrong beyond).
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "scale": (0.25, 4.0, "a larger zoom fills the patch with one voxel, a smaller one shrinks the scan to a dot"),
+    "shear": (-1.0, 1.0, "a larger shear (45 degrees and more) smears the patch into streaks or samples outside"),
+    "affine": (-1.0, 1.0, "a larger perturbation samples outside the scan and returns a blank patch"),
+    "displacement": (-1024.0, 1024.0, "the patch would be sampled outside any scan and come out blank"),
+    "noise_sigma": (0.0, 1000.0, "noise above 1000 HU drowns every organ"),
+    "elastic_magnitude": (0.0, 64.0, "a larger elastic displacement folds the anatomy over itself"),
+}
+
+
+def _limit(name: str) -> dict:
+    lo, hi, why = LIMITS[name]
+    return {"lo": lo, "hi": hi, "why": why}
+
+
+def _as_range(value: Any, name: str, *, lo: float = -math.inf, hi: float = math.inf, why: str = "") -> Range:
     try:
         a, b = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -32,11 +49,11 @@ def _as_range(value: Any, name: str, *, lo: float = -math.inf, hi: float = math.
     if a > b:
         raise ValueError(f"{name} is an inverted range: min {a} > max {b}; pass ({b}, {a}) instead")
     if a < lo or b > hi:
-        raise ValueError(f"{name} must lie within [{lo}, {hi}], got ({a}, {b})")
+        raise ValueError(f"{name} must lie within [{lo}, {hi}], got ({a:g}, {b:g})" + (f": {why}" if why else ""))
     return (a, b)
 
 
-def _as_ranges3(value: Any, name: str, **bounds: float) -> Ranges3:
+def _as_ranges3(value: Any, name: str, **bounds: Any) -> Ranges3:
     """One (min, max) pair for all three axes, or three pairs (z, y, x)."""
     try:
         items = list(value)
@@ -78,6 +95,9 @@ class AugmentParams:
         B-spline control grid spacing in output voxels (003: 24).
     elastic_magnitude : float
         Maximum control point displacement per axis in input voxels (003: 4); 0 disables the elastic term.
+
+    Values beyond :data:`LIMITS` (e.g. a scale of 1e6 or a shear of 1e9, which return a blank patch) are refused
+    with a ValueError naming the field, its range and what goes wrong beyond it.
     """
 
     rotation_deg: Ranges3 = ((-15.0, 15.0), (-15.0, 15.0), (-15.0, 15.0))
@@ -98,9 +118,10 @@ class AugmentParams:
         self.scale = _as_ranges3(self.scale, "scale")
         if min(r[0] for r in self.scale) <= 0:
             raise ValueError(f"scale factors must be positive, got {self.scale!r}; e.g. scale=(0.9, 1.1)")
-        self.shear = _as_range(self.shear, "shear")
-        self.affine = _as_range(self.affine, "affine")
-        self.displacement = _as_ranges3(self.displacement, "displacement")
+        self.scale = _as_ranges3(self.scale, "scale", **_limit("scale"))
+        self.shear = _as_range(self.shear, "shear", **_limit("shear"))
+        self.affine = _as_range(self.affine, "affine", **_limit("affine"))
+        self.displacement = _as_ranges3(self.displacement, "displacement", **_limit("displacement"))
         try:
             probs = tuple(float(p) for p in self.reflect_prob)
         except TypeError:
@@ -112,7 +133,7 @@ class AugmentParams:
             )
         self.reflect_prob = probs  # type: ignore[assignment]
         self.occlusion_max = _nonneg(self.occlusion_max, "occlusion_max")
-        self.noise_sigma = _as_range(self.noise_sigma, "noise_sigma", lo=0.0)
+        self.noise_sigma = _as_range(self.noise_sigma, "noise_sigma", **_limit("noise_sigma"))
         self.window_low = _as_range(self.window_low, "window_low")
         self.window_high = _as_range(self.window_high, "window_high")
         if self.window_low[1] >= self.window_high[0]:
@@ -121,6 +142,9 @@ class AugmentParams:
                 "(max of window_low < min of window_high) so that a < b for every draw"
             )
         self.elastic_magnitude = _nonneg(self.elastic_magnitude, "elastic_magnitude")
+        top, why = LIMITS["elastic_magnitude"][1:]
+        if self.elastic_magnitude > top:
+            raise ValueError(f"elastic_magnitude must be at most {top:g} voxels, got {self.elastic_magnitude:g}: {why}")
         self.elastic_spacing = _nonneg(self.elastic_spacing, "elastic_spacing")
         if self.elastic_spacing < 2:
             raise ValueError(f"elastic_spacing must be >= 2 voxels, got {self.elastic_spacing}; 003 used 24")

@@ -108,6 +108,9 @@ def _labels(arr: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be an integer label map, got dtype {a.dtype}")
     if a.ndim not in (2, 3):
         raise ValueError(f"{name} must be a 2D or 3D label map, got shape {a.shape}")
+    if a.dtype.kind in "fi" and a.size and a.min() < 0:
+        raise ValueError(f"{name} holds negative values (min {a.min():g}); label values are 0 (background) and "
+                         "positive organ values: it is probably a CT image or a difference map, not a label map")
     return a
 
 
