@@ -29,6 +29,34 @@ def block_mean(arr: np.ndarray, factors) -> np.ndarray:
     return out
 
 
+def body_mask(img: np.ndarray, threshold_hu: float = -300.0) -> np.ndarray:
+    """The patient on the work grid: the largest connected part above ``threshold_hu``, its holes filled in
+    every axial slice (lungs and bowel gas inside). A quick bound for growth (``ct.label_body`` is the careful
+    one, with the couch and cut fields of view handled)."""
+    from ..labelers._common import fill_holes_axial, largest_component
+
+    return fill_holes_axial(largest_component(img > threshold_hu))
+
+
+def upsample_linear(values: np.ndarray, factors) -> np.ndarray:
+    """``values`` on a grid ``factors`` times finer (each coarse voxel an exact block), linearly interpolated
+    between the blocks' centres, one axis at a time with numpy (no scipy: the GIL stays free)."""
+    out = values.astype(np.float32, copy=False)
+    for ax, f in enumerate(factors):
+        if f == 1:
+            continue
+        n = out.shape[ax]
+        x = (np.arange(n * f) + 0.5) / f - 0.5
+        x0 = np.clip(np.floor(x).astype(int), 0, n - 1)
+        x1 = np.clip(x0 + 1, 0, n - 1)
+        shape = [1] * out.ndim
+        shape[ax] = -1
+        w = np.clip(x - np.floor(x), 0, 1).astype(np.float32).reshape(shape)
+        w = np.where((x < 0).reshape(shape), 0, w)
+        out = np.take(out, x0, axis=ax) * (1 - w) + np.take(out, x1, axis=ax) * w
+    return out
+
+
 class WorkGrid:
     """A scan on the engine's ~3 mm work grid: the smoothed image and the body mask, computed once.
 
@@ -43,8 +71,6 @@ class WorkGrid:
     """
 
     def __init__(self, volume, *, spacing=None, work_mm: float = 3.0, smooth_mm: float = 1.5):
-        from ..labelers import label_body
-
         arr, sp = as_ct(volume, spacing)
         self.scan_shape = tuple(arr.shape)
         self.scan_spacing = tuple(float(s) for s in sp)
@@ -53,8 +79,7 @@ class WorkGrid:
         img = block_mean(arr, self.factors)
         self.shape = img.shape
         self.image = ndi.gaussian_filter(img, [smooth_mm / s for s in self.spacing]) if smooth_mm > 0 else img
-        with np.errstate(invalid="ignore"):
-            self.body = label_body(img, spacing=self.spacing, work_mm=0)
+        self.body = body_mask(img)
         self.voxel_ml = float(np.prod(self.spacing)) / 1000.0
         self.scan_voxel_ml = float(np.prod(self.scan_spacing)) / 1000.0
 
@@ -83,8 +108,7 @@ class WorkGrid:
         sbox = self.scan_box(box)
         if self.factors == (1, 1, 1):
             return sbox, np.asarray(mask, dtype=bool)
-        soft = mask.astype(np.float32)
-        up = ndi.zoom(soft, self.factors, order=1, mode="nearest", grid_mode=True)
+        up = upsample_linear(mask, self.factors)
         shape = tuple(s.stop - s.start for s in sbox)
         return sbox, up[tuple(slice(0, n) for n in shape)] >= 0.5
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..labelers._common import bbox
 from ..organs import ORGANS, organ_value
 from ..volume import Volume
 from .grid import WorkGrid, work_grid
-from .region import band, blob, grow, samples, split
+from .region import band, blob, fill_holes, grow, samples, split
 from .sizes import PROMPTING
 
 
@@ -152,10 +153,11 @@ def _grow_part(img, allowed, seeds, samples_at, prior, spacing, cfg, box_limits,
         hi = np.inf
     elif cfg.open_side == "below":
         lo = -np.inf
+    lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
     cand = allowed & (img >= lo) & (img <= hi) & _gate(img.shape, seeds, prior, spacing, cfg, box_limits)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     region, _ = grow(cand, seeds, spacing, cfg.radii_mm, cfg.grow_max_ml / voxel_ml)
-    region = ndi.binary_fill_holes(region) & allowed
+    region = fill_holes(region) & allowed
     return split(region, positives, negatives, spacing)
 
 
@@ -305,9 +307,11 @@ def _run(grid: WorkGrid, value, cfg, pos, neg, box_list, strokes, prior, current
 def _result(grid, value, current, cur, roi, added, removed, forbidden) -> PromptResult:
     mask = np.zeros(grid.scan_shape, bool) if current is None else current.copy()
     sbox = None
-    if roi is not None and (added.any() or removed.any()):
-        sbox, up_add = grid.to_scan(added, roi)
-        _, up_rem = grid.to_scan(removed, roi)
+    changed = None if roi is None else bbox(added | removed, margin=(1, 1, 1))
+    if changed is not None:
+        sub = tuple(slice(r.start + c.start, r.start + c.stop) for r, c in zip(roi, changed))
+        sbox, up_add = grid.to_scan(added[changed], sub)
+        _, up_rem = grid.to_scan(removed[changed], sub)
         if forbidden is not None:
             up_add &= ~forbidden[sbox]
         mask[sbox] |= up_add

@@ -58,13 +58,15 @@ def grow(cand: np.ndarray, seeds: np.ndarray, spacing, radii, max_voxels: float)
     """
     if not cand.any():
         return np.zeros(cand.shape, bool), 0.0
-    dist = ndi.distance_transform_edt(cand, sampling=spacing)
+    dist = None
     region, used = np.zeros(cand.shape, bool), 0.0
     for r in radii:
+        if dist is None and r > 0:
+            dist = ndi.distance_transform_edt(cand, sampling=spacing)
         core = dist > r if r > 0 else cand
         lab, _ = ndi.label(core)
         reach = max(1, int(np.ceil((r + 1e-6) / min(spacing)))) + 1
-        ids = {_component_at(lab, dist, s, reach) for s in seeds} - {0}
+        ids = {_component_at(lab, cand if dist is None else dist, s, reach) for s in seeds} - {0}
         if not ids:
             break
         kept = np.isin(lab, sorted(ids))
@@ -74,6 +76,23 @@ def grow(cand: np.ndarray, seeds: np.ndarray, spacing, radii, max_voxels: float)
         if np.count_nonzero(region) <= max_voxels:
             break
     return region, used
+
+
+def fill_holes(region: np.ndarray) -> np.ndarray:
+    """``region`` with its enclosed holes filled, computed in its bounding box (a labelling of the background
+    there: faster than scipy's iterated fill on a large box)."""
+    from ..labelers._common import bbox, border_labels
+
+    box = bbox(region, margin=(1, 1, 1))
+    if box is None:
+        return region
+    lab, n = ndi.label(~region[box])
+    holes = np.ones(n + 1, bool)
+    holes[0] = False
+    holes[border_labels(lab)] = False
+    out = region.copy()
+    out[box] |= holes[lab]
+    return out
 
 
 def split(region: np.ndarray, keep: np.ndarray, drop: np.ndarray, spacing) -> np.ndarray:
@@ -107,7 +126,7 @@ def blob(piece: np.ndarray, point, spacing, keep=(), depth_mm: float = 3.0) -> n
         core = far_core(piece, p, spacing)
         out = piece if core is None else piece & ~split(piece, core[None], np.array([p]), spacing)
         if 2 * np.count_nonzero(out) > np.count_nonzero(piece):  # still most of it: only around the click
-            out = _ball(piece.shape, p, spacing, 2.0 * max(float(dist[p]), 3.0 * max(spacing))) & piece
+            out = _ball(piece.shape, p, spacing, min(2.0 * max(float(dist[p]), 3.0 * max(spacing)), 25.0)) & piece
     mine = [k for k in keep if out[tuple(k)]]
     if mine:
         out &= ~split(out, np.array(mine).reshape(-1, 3), np.array([p]), spacing)
