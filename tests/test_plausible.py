@@ -122,3 +122,41 @@ def test_starter_on_the_whole_abdomen_loses_no_dice(abdomen_3mm, abdomen_3mm_lab
 def test_plausible_refuses_labels_of_another_grid(abdomen_3mm):
     with pytest.raises(ValueError, match="does not match the CT shape"):
         ct.plausible(np.zeros((3, 4, 5), np.uint8), abdomen_3mm)
+
+
+def test_cut_off_organs_and_confidence_in_the_statistics_and_report(abdomen_3mm, abdomen_3mm_labels):
+    """The reference abdomen runs from the liver dome's slices to the femoral heads: the liver and the lungs touch
+    its last slice, the bladder and the kidneys are whole in view."""
+    from napari_ctorgans.report import organ_note
+    from napari_ctorgans.stats import statistics_text, table_rows
+
+    rows = {r["name"]: r for r in ct.organ_statistics(abdomen_3mm_labels, abdomen_3mm,
+                                                      confidence={LIVER: 0.5, BLADDER: 0.95})}
+    assert "last slice" in rows["liver"]["cut_off"] and "last slice" in rows["lungs"]["cut_off"]
+    assert rows["bladder"]["cut_off"] == [] and rows["kidneys"]["cut_off"] == []
+    assert rows["liver"]["check"] and not rows["bladder"]["check"] and rows["kidneys"]["confidence"] is None
+    assert organ_note(rows["liver"]) == "cut off by the scan (last slice); confidence 0.50: check"
+    assert organ_note(rows["bladder"]) == "confidence 0.95"
+    flat = {r["name"]: r for r in table_rows(list(rows.values()))}
+    assert flat["lungs"]["cut_off"].startswith("last slice") and flat["kidneys"]["confidence"] == ""
+    assert "cut_off,confidence" in statistics_text(list(rows.values()), ".csv").splitlines()[0]
+
+
+def test_dicom_seg_and_rtstruct_say_cut_off(tmp_path, abdomen_dicom, abdomen_dicom_labels):
+    """The DICOM slab (20 slices) cuts the liver at both ends: its segment and ROI descriptions say so."""
+    import pydicom
+
+    from napari_ctorgans.io.dicom_seg import write_dicom_seg
+    from napari_ctorgans.io.rtstruct import write_rtstruct
+
+    labels = abdomen_dicom_labels.array.astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_dicom_seg(tmp_path / "seg.dcm", labels, like=abdomen_dicom)
+        write_rtstruct(tmp_path / "rt.dcm", labels, like=abdomen_dicom)
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    said = {str(s.SegmentLabel): str(s.get("SegmentDescription", "")) for s in seg.SegmentSequence}
+    assert said["liver"].startswith("cut off by the scan (first slice, last slice")
+    rt = pydicom.dcmread(tmp_path / "rt.dcm")
+    rois = {str(r.ROIName): str(r.get("ROIDescription", "")) for r in rt.StructureSetROISequence}
+    assert rois["liver"].startswith("cut off by the scan (first slice, last slice")

@@ -13,7 +13,9 @@ left). Each landmark is then a few numbers per axial slice:
   anywhere (cut off above the diaphragm: it is below the scan);
 - the *spine*: per slice, the middle of the bone within 30 mm of the body's midline in its back half;
 - the *bony pelvis*: the slices below the lungs with a large bone piece on each side of the spine (iliac wings,
-  acetabula, femoral heads), and their footprint, the convex hull of their bone seen from above;
+  acetabula, femoral heads) and no airway in the midline (the shoulders of a neck scan have such bones too), and their footprint, the convex hull of their bone seen from above;
+- *neck slices*: no lungs, and an airway (air of 0.8-8 cm^2 within 20 mm of the midline, 10-70 mm in front of
+  the spine) in most slices within 15 mm;
 - *head slices*: the skull encloses at least 40 % of the slice's body cross-section with soft tissue (the brain).
 """
 
@@ -72,6 +74,7 @@ class Landmarks:
     pelvis: np.ndarray                   # (Z,) bool: slices of the bony pelvis
     pelvis_footprint: np.ndarray         # (Y, X) bool
     head: np.ndarray                     # (Z,) bool: slices through the skull
+    neck: np.ndarray                     # (Z,) bool: slices with an airway in front of the spine and no lungs
     near_body: np.ndarray                # bool: the body grown by 6 mm (partial volume at the skin)
 
     @property
@@ -149,7 +152,7 @@ def find_landmarks(volume: Volume, *, work_mm: float = 3.0, body: np.ndarray | N
     from .labelers import label_body, label_bones, label_lungs
 
     f, perm, flips, arr, sp = _coarse(volume, work_mm)
-    lm = Landmarks(volume.shape, f, perm, flips, sp, *([None] * 11))  # type: ignore[arg-type]
+    lm = Landmarks(volume.shape, f, perm, flips, sp, *([None] * 12))  # type: ignore[arg-type]
     lm.body = lm.to_canonical(body) != 0 if body is not None else label_body(arr, spacing=sp)
     lm.lungs = (lm.to_canonical(lungs) != 0 if lungs is not None
                 else label_lungs(arr, spacing=sp, body=lm.body) != 0) & lm.body
@@ -160,6 +163,7 @@ def find_landmarks(volume: Volume, *, work_mm: float = 3.0, body: np.ndarray | N
     lm.spine = _spine(lm)
     lm.lung_base, lm.dome = _diaphragm(lm)
     lm.head = _head(lm, arr)
+    lm.neck = _neck(lm, arr)
     lm.pelvis, lm.pelvis_footprint = _pelvis(lm)
     return lm
 
@@ -224,10 +228,41 @@ def _head(lm: Landmarks, arr: np.ndarray) -> np.ndarray:
     return out
 
 
+def _airway(lm: Landmarks, arr: np.ndarray, z: int) -> bool:
+    """Whether slice ``z`` shows an airway: a pocket of air (below -600 HU) of 0.8 to 8 cm^2 inside the body,
+    not lung, its middle within 20 mm of the body's midline (the trachea; the larynx)."""
+    air = (arr[z] < -600) & lm.body[z] & ~lm.lungs[z]
+    lab, n = ndi.label(air)
+    if n == 0:
+        return False
+    px = lm.spacing[1] * lm.spacing[2] / 100.0
+    sizes = np.bincount(lab.ravel())[1:] * px
+    mid = np.nonzero(lm.body[z])[1].mean()
+    for i in np.flatnonzero((sizes >= 0.8) & (sizes <= 8.0)) + 1:
+        rows, cols = np.nonzero(lab == i)
+        if abs(cols.mean() - mid) * lm.spacing[2] > 20.0:
+            continue
+        ahead = (lm.spine[z, 0] - rows.mean()) * lm.spacing[1] if not np.isnan(lm.spine[z, 0]) else 40.0
+        if 10.0 <= ahead <= 70.0:  # just in front of the spine, not bowel under the belly wall
+            return True
+    return False
+
+
+def _neck(lm: Landmarks, arr: np.ndarray) -> np.ndarray:
+    """Slices of the neck and the upper thorax: an airway (:func:`_airway`) in at least 70 % of the slices within
+    15 mm, with no lungs in the slice."""
+    nz = lm.body.shape[0]
+    lungs = lm.lungs.any(axis=(1, 2))
+    flag = np.array([not lungs[z] and lm.body[z].any() and _airway(lm, arr, z) for z in range(nz)], dtype=float)
+    half = lm.mm(15.0)
+    share = ndi.uniform_filter1d(flag, 2 * half + 1, mode="nearest") if half else flag
+    return (share >= 0.7) & ~lungs
+
+
 def _pelvis(lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     """Slices of the bony pelvis: a bone piece of at least :data:`PELVIS_PIECE_CM2` on each side, more than
     :data:`PELVIS_SIDE_MM` from the spine (the body's midline where no spine is found), at least 50 mm below the
-    lungs and not in the head; the longest run of them (at least 30 mm), and the convex hull of their bone seen
+    lungs and not in the head; the longest run of them (at least 30 mm, and less than half of it neck), and the convex hull of their bone seen
     from above."""
     nz = lm.body.shape[0]
     out = np.zeros(nz, dtype=bool)
@@ -252,6 +287,8 @@ def _pelvis(lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     lab, n = ndi.label(out)
     runs = [np.flatnonzero(lab == i) for i in range(1, n + 1)]
     runs = [r for r in runs if r.size * lm.spacing[0] >= 30.0]
+    # the shoulders look like a pelvis from bone alone; an airway down most of the run says neck
+    runs = [r for r in runs if np.mean(lm.neck[r]) < 0.5]
     keep = np.zeros(nz, dtype=bool)
     foot = np.zeros(lm.body.shape[1:], dtype=bool)
     if runs:

@@ -8,11 +8,11 @@ organ      where it cannot be
 ========== =====================================================================================================
 every      outside the body
 liver      above the right hemidiaphragm (over its dome, or above the lung base of its own column), on a head or
-           neck slice, in the bony pelvis
+           neck slice (the skull; an airway in front of the spine without lungs), in the bony pelvis
 kidneys    as the liver; more than 130 mm beside the spine, more than 90 mm in front of it (inside the
            peritoneum), in the back muscles (more than 25 mm behind the spine's middle within 40 mm of it, or
            more than 50 mm behind it anywhere)
-bladder    on a scan whose bony pelvis is not in view; above the pelvis by more than 15 mm, or outside the bony
+bladder    on a head or neck slice; on a scan whose bony pelvis is not in view; above the pelvis by more than 15 mm, or outside the bony
            pelvis seen from above
 lungs      in the bony pelvis, on a head slice; a piece mostly outside the rib cage (the row and column spans of the
            bone within 45 mm above and below, grown by 20 mm) goes whole
@@ -96,6 +96,8 @@ def _codes(lm: Landmarks, value: int) -> np.ndarray | None:
 
     if value in (LIVER, KIDNEYS, BLADDER, LUNGS):
         put(lm.head[:, None, None] & np.ones((1, ny, nx), bool), 3)
+    if value in (LIVER, KIDNEYS, BLADDER):
+        put(lm.neck[:, None, None] & np.ones((1, ny, nx), bool), 3)
     if value in (LIVER, KIDNEYS):
         put((lm.body_cm2 < NECK_CM2)[:, None, None] & ~lm.lungs.any(axis=(1, 2))[:, None, None]
             & np.ones((1, ny, nx), bool), 3)

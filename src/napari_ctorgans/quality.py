@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["cut_off", "organ_confidence", "PredictReport", "LOW_CONFIDENCE", "CUT_OFF_TEXT"]
+__all__ = ["cut_off", "cut_off_notes", "organ_confidence", "PredictReport", "LOW_CONFIDENCE", "CUT_OFF_TEXT"]
 
 #: an organ whose confidence is below this is marked "check"
 LOW_CONFIDENCE = 0.75
@@ -41,6 +41,24 @@ def cut_off(bbox_index, shape) -> list[str]:
         out.append("last slice")
     if min(y0, x0) <= 0 or y1 >= shape[1] - 1 or x1 >= shape[2] - 1:
         out.append("field of view")
+    return out
+
+
+def cut_off_notes(labels: np.ndarray) -> dict[int, str]:
+    """``{value: "cut off by the scan (last slice, field of view)"}`` for every organ of a label map that touches
+    an edge of the scan (DICOM segment and ROI descriptions)."""
+    from scipy import ndimage
+
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu" or arr.size == 0 or arr.max() <= 0:
+        return {}
+    out = {}
+    for value, box in enumerate(ndimage.find_objects(arr), start=1):
+        if box is None:
+            continue
+        edges = cut_off(([s.start for s in box], [s.stop - 1 for s in box]), arr.shape)
+        if edges:
+            out[value] = f"{CUT_OFF_TEXT} ({', '.join(edges)})"
     return out
 
 

@@ -60,19 +60,33 @@ def _draw_organ(axes, volume: Volume, labels: np.ndarray, row: dict) -> None:
         ax.set_title(f"{row['name']} - {title}", fontsize=8, color="black")
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0].set_ylabel(f"{row['volume_ml']:.0f} mL", fontsize=9)
+    axes[0].set_ylabel(f"{row['volume_ml']:.0f} mL" + (" (cut off)" if row.get("cut_off") else ""), fontsize=9)
+
+
+def organ_note(row: dict) -> str:
+    """What to keep in mind about one organ of :func:`~napari_ctorgans.stats.organ_statistics`: cut off by the
+    scan (its volume is the part in view), and a low confidence to check; empty when neither."""
+    from .quality import CUT_OFF_TEXT
+
+    notes = []
+    if row.get("cut_off"):
+        notes.append(f"{CUT_OFF_TEXT} ({', '.join(row['cut_off'])})")
+    if row.get("confidence") is not None:
+        notes.append(f"confidence {row['confidence']:.2f}" + (": check" if row.get("check") else ""))
+    return "; ".join(notes)
 
 
 def _table(ax, stats: list[dict]) -> None:
-    columns = ["organ", "volume (mL)", "HU mean ± sd", "HU median [p5, p95]", "centroid L, P, S (mm)", "pieces"]
+    columns = ["organ", "volume (mL)", "HU mean ± sd", "HU median [p5, p95]", "centroid L, P, S (mm)", "pieces",
+               "note"]
     cells = [[
         r["name"], f"{r['volume_ml']:.1f}", f"{r['hu_mean']:.0f} ± {r['hu_std']:.0f}",
         f"{r['hu_median']:.0f} [{r['hu_p5']:.0f}, {r['hu_p95']:.0f}]",
-        ", ".join(f"{v:.1f}" for v in r["centroid_lps"]), str(r["pieces"]),
+        ", ".join(f"{v:.1f}" for v in r["centroid_lps"]), str(r["pieces"]), organ_note(r).replace("; ", "\n"),
     ] for r in stats]
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=columns, loc="center", cellLoc="center",
-                     colWidths=[0.12, 0.12, 0.15, 0.2, 0.31, 0.08])
+                     colWidths=[0.09, 0.09, 0.12, 0.15, 0.21, 0.06, 0.28])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.3)
@@ -82,6 +96,10 @@ def _table(ax, stats: list[dict]) -> None:
 
 def organ_report(labels, volume: Volume, stats: list[dict] | None = None, *, title: str | None = None):
     """The report as a matplotlib Figure (not shown; save it or use :func:`write_report_png`).
+
+    Its table notes each organ cut off by the scan and, when the statistics carry confidences
+    (``organ_statistics(..., confidence=)``), each organ's confidence, "check" when it is low
+    (:func:`organ_note`).
 
     Parameters
     ----------
@@ -134,4 +152,4 @@ def write_report_png(path: str | os.PathLike, labels, volume: Volume, stats: lis
     return write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)
 
 
-__all__ = ["organ_report", "write_report_png"]
+__all__ = ["organ_report", "write_report_png", "organ_note"]

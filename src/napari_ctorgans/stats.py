@@ -20,7 +20,7 @@ TABLE_COLUMNS = (
     "value", "name", "voxels", "volume_ml", "hu_mean", "hu_std", "hu_median", "hu_p5", "hu_p95",
     "centroid_L_mm", "centroid_P_mm", "centroid_S_mm",
     "bbox_min_L_mm", "bbox_min_P_mm", "bbox_min_S_mm", "bbox_max_L_mm", "bbox_max_P_mm", "bbox_max_S_mm",
-    "pieces",
+    "pieces", "cut_off", "confidence",
 )
 
 
@@ -87,7 +87,7 @@ def _one_organ(mask: np.ndarray, hu: np.ndarray, offset: np.ndarray, volume: Vol
     }
 
 
-def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
+def organ_statistics(labels: Any, volume: Volume, *, confidence: dict | None = None) -> list[dict]:
     """Statistics of every organ present in a label map, measured on its CT.
 
     Parameters
@@ -97,6 +97,9 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
         the Volume's ``metadata["segment_names"]`` or as ``"label N"``; the ignore value 255 is skipped).
     volume : Volume
         The CT in Hounsfield units.
+    confidence : dict value -> float, optional
+        Each organ's confidence from the prediction (``ct.predict(..., return_report=True)``'s
+        ``report.confidence``).
 
     Returns
     -------
@@ -104,8 +107,12 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
         One dict per label value present, in increasing value, with ``value``, ``name``, ``voxels``,
         ``volume_ml``, ``hu_mean``, ``hu_std``, ``hu_median``, ``hu_p5``, ``hu_p95``; ``centroid_lps``,
         ``bbox_min_lps`` and ``bbox_max_lps`` (patient coordinates (L, P, S) in mm of voxel centres, as DICOM
-        viewers show them); ``pieces`` (connected components, 26-connectivity); and, for slicing the arrays,
-        ``centroid_index`` (z, y, x, float) and ``bbox_index`` ((z, y, x) first and last voxel).
+        viewers show them); ``pieces`` (connected components, 26-connectivity); ``cut_off``: the edges of the
+        scan the organ touches (``"first slice"``, ``"last slice"``, ``"field of view"``; empty when it is whole
+        in view): a cut-off organ continues outside the scan, its volume and extent are those of the part in view;
+        ``confidence`` (None without ``confidence=``) and ``check`` (True when the confidence is below
+        :data:`napari_ctorgans.quality.LOW_CONFIDENCE`); and, for slicing the arrays, ``centroid_index``
+        (z, y, x, float) and ``bbox_index`` ((z, y, x) first and last voxel).
 
     Raises
     ------
@@ -132,7 +139,17 @@ def organ_statistics(labels: Any, volume: Volume) -> list[dict]:
         offset = np.array([s.start for s in box])
         rows.append(_one_organ(mask, hu[box], offset, volume, value))
         rows[-1]["name"] = str(names.get(value, rows[-1]["name"]))
+        _flags(rows[-1], arr.shape, (confidence or {}).get(value))
     return rows
+
+
+def _flags(row: dict, shape, confidence: float | None) -> None:
+    """Add ``cut_off``, ``confidence`` and ``check`` to a statistics row."""
+    from .quality import LOW_CONFIDENCE, cut_off
+
+    row["cut_off"] = cut_off(row["bbox_index"], shape)
+    row["confidence"] = None if confidence is None else float(confidence)
+    row["check"] = confidence is not None and confidence < LOW_CONFIDENCE
 
 
 def table_rows(stats: list[dict]) -> list[dict]:
@@ -140,6 +157,8 @@ def table_rows(stats: list[dict]) -> list[dict]:
     flat = []
     for row in stats:
         out = {k: row[k] for k in TABLE_COLUMNS if k in row}
+        out["cut_off"] = "; ".join(row.get("cut_off") or [])
+        out["confidence"] = "" if row.get("confidence") is None else row["confidence"]
         for key in ("centroid", "bbox_min", "bbox_max"):
             for axis, v in zip("LPS", row[f"{key}_lps"]):
                 out[f"{key}_{axis}_mm"] = v

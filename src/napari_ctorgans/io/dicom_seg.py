@@ -15,6 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..organs import IGNORE_LABEL, ORGANS, SNOMED, SNOMED_OTHER, organ_from_segment
+from ..quality import cut_off_notes
 from ..volume import Volume
 from ._dicom_refs import check_references, clean_character_set, measure_slice_spacing, seg_references
 from ._dicom_source import atomic_save, check_labels, frame_indices, plane_indices, source_series
@@ -125,11 +126,16 @@ def write_dicom_seg(
     )
     kind = "SEMIAUTOMATIC" if manual_edits else "AUTOMATIC"
     named = segment_names(labels, values, names)
+    descriptions = [_description(n, v, named[v], algorithm, kind) for n, v in enumerate(values, 1)]
+    notes = cut_off_notes(arr)  # an organ touching an edge of the scan: "cut off by the scan (last slice)"
+    for d, v in zip(descriptions, values):
+        if v in notes:
+            d.SegmentDescription = notes[v][:64]
     seg = hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_description(n, v, named[v], algorithm, kind) for n, v in enumerate(values, 1)],
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=901,
         sop_instance_uid=hd.UID(),

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._version import __version__
 from ..organs import ORGANS, SNOMED, SNOMED_OTHER
+from ..quality import cut_off_notes
 from ..volume import Volume
 from ._dicom_refs import check_references, rtstruct_references
 from ._dicom_source import atomic_save, check_labels, frame_indices, source_series
@@ -140,6 +141,10 @@ def write_rtstruct(
     frame_of_ref = str(first.FrameOfReferenceUID)
     items = [_roi_items(n, v, named[v], frames, datasets, frame_of_ref,
                         "SEMIAUTOMATIC" if manual_edits else "AUTOMATIC") for n, v in enumerate(values, 1)]
+    notes = cut_off_notes(arr)  # an organ touching an edge of the scan: "cut off by the scan (last slice)"
+    for (roi, _, _), v in zip(items, values):
+        if v in notes:
+            roi.ROIDescription = notes[v]
     rs = _ds(**{key: first.get(key, "") for key in _PATIENT_STUDY})
     rs.file_meta = FileMetaDataset()
     rs.file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
