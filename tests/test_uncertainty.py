@@ -105,8 +105,8 @@ def test_tta_disagreement_and_bad_options(abdomen_3mm):
         ct.uncertainty(small, method="dropout")
     with pytest.raises(ValueError, match="passes must be 2 to 8"):
         ct.uncertainty(small, method="tta", passes=1)
-    with pytest.raises(ValueError, match="leave out 'tta'"):
-        ct.uncertainty(small, tta=True)
+    with pytest.raises(ValueError, match="leave out 'return_probabilities', and 'tta' with method='tta'"):
+        ct.uncertainty(small, method="tta", tta=True)
     uniform = np.full((4, 2, 2, 2), 0.25, dtype=np.float32)
     assert np.allclose(entropy_map(uniform), 1.0)
     with pytest.raises(ValueError, match="band_mm must be a positive"):

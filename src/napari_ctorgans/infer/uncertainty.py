@@ -106,7 +106,8 @@ def uncertainty(volume: Volume | str | Path, model: Any = None, *, method: str =
     model : None, "starter", path, module or Predictor
         As ``ct.predict`` (default: the built-in starter model).
     method : {"entropy", "tta"}
-        ``"entropy"``: normalised entropy of the softmax of one pass (as fast as ``ct.predict``).
+        ``"entropy"``: normalised entropy of the softmax of one pass (as fast as ``ct.predict``), or of the mean of
+        the 8 mirrored passes with ``tta=True`` (the labels are then ``ct.predict(..., tta=True)``'s).
         ``"tta"``: disagreement (mutual information) between ``passes`` mirrored passes (``passes`` times slower).
     passes : int
         Mirrored passes of ``method="tta"`` (2 to 8; the first is the plain pass).
@@ -128,7 +129,8 @@ def uncertainty(volume: Volume | str | Path, model: Any = None, *, method: str =
     Raises
     ------
     ValueError
-        An unknown ``method``, ``passes`` outside 2..8, a non-positive ``band_mm``, or ``tta`` among the options.
+        An unknown ``method``, ``passes`` outside 2..8, a non-positive ``band_mm``, ``return_probabilities``
+        among the options, or ``tta`` with ``method="tta"``.
 
     Examples
     --------
@@ -142,9 +144,9 @@ def uncertainty(volume: Volume | str | Path, model: Any = None, *, method: str =
         raise ValueError(f"uncertainty method must be one of {list(METHODS)}, got {method!r}")
     if method == "tta" and not 2 <= int(passes) <= len(_FLIPS):
         raise ValueError(f"passes must be 2 to {len(_FLIPS)} mirrored passes for method='tta', got {passes!r}")
-    if "tta" in predict_options or "return_probabilities" in predict_options:
-        raise ValueError("uncertainty chooses its own passes: leave out 'tta' and 'return_probabilities' "
-                         "(method='tta' is the mirrored version)")
+    if "return_probabilities" in predict_options or (method == "tta" and "tta" in predict_options):
+        raise ValueError("uncertainty chooses its own passes: leave out 'return_probabilities', and 'tta' with "
+                         "method='tta' (it runs the mirrored passes itself)")
     if not band_mm > 0:
         raise ValueError(f"band_mm must be a positive distance in mm, got {band_mm!r}")
     volume = _as_volume(volume)
