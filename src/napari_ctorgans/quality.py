@@ -112,16 +112,17 @@ class PredictReport:
         """Organs (values) whose confidence is below :data:`LOW_CONFIDENCE`."""
         return [v for v, c in self.confidence.items() if c < LOW_CONFIDENCE]
 
-    def lines(self) -> list[str]:
-        """One line per organ's confidence and per removal, in the user's words."""
+    def lines(self, notes: dict | None = None) -> list[str]:
+        """One line per organ (its confidence, "check" when low, and its entry of ``notes``, such as
+        :func:`cut_off_notes`) and one per removal, in the user's words."""
         from .organs import ORGANS
 
+        notes = notes or {}
         out = []
-        for v in sorted(set(self.confidence) | set(self.labelled)):
+        for v in sorted(set(self.confidence) | set(self.labelled) | set(notes)):
             name = ORGANS[v].name if v in ORGANS else f"label {v}"
             c = self.confidence.get(v)
-            if c is None:
-                out.append(f"{name}: from the automatic labellers")
-            else:
-                out.append(f"{name}: confidence {c:.2f}" + (" - check" if c < LOW_CONFIDENCE else ""))
+            said = (["from the automatic labellers"] if v in self.labelled else []) + (
+                [] if c is None else [f"confidence {c:.2f}" + (" - check" if c < LOW_CONFIDENCE else "")])
+            out.append(f"{name}: " + "; ".join(said + ([notes[v]] if v in notes else [])))
         return out + [str(r) for r in self.removed]

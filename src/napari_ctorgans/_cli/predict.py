@@ -39,6 +39,9 @@ def register(subparsers) -> None:
                    help="organs taken from the automatic labellers instead of the network: 'auto' (default: lungs "
                    "and bone with the starter model and models fine-tuned from it, none with other checkpoints), "
                    "'none', or a list such as 'lungs,bone'")
+    p.add_argument("--no-plausible", action="store_true",
+                   help="keep organs where they cannot be (by default ct.plausible removes them and each removal "
+                   "is printed, e.g. 'removed 415 mL of bladder outside the bony pelvis')")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     from ._args import add_label_format, add_resample_irregular, add_series
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         refuse_series_for_cohort(args)
         return run_cohort_command(args, task="predict", inputs=args.input, options={
             "overlap": args.overlap, "mode": args.mode, "batch_size": args.batch_size, "tta": args.tta,
-            "postprocess_labels": not args.no_postprocess, "device": args.device, "labelers": args.labelers})
+            "postprocess_labels": not args.no_postprocess, "device": args.device, "labelers": args.labelers,
+            "plausible": not args.no_plausible})
     args.input = args.input[0]
     if args.output is None:
         raise ValueError("-o/--output is required for a single scan")
@@ -97,13 +101,17 @@ def run(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-    labels = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
-                        tta=args.tta, postprocess_labels=not args.no_postprocess, device=device, progress=progress,
-                        labelers=args.labelers)
+    labels, report = ct.predict(vol, predictor, overlap=args.overlap, mode=args.mode, batch_size=args.batch_size,
+                                tta=args.tta, postprocess_labels=not args.no_postprocess, device=device,
+                                progress=progress, labelers=args.labelers, plausible=not args.no_plausible,
+                                return_report=True)
     if bar is not None:
         bar.close()
     path = write_label_file(out, labels, vol, fmt, overwrite=args.overwrite)
+    from ..quality import cut_off_notes
     from .info import organ_summary
 
     print(f"wrote {path} ({organ_summary(labels, vol.voxel_volume_ml)})")
+    for line in report.lines(notes=cut_off_notes(labels)):  # confidence, cut off by the scan, removals
+        print(f"  {line}")
     return 0
