@@ -155,8 +155,12 @@ class PredictWidget(Step):
 
     def run(self):
         """Start the prediction in a worker thread; returns the worker (or None when the inputs are missing)."""
-        from .. import Predictor, predict
+        from .. import Predictor
+        from ..quality import reporting_predict
         from .layers import volume_from_layer
+
+        self._report: list = []
+        predict = reporting_predict(self._report)  # keeps each organ's confidence, cut-off and removals
 
         name = self.image_combo.currentText()
         path = self.checkpoint.currentText().strip()
@@ -238,7 +242,8 @@ class PredictWidget(Step):
         found, source = self._found, self._from_labelers
         note = f"{' and '.join(source)} from the automatic labellers; " if source else ""
         self.status.setText(f"'{layer.name}': " + (", ".join(ORGANS[v].name for v in found if v in ORGANS)
-                                                   or "no organ found") + f" ({note}editable: paint, fill, erase)")
+                                                   or "no organ found") + f" ({note}editable: paint, fill, erase)"
+                            + "".join(f"\n{line}" for line in (getattr(self, "_report", None) or [[]])[-1]))
 
     def add_to_training_set(self, image: str | None = None, labels: str | None = None) -> bool:
         """Snapshot the CT layer and its corrected Labels layer as a new case in this viewer's Train widget.
