@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["cut_off", "cut_off_notes", "organ_confidence", "PredictReport", "LOW_CONFIDENCE", "CUT_OFF_TEXT"]
+__all__ = ["cut_off", "cut_off_notes", "organ_confidence", "PredictReport", "reporting_predict", "LOW_CONFIDENCE", "CUT_OFF_TEXT"]
 
 #: an organ whose confidence is below this is marked "check"
 LOW_CONFIDENCE = 0.75
@@ -126,3 +126,18 @@ class PredictReport:
                 [] if c is None else [f"confidence {c:.2f}" + (" - check" if c < LOW_CONFIDENCE else "")])
             out.append(f"{name}: " + "; ".join(said + ([notes[v]] if v in notes else [])))
         return out + [str(r) for r in self.removed]
+
+
+def reporting_predict(sink: list):
+    """:func:`napari_ctorgans.predict` that returns the labels as usual and appends ``report.lines(notes=...)``
+    (confidence, cut off by the scan, removals; :meth:`PredictReport.lines`) to ``sink`` (the Predict tab's
+    status line)."""
+
+    def run(volume, model=None, **options):
+        import napari_ctorgans as ct
+
+        labels, report = ct.predict(volume, model, return_report=True, **options)
+        sink.append(report.lines(notes=cut_off_notes(labels)))
+        return labels
+
+    return run
