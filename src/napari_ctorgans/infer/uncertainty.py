@@ -160,7 +160,9 @@ def uncertainty(volume: Volume | str | Path, model: Any = None, *, method: str =
         work = entropy_map(probs)
     else:
         runs = [probs]
-        extra = {**predict_options, "postprocess_labels": False}
+        # the mirrored passes give probabilities only: no clean-up, and no anatomy check (a flipped scan has its
+        # liver in the pelvis)
+        extra = {**predict_options, "postprocess_labels": False, "plausible": False}
         for k, axes in enumerate(_FLIPS[1:total], start=2):
             _, p = predict(_flipped(volume, axes), pred, return_probabilities=True, labelers=None, **extra)
             runs.append(np.ascontiguousarray(np.flip(p, tuple(a + 1 for a in axes))))
