@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..organs import ORGANS
+from .prompt_panel import PromptPanel
 from .step import Step, fill_combo
 from .working import apply_update, body_layer, organs_update, tool_record, working_layer
 
@@ -77,7 +78,7 @@ class AutoLabelWidget(Step):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(lambda: self.cancel())
         self.progress = QProgressBar()
-        grow_box = QGroupBox("Grow an organ from seed clicks")
+        grow_box = QGroupBox("Grow an organ from seed clicks (the older tool)")
         grow_form = QFormLayout(grow_box)
         grow_form.addRow("seeds", self.points_combo)
         grow_form.addRow("organ", self.organ_combo)
@@ -86,10 +87,16 @@ class AutoLabelWidget(Step):
         self.grow_button.setToolTip("grow the organ from the seed points within an HU band estimated around them")
         self.grow_button.clicked.connect(lambda: self.grow())
         grow_form.addRow(self.grow_button)
+        prompt_box = QGroupBox("Correct an organ with prompts")
+        prompt_box.setToolTip("clicks inside (+) or outside (-) an organ, or a box or scribble in one slice, "
+                              "each updating that organ at once")
+        self.prompts = PromptPanel(self.viewer, self._prompt_ct, parent=prompt_box)
+        QVBoxLayout(prompt_box).addWidget(self.prompts)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(prompt_box)
         layout.addWidget(grow_box)
         row = QHBoxLayout()
         row.addWidget(self.progress, 1)
@@ -158,6 +165,13 @@ class AutoLabelWidget(Step):
         if id(ct_layer) not in self._prepared:  # once: a working layer the user deleted is not brought back
             self._prepared.add(id(ct_layer))
             working_layer(self.viewer, ct_layer)
+            self.prompts.prepare()
+
+    def _prompt_ct(self):
+        """The chosen CT layer (None when there is none usable)."""
+        if self.closed or self._ct_problem():
+            return None
+        return self.viewer.layers[self.image_combo.currentText()]
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()
