@@ -40,30 +40,9 @@ from ._common import (
     looks_like_ct,
 )
 from .body import label_body
+from .contrast import _AXIAL, homogeneous_masks, homogeneous_tissue, lumens, vessel_sized
 
-# in-plane 4-connectivity: holes are labelled slice by slice
-_AXIAL = np.zeros((3, 3, 3), dtype=bool)
-_AXIAL[1] = ndi.generate_binary_structure(2, 1)
-
-
-def homogeneous_tissue(arr: np.ndarray, spacing, *, soft_hu=(0.0, 450.0), soft_std: float = 20.0,
-                       window_mm: float = 5.0) -> np.ndarray:
-    """Voxels of homogeneous tissue: local mean within ``soft_hu`` and local standard deviation below ``soft_std``.
-
-    The statistics are computed in each axial slice over a square of about ``window_mm`` (at least 3 voxels), in
-    float32 one slice at a time (no full-size float temporaries).
-    """
-    lo, hi = soft_hu
-    size = [max(3, 2 * int(round(window_mm / s / 2)) + 1) for s in spacing[1:]]
-    out = np.zeros(arr.shape, dtype=bool)
-    for z in range(arr.shape[0]):
-        sl = arr[z].astype(np.float32)
-        m = ndi.uniform_filter(sl, size)
-        var = ndi.uniform_filter(sl * sl, size)
-        var -= m * m
-        out[z] = (m > lo) & (m < hi) & (var < soft_std * soft_std)
-    return out
-
+__all__ = ["label_bones", "default_thresholds", "homogeneous_tissue"]
 
 #: (in-plane voxel size mm, edge_hu, tissue_hu) at the fine and the coarse end; linear in between
 _THRESHOLDS = ((1.0, 240.0, 120.0), (3.0, 150.0, 60.0))
@@ -81,27 +60,24 @@ def default_thresholds(spacing) -> tuple[float, float]:
     return e0 + w * (e1 - e0), t0 + w * (t1 - t0)
 
 
-def _not_enclosed(mask: np.ndarray, cortex: np.ndarray) -> np.ndarray:
-    """Drop the components of ``mask`` lying mostly inside cortex rings (axial holes of ``cortex``): marrow."""
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return mask
-    inside = np.bincount(lab[fill_holes_axial(cortex)], minlength=n + 1)
-    total = label_sizes(lab, n)
-    keep = inside < 0.5 * total
-    keep[0] = False
-    return keep[lab]
-
-
-def _vessel_sized(mask: np.ndarray, spacing, max_mm: float) -> np.ndarray:
-    """Keep the axial cross-sections of ``mask`` no larger than a disc of diameter ``max_mm`` (not an organ)."""
-    lab, n = ndi.label(mask, structure=_AXIAL)
-    if n == 0:
-        return mask
-    area = label_sizes(lab, n) * float(spacing[1] * spacing[2])
-    keep = area <= np.pi * (max_mm / 2.0) ** 2
-    keep[0] = False
-    return keep[lab]
+def _blood(a, sp, soft, dense, cortex, bright_hu, vessel_mm, min_ml, dense_min_ml, max_mm, wall_mm, rim_mm,
+           backend):
+    """Never bone: contrast-filled lumens (:func:`~napari_ctorgans.labelers.contrast.lumens`) grown by ``rim_mm``
+    into everything, cortex included (the partial-volume rim of dense contrast is as bright as cortex), and the
+    ``wall_mm`` ball around the lumens no wider than ``max_mm`` (vessel walls and their calcified plaques).
+    None when there is no lumen."""
+    if vessel_mm <= 0:
+        return None
+    lumen = lumens(a, sp, soft, dense, cortex, bright_hu=bright_hu, vessel_mm=vessel_mm, min_ml=min_ml,
+                   dense_min_ml=dense_min_ml, backend=backend)
+    if not lumen.any():
+        return None
+    blood = morphology.dilate(lumen, rim_mm, sp, backend=backend) if rim_mm > 0 else lumen
+    if wall_mm > 0:
+        tubes = vessel_sized(lumen, sp, max_mm)
+        if tubes.any():
+            blood |= morphology.dilate(tubes, wall_mm, sp, backend=backend)
+    return blood
 
 
 def _check_hu(value, name: str) -> float:
@@ -148,9 +124,11 @@ def label_bones(
     soft_std: float = 25.0,
     soft_mm: float = 3.0,
     window_mm: float = 5.0,
-    vessel_mm: float = 10.0,
+    vessel_mm: float = 6.0,
     vessel_wall_mm: float = 15.0,
     vessel_max_mm: float = 40.0,
+    vessel_min_ml: float = 1.0,
+    dense_min_ml: float = 20.0,
     fill_max_soft: float = 0.2,
     marrow_hu: float = 100.0,
     closing_mm: float = 25.0,
@@ -239,6 +217,8 @@ def label_bones(
     vessel_mm = check_positive(vessel_mm, "vessel_mm", allow_zero=True)
     vessel_wall_mm = check_positive(vessel_wall_mm, "vessel_wall_mm", allow_zero=True)
     vessel_max_mm = check_positive(vessel_max_mm, "vessel_max_mm")
+    vessel_min_ml = check_positive(vessel_min_ml, "vessel_min_ml", allow_zero=True)
+    dense_min_ml = check_positive(dense_min_ml, "dense_min_ml", allow_zero=True)
     fill_max_soft = check_positive(fill_max_soft, "fill_max_soft", allow_zero=True)
     soft_hu = check_range(soft_hu, "soft_hu")
     if keep not in ("cortex", "largest"):
@@ -262,20 +242,17 @@ def label_bones(
         bone = largest_component(seeds)
     else:
         cortex = a > cortex_hu
-        soft = homogeneous_tissue(a, sp, soft_hu=soft_hu, soft_std=soft_std, window_mm=window_mm)
+        soft, dense = homogeneous_masks(a, sp, soft_hu=soft_hu, soft_std=soft_std, window_mm=window_mm)
         grown = soft
         if soft_mm > 0 and soft.any():
             grown = morphology.dilate(soft, soft_mm, sp, backend=backend) & ~cortex
         # contrast blood and bright cartilage are not seeds (homogeneous and brighter than about bone_hu)
         bright = grown & ~(a <= bone_hu - 40) if soft_mm > 0 else soft.copy()
-        vessels = None
-        if vessel_wall_mm > 0 and vessel_mm > 0:
-            lumen = morphology.opening(soft & ~(a <= bone_hu - 40), vessel_mm, sp, backend=backend)
-            lumen = _vessel_sized(_not_enclosed(lumen, cortex), sp, vessel_max_mm)
-            if lumen.any():
-                vessels = morphology.dilate(lumen, vessel_wall_mm, sp, backend=backend)
-                bright |= vessels
-            del lumen
+        vessels = _blood(a, sp, soft, dense, cortex, bone_hu - 40, vessel_mm, vessel_min_ml, dense_min_ml,
+                         vessel_max_mm, vessel_wall_mm, soft_mm, backend)
+        if vessels is not None:
+            bright |= vessels
+        del dense
         seeds &= ~bright
         del bright
         if cortex_mm > 0 and cortex.any():

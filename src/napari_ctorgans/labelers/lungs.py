@@ -5,7 +5,9 @@ components, undo the erosion) breaks on real scans: the largest inner air pocket
 eroded outside air does not touch the border unless the outside counts as air, tightly cropped lungs touch the field
 of view, and the couch is an air pocket. Here the outside air is defined by a body mask, the erosion treats the
 outside of the volume as air, and every eroded air pocket is kept or rejected for what it is: parenchyma (mean
-around -850 HU with vessels) against gas or airways (near -1000 HU).
+around -850 HU with vessels) against gas or airways (near -1000 HU). A pocket whose mean passes but a large share
+of which is as dark as gas (foam of the mattress under a thin slab, gas mixed with stool) is lung only when it holds
+vessels, as every lung does, emphysematous ones included.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .. import morphology
-from ._common import as_ct, check_mask_like, check_positive, check_range, looks_like_ct, strides, upsample
+from ._common import (
+    as_ct,
+    check_mask_like,
+    check_positive,
+    check_range,
+    fill_holes_axial,
+    looks_like_ct,
+    strides,
+    upsample,
+)
 from .body import label_body
 
 RIGHT, LEFT = 1, 2
@@ -27,6 +38,9 @@ def label_lungs(
     erosion_mm: float = 10.0,
     parenchyma_hu=(-940.0, -550.0),
     min_core_ml: float = 3.0,
+    gas_hu: float = -950.0,
+    max_gas_fraction: float = 0.25,
+    min_vessel_fraction: float = 0.004,
     split: bool = False,
     work_mm: float = 3.0,
     body: np.ndarray | None = None,
@@ -47,6 +61,11 @@ def label_lungs(
         Range of the mean HU of an eroded air pocket for it to be lung; gas and airways average near -1000 HU.
     min_core_ml : float
         Smallest eroded air pocket kept as lung, in millilitres.
+    gas_hu, max_gas_fraction, min_vessel_fraction : float
+        An eroded air pocket of which at least ``max_gas_fraction`` lies below ``gas_hu`` is lung only when at
+        least ``min_vessel_fraction`` of its grown-back axial outline is vessels (tissue enclosed by its air):
+        normal parenchyma has almost no voxel below -950 HU, the foam of a mattress and gas have many and no
+        vessels, and emphysematous lung keeps its vessels. ``max_gas_fraction=1`` turns the test off.
     split : bool
         Return 1 for the right lung and 2 for the left lung instead of a boolean mask.
     work_mm : float
@@ -68,6 +87,9 @@ def label_lungs(
     erosion_mm = check_positive(erosion_mm, "erosion_mm")
     min_core_ml = check_positive(min_core_ml, "min_core_ml", allow_zero=True)
     lo, hi = check_range(parenchyma_hu, "parenchyma_hu")
+    max_gas_fraction = check_positive(max_gas_fraction, "max_gas_fraction", allow_zero=True)
+    min_vessel_fraction = check_positive(min_vessel_fraction, "min_vessel_fraction", allow_zero=True)
+    gas_hu = check_range((gas_hu, hi), "gas_hu (below the parenchyma range's top)")[0]
     empty = np.zeros(arr.shape, dtype=np.uint8 if split else bool)
     if not looks_like_ct(arr, what="the lung mask"):
         return empty
@@ -98,6 +120,10 @@ def label_lungs(
     means = ndi.mean(a[sub], lab, idx)
     ml = counts * float(np.prod(csp)) / 1000.0
     keep = (means >= lo) & (means <= hi) & (ml >= min_core_ml)
+    if max_gas_fraction < 1 and keep.any():
+        gas = ndi.sum_labels(a[sub] < gas_hu, lab, idx) / np.maximum(counts, 1)
+        for i in np.flatnonzero(keep & (gas >= max_gas_fraction)):
+            keep[i] = _vessel_fraction(lab == idx[i], cair, erosion_mm, csp, backend) >= min_vessel_fraction
     if not keep.any():
         return empty
     kept = np.isin(lab, idx[keep])
@@ -117,6 +143,13 @@ def label_lungs(
     if not split:
         return out
     return split_lungs(out, body=body)
+
+
+def _vessel_fraction(core: np.ndarray, air: np.ndarray, erosion_mm: float, spacing, backend: str) -> float:
+    """Share of tissue (vessels) inside the axial outline of an air pocket grown back from its eroded ``core``."""
+    pocket = morphology.dilate(core, erosion_mm, spacing, backend=backend) & air
+    hull = fill_holes_axial(pocket)
+    return float(np.count_nonzero(hull & ~air)) / max(int(np.count_nonzero(hull)), 1)
 
 
 def split_lungs(lungs: np.ndarray, *, body: np.ndarray | None = None) -> np.ndarray:
