@@ -1,11 +1,13 @@
 """Calibration of ``ct.uncertainty`` against the errors of the starter model on the labelled shared scans.
 
-    python benchmarks/bench_uncertainty.py [--method entropy|tta] [--passes N]
+    python benchmarks/bench_uncertainty.py [--method entropy|tta] [--passes N] [--details]
 
 For each scan: the AUROC of the uncertainty for the wrong voxels (all voxels, and per organ on the voxels that
 either the prediction or the reference calls that organ), the error rate per uncertainty decile inside the body
 (HU > -500), and the seconds taken. The DICOM series is labelled for liver and bone only, so there the other
-organs' voxels are left out of the count (the reference calls them background).
+organs' voxels are left out of the count (the reference calls them background). ``--details`` adds, on the
+abdomen, the error rate by distance to the labellers' lung and bone surfaces (what the band is matched to), the
+AUROC of the network's own ``1 - p(label)`` for those organs, and the first five regions of ``ct.next_region``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="entropy", choices=("entropy", "tta"))
     parser.add_argument("--passes", type=int, default=4)
+    parser.add_argument("--details", action="store_true")
     args = parser.parse_args()
     for name, (ct_file, ref_file, organs) in SCANS.items():
         vol = ct.read_volume(DATA / ct_file)
@@ -48,7 +51,32 @@ def main() -> int:
         print("  deciles inside the body (uncertainty range: error rate)")
         for k, row in enumerate(calibration(u, labels, ref, mask=body)["bins"], start=1):
             print(f"  {k:2d}  {row['low']:.3f}-{row['high']:.3f}: {row['error_rate']:.1%}")
+        if args.details and name == "abdomen_3mm":
+            details(vol, ref, u, labels)
     return 0
+
+
+def details(vol, ref, u, labels) -> None:
+    from scipy import ndimage
+
+    from napari_ctorgans.infer.regions import uncertain_regions
+
+    wrong = labels != ref
+    _, probs = ct.predict(vol, return_probabilities=True)  # the same grid at 3 mm
+    for value in (3, 5):
+        mask = labels == value
+        surface = (mask ^ ndimage.binary_erosion(mask, border_value=1)) | (ndimage.binary_dilation(mask) & ~mask)
+        d = ndimage.distance_transform_edt(~surface, sampling=vol.spacing)
+        rates = {mm: wrong[(d >= mm - 0.1) & (d < mm + 0.1)].mean() for mm in (0.0, 3.0, 6.0)}
+        near = mask | (ref == value)
+        p_label = np.take_along_axis(probs, labels[None].astype(np.int64), 0)[0]
+        auroc = calibration(1 - p_label, labels, ref, mask=near)["auroc"]
+        print(f"  {ct.ORGANS[value].name}: wrong at 0/3/6 mm from the labeller's surface "
+              + "/".join(f"{r:.1%}" for r in rates.values()) + f"; AUROC of the network's 1 - p(label) {auroc:.3f}")
+    for r in uncertain_regions(u, spacing=vol.spacing)[:5]:
+        box = r.box
+        print(f"  region {r.rank + 1} at {r.center} score {r.score:.3f}: kidney voxels in the box, reference "
+              f"{int((ref[box] == 4).sum())}, draft {int((labels[box] == 4).sum())}; wrong {wrong[box].mean():.0%}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Run headless with:  xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python docs/make_screenshots.py
 Writes PNGs to docs/images/: the loop pictures (``loop_*.png``) come from the GUI loop test's own viewer
 (``tests/test_gui_loop.py`` run with ``CTORGANS_SCREENSHOTS``), the others from the viewer opened here. ``--loop``
-takes only the loop pictures, ``--no-loop`` only the others, ``--starter`` only the README's starter-model picture.
+takes only the loop pictures, ``--no-loop`` only the others, ``--starter`` only the README's starter-model picture,
+``--review`` only the user guide's uncertainty picture.
 """
 
 from __future__ import annotations
@@ -130,6 +131,27 @@ def starter_picture() -> None:
     viewer.close()
 
 
+def review_picture() -> None:
+    """The user guide's picture of the Predict tab's uncertainty layer after one press of Next, on the real abdomen."""
+    import napari
+
+    if not (DATA / "abdomen_3mm.nii.gz").exists():
+        return
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    viewer.open(str(DATA / "abdomen_3mm.nii.gz"), plugin="napari-ctorgans")
+    predict = panel.show_step("predict")
+    _settle()
+    predict.review.option.setChecked(True)
+    predict.run()
+    _wait(predict)
+    region = predict.review.next()
+    print("first region", region)
+    _save(viewer, "review_uncertainty.png")
+    viewer.close()
+
+
 def loop_pictures() -> int:
     """Run the GUI loop test; it writes ``loop_*.png`` from its viewer."""
     env = {**os.environ, "CTORGANS_SCREENSHOTS": str(OUT)}
@@ -140,6 +162,9 @@ def loop_pictures() -> int:
 def main() -> int:
     if "--starter" in sys.argv:
         starter_picture()
+        return 0
+    if "--review" in sys.argv:
+        review_picture()
         return 0
     if "--loop" not in sys.argv:
         pictures()
