@@ -124,8 +124,9 @@ def test_closed_dock_disconnects_and_stops(make_napari_viewer, qtbot, abdomen_3m
     close = next(b for b in dock.findChildren(QPushButton) if b.objectName() == "QTitleBarCloseButton")
     qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
     assert widget.closed and not widget._timer.isActive()
-    for name in (IMAGE_NAME, LABELS_NAME, "organs"):
-        viewer.layers.remove(name)
+    # the preview left with its dock; the user's layers stay
+    assert IMAGE_NAME not in viewer.layers and LABELS_NAME not in viewer.layers and "organs" in viewer.layers
+    viewer.layers.remove("organs")
     viewer.add_image(abdomen_3mm.array[:40], name="another CT", scale=abdomen_3mm.spacing)
     qtbot.wait(800)  # longer than the debounce and one preview
     assert [ly.name for ly in viewer.layers] == ["abdomen", "another CT"]

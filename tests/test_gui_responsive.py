@@ -106,3 +106,56 @@ def test_long_actions_keep_the_viewer_responsive(make_napari_viewer, qtbot, chec
     assert not slow, f"the GUI thread was blocked: {slow}"
     # napari itself needs a few tenths of a second to add a 512 x 512 x 141 Labels layer (its vispy visuals)
     assert shown_first < 1.0 and shown_again < 1.0
+
+
+def test_saving_and_training_start_keep_the_viewer_responsive(make_napari_viewer, qtbot, tmp_path):
+    """Save report, the DICOM-SEG and RTSTRUCT exports and the start of a training run, on the real DICOM abdomen
+    (512 x 512 x 20, liver and bone): none blocks the GUI thread (the harness is ``gui_timing``; add an action as
+    ``gaps[name] = action_gap(qtbot, click, done)``)."""
+    from gui_timing import action_gap, allowed_gap, idle_gap
+
+    viewer = make_napari_viewer(show=True)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    from napari_ctorgans._napari.layers import labels_layer_kwargs, volume_from_layer
+
+    scan = viewer.open(str(data_file("abdomen_dicom")), plugin="napari-ctorgans")[0]
+    vol = volume_from_layer(scan)  # the labels carry the CT series' geometry, as a prediction of it does
+    labels = ct.read_labels(data_file("abdomen_dicom_ctorg.nii.gz"), like=vol)
+    organs = viewer.add_labels(labels.array, **labels_layer_kwargs(vol, name="organs"))
+    assert organs.data.shape == scan.data.shape == (20, 512, 512)
+    qtbot.wait(300)
+    allowed = allowed_gap(idle_gap(qtbot))
+    gaps = {}
+    left = lambda button: qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # noqa: E731
+
+    evaluate = panel.show_step("evaluate")
+    evaluate.stats_labels_combo.setCurrentText(organs.name)
+    evaluate.stats_image_combo.setCurrentText(scan.name)
+    left(evaluate.stats_button)
+    assert len(evaluate.stats) >= 2, evaluate.stats_status.text()
+    left(evaluate.report_button)
+    dialog = evaluate.report_dialog
+    png = tmp_path / "report.png"
+    dialog.selectFile(str(png))
+    gaps["save report"] = action_gap(qtbot, dialog.accept, lambda: evaluate.worker is None and png.exists())
+    assert png.with_suffix(".csv").exists() and "wrote report.png" in evaluate.stats_status.text()
+
+    export = panel.show_step("export")
+    export.labels_combo.setCurrentText(organs.name)
+    for text, name in (("DICOM-SEG (.dcm)", "organs.dcm"), ("DICOM RTSTRUCT (.dcm)", "organs.rtstruct.dcm")):
+        export.format_combo.setCurrentText(text)
+        export.path_edit.setText(str(tmp_path / name))
+        gaps[text] = action_gap(qtbot, lambda: left(export.save_button), lambda: export.worker is None)
+        assert (tmp_path / name).exists(), export.status.text()
+
+    train = panel.show_step("train")
+    train.add_pair(scan.name, organs.name)
+    train.iterations.setValue(2)
+    train.output_dir.setText(str(tmp_path / "run"))
+    gaps["training start-up"] = action_gap(qtbot, lambda: left(train.start_button), lambda: bool(train.statuses),
+                                           timeout=120_000)
+    left(train.stop_button)
+    qtbot.waitUntil(lambda: train.worker is None, timeout=120_000)
+    print("longest gaps (s):", {k: round(v, 3) for k, v in gaps.items()}, f"allowed {allowed:.3f} s")
+    slow = {k: v for k, v in gaps.items() if v >= allowed}
+    assert not slow, f"the GUI thread was blocked: {slow}"

@@ -2,8 +2,9 @@
 
 Every parameter of :class:`~napari_ctorgans.AugmentParams` has a range slider (per axis where it applies). Changes
 are debounced, the augmentation runs in a worker thread (never on the GUI thread), and only the latest request is
-shown. The augmented image and labels appear as layers to the right of the source CT. "Save parameters" writes the
-JSON file that training reads (``AugmentParams.load``).
+shown. The augmented image and labels appear as preview layers to the right of the source CT while the widget is
+shown (a hidden tab or a closed dock takes them away; they are never offered as a CT or labels, and the camera stays
+where the user put it). "Save parameters" writes the JSON file that training reads (``AugmentParams.load``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from qtpy.QtWidgets import (
 from superqt import QDoubleRangeSlider, QDoubleSlider
 
 from ..augment import AugmentParams, augment
-from .step import Step
+from .preview import camera_kept, put_preview, remove_previews
+from .step import Step, gone
 
 IMAGE_NAME = "augmented image"
 LABELS_NAME = "augmented labels"
@@ -173,12 +175,24 @@ class AugmentationPreview(Step):
         text.setText(_value_text(tuple(value) if isinstance(value, (tuple, list)) else value, unit, decimals))
 
     def teardown(self) -> None:
-        """Stop the debounce timer and the running preview, and disconnect from the viewer."""
+        """Stop the debounce timer and the running preview, remove the preview layers, disconnect from the viewer."""
         self._timer.stop()
         self._pending = False
         if self._worker is not None:
             self._worker.quit()
+        self.remove_preview()
         super().teardown()
+
+    def remove_preview(self) -> None:
+        """Take the preview layers out of the viewer (the next showing of the widget draws them again)."""
+        remove_previews(self.viewer)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().hideEvent(event)
+        if not event.spontaneous():  # another tab chosen or the dock hidden (not the window minimised)
+            self._stale = True
+            self._timer.stop()
+            self.remove_preview()
 
     def _image_changed(self, *_):
         self._adapt_to_slab()
@@ -209,12 +223,12 @@ class AugmentationPreview(Step):
 
     # -- layers ---------------------------------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
-        from napari.layers import Image, Labels
+        from .layers import ct_layer_names, labels_layer_names
 
         if self.closed:
             return
-        images = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and ly.name != IMAGE_NAME]
-        labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels) and ly.name != LABELS_NAME]
+        images = ct_layer_names(self.viewer)  # 3D, one value a voxel, never the preview itself
+        labels = labels_layer_names(self.viewer)
         for combo, names, extra in ((self.image_combo, images, []), (self.labels_combo, labels, ["(none)"])):
             current = combo.currentText()
             combo.blockSignals(True)
@@ -313,7 +327,9 @@ class AugmentationPreview(Step):
             return
         image_layer = self._layer(self.image_combo)
         if image_layer is None:
-            self.status.setText("add a CT image layer to preview augmentations")
+            from .layers import refused_note
+
+            self.status.setText("add a CT image layer to preview augmentations" + refused_note(self.viewer))
             return
         try:
             params = self.params()
@@ -338,41 +354,33 @@ class AugmentationPreview(Step):
         worker.start()
 
     def _finished(self) -> None:
+        if gone(self):
+            return
         self._worker = None
         if self._pending and not self.closed:
             self._pending = False
             self._start()
 
     def _failed(self, exc: Exception) -> None:
-        if self.closed:
+        if gone(self):
             return
         self.last_error = str(exc)
         self.status.setText(f"augmentation failed: {exc}")
 
     def _show(self, result: tuple, source: Any, labels_source: Any = None) -> None:
-        if self.closed or source not in self.viewer.layers:
+        if gone(self) or source not in self.viewer.layers:
+            return
+        if self.parent() is not None and not self.isVisibleTo(self.window()):  # hidden meanwhile: when shown again
+            self._stale = True
             return
         img, lab, drawn, ms = result
         scale = tuple(source.scale)
         shift = (img.shape[2] + 8) * scale[2]  # to the right of the source CT
         translate = (source.translate[0], source.translate[1], source.translate[2] + shift)
-        if IMAGE_NAME in self.viewer.layers:
-            layer = self.viewer.layers[IMAGE_NAME]
-            layer.data = img
-            layer.scale, layer.translate = scale, translate
-        else:
-            self.viewer.add_image(img, name=IMAGE_NAME, colormap="gray", contrast_limits=(0.0, 1.0), scale=scale,
-                                  translate=translate)  # fmt: skip
-        if lab is not None:
-            if LABELS_NAME in self.viewer.layers:
-                layer = self.viewer.layers[LABELS_NAME]
-                layer.data = lab
-                layer.scale, layer.translate = scale, translate
-            else:
-                from .layers import organ_kwargs
-
-                layer = self.viewer.add_labels(lab, name=LABELS_NAME, scale=scale, translate=translate, opacity=0.5,
-                                               **organ_kwargs())
+        with camera_kept(self.viewer):
+            put_preview(self.viewer, IMAGE_NAME, img, scale, translate)
+            if lab is not None:
+                put_preview(self.viewer, LABELS_NAME, lab, scale, translate, labels=True)
         self.last_drawn = drawn
         self.last_error = None
         self.n_previews += 1

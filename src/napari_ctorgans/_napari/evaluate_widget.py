@@ -9,13 +9,16 @@ import math
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -39,6 +42,9 @@ METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("HD95 (mm)", "hd95"),
     ("surface Dice", "surface_dice"),
 )
+#: the metrics the table shows by default (the others with "all metrics", and always in the CSV): the panel's
+#: width without scrolling sideways
+MAIN_METRICS = ("organ", "dice", "assd", "hd95", "surface_dice")
 #: (header, key of a ``ct.organ_statistics`` row) of the statistics table, in column order.
 STATS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("organ", "name"), ("voxels", "voxels"), ("volume (mL)", "volume_ml"), ("mean HU", "hu_mean"),
@@ -75,6 +81,7 @@ class EvaluateWidget(Step):
         super().__init__(napari_viewer, parent)
         self.rows: list = []  # OrganMetrics of the last evaluation
         self.stats: list[dict] = []
+        self._chosen: set[str] = set()  # layers the user picked in the prediction / reference boxes
 
         self.pred_combo = QComboBox()
         self.pred_combo.setToolTip("the predicted Labels layer")
@@ -100,6 +107,11 @@ class EvaluateWidget(Step):
         self.resample_button.clicked.connect(lambda: self.resample_prediction())
         self.resample_button.hide()
         self.table = _table(METRIC_COLUMNS)
+        self.all_metrics = QCheckBox("all metrics")
+        self.all_metrics.setToolTip("also IoU, VOE, RVD, MSSD and RMSD (the table then scrolls sideways); the CSV "
+                                    "always has every metric")
+        self.all_metrics.toggled.connect(self._show_all_metrics)
+        self._show_all_metrics(False)
         self.export_button = QPushButton("Export CSV")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._export_dialog)
@@ -115,6 +127,7 @@ class EvaluateWidget(Step):
         buttons = QHBoxLayout()
         buttons.addWidget(self.button)
         buttons.addWidget(self.export_button)
+        buttons.addWidget(self.all_metrics)
 
         self.stats_labels_combo = QComboBox()
         self.stats_image_combo = QComboBox()
@@ -149,22 +162,40 @@ class EvaluateWidget(Step):
         self.listen(self.viewer.layers.events.changed, self._refresh)
         for combo in (self.pred_combo, self.ref_combo, self.stats_labels_combo, self.stats_image_combo):
             combo.currentIndexChanged.connect(self._update_buttons)
+        for combo in (self.pred_combo, self.ref_combo):  # a choice of the user's (not a default) is kept
+            combo.activated.connect(lambda _, c=combo: self._chosen.add(c.currentText()))
         self._refresh()
 
     # ---------------------------------------------------------------------------------------------------- layers
     def _refresh(self, *_):
-        from napari.layers import Image, Labels
+        from .layers import ct_layer_names, labels_layer_names
 
         if self.closed:
             return
-        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
-        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        labels = labels_layer_names(self.viewer)
+        images = ct_layer_names(self.viewer)
         for combo, names in ((self.pred_combo, labels), (self.ref_combo, labels),
                              (self.stats_labels_combo, labels), (self.stats_image_combo, images)):
             fill_combo(combo, names)
-        if self.ref_combo.currentText() == self.pred_combo.currentText() and len(labels) > 1:
-            self.ref_combo.setCurrentIndex(1 if self.pred_combo.currentIndex() == 0 else 0)
+        self._default_pair(labels)
         self._update_buttons()
+
+    def _default_pair(self, labels: list[str]) -> None:
+        """Unless the user chose them: the newest prediction as the prediction, and as the reference a Labels layer
+        that is not a prediction (one opened or painted by the user before a tool's working layer)."""
+        from .predict_widget import DIGEST_KEY
+        from .working import _TOOL_RECORD
+
+        layers = [self.viewer.layers[n] for n in labels]
+        preds = [ly.name for ly in layers if DIGEST_KEY in (ly.metadata or {}) or ly.name.endswith("prediction")]
+        if preds and self.pred_combo.currentText() not in self._chosen:
+            self.pred_combo.setCurrentText(preds[-1])
+        pred = self.pred_combo.currentText()
+        refs = sorted((ly for ly in layers if ly.name not in preds and ly.name != pred),
+                      key=lambda ly: ly in _TOOL_RECORD)  # stable: layer order within each kind
+        ref = self.ref_combo.currentText()
+        if refs and (ref not in self._chosen or ref == pred):
+            self.ref_combo.setCurrentText(refs[0].name)
 
     def _update_buttons(self, *_):
         if self.closed:
@@ -181,6 +212,16 @@ class EvaluateWidget(Step):
 
     def busy_changed(self, busy: bool) -> None:
         self._update_buttons()
+
+    def _show_all_metrics(self, on: bool) -> None:
+        """Show every metric column (scrolling sideways), or the main ones fitted to the panel's width."""
+        header = self.table.horizontalHeader()
+        for j, (_, attr) in enumerate(METRIC_COLUMNS):
+            self.table.setColumnHidden(j, not on and attr not in MAIN_METRICS)
+            header.setSectionResizeMode(j, QHeaderView.ResizeMode.ResizeToContents if on or j == 0
+                                        else QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if on
+                                                else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
     def _clear(self) -> None:
         self.rows = []
@@ -204,8 +245,10 @@ class EvaluateWidget(Step):
         keep = other.currentText()  # the other role's choice stays as it was
         layer = self.viewer.add_labels(vol.array, **labels_layer_kwargs(vol))
         mine.setCurrentText(layer.name)
+        self._chosen.add(layer.name)
         if keep and keep != layer.name and other.findText(keep) >= 0:
             other.setCurrentText(keep)
+            self._chosen.add(keep)
         self.say(f"opened {Path(path).name} as the {role} layer '{layer.name}'")
         return layer
 
@@ -274,6 +317,7 @@ class EvaluateWidget(Step):
 
             layer = self.viewer.add_labels(np.asarray(vol.array), **labels_layer_kwargs(vol, name=name))
             self.pred_combo.setCurrentText(layer.name)
+            self._chosen.add(layer.name)
             self.resample_button.hide()
             self.say(f"resampled into '{layer.name}' (the original layer is unchanged); press Evaluate")
 
@@ -285,7 +329,9 @@ class EvaluateWidget(Step):
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             for j, text in enumerate(metric_cells(row)):
-                self.table.setItem(i, j, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)  # a cell too narrow for "not predicted" still says it
+                self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
         self.export_button.setEnabled(bool(self.rows))
         missing = [r.organ for r in self.rows if r.status == NOT_PREDICTED]
@@ -342,10 +388,9 @@ class EvaluateWidget(Step):
         self.report_button.setEnabled(bool(self.stats))
         return self.stats
 
-    def save_report(self, png_path, *, overwrite: bool = False) -> tuple[Path, Path]:
-        """Write the PNG report of the last statistics and their table as CSV beside it (same name, ``.csv``)."""
-        from .. import write_report_png
-        from ..stats import write_statistics
+    def _report_args(self, png_path, overwrite: bool) -> tuple:
+        """The arguments of :func:`.jobs.write_report_files` (the files checked first: nothing is written when one
+        exists and ``overwrite`` is False)."""
         from .layers import volume_from_layer
 
         if not self.stats:
@@ -355,18 +400,48 @@ class EvaluateWidget(Step):
         for path in (png, table):
             if path.exists() and not overwrite:
                 raise FileExistsError(f"{path} exists; choose another name (nothing was written)")
-        labels = volume_from_layer(self.viewer.layers[self.stats_labels_combo.currentText()])
+        title = self.stats_labels_combo.currentText()
+        labels = volume_from_layer(self.viewer.layers[title])
         image = volume_from_layer(self.viewer.layers[self.stats_image_combo.currentText()])
-        write_report_png(png, labels.array, image, self.stats, title=self.stats_labels_combo.currentText(),
-                         overwrite=overwrite)
-        write_statistics(table, self.stats, overwrite=overwrite)
+        return png, table, np.array(labels.array, copy=True), image, list(self.stats), title, overwrite
+
+    def save_report(self, png_path, *, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write the PNG report of the last statistics and their table as CSV beside it (same name, ``.csv``)."""
+        from .jobs import write_report_files
+
+        png, table = write_report_files(*self._report_args(png_path, overwrite))
         self.stats_status.setText(f"wrote {png.name} and {table.name} in {png.parent}")
         return png, table
 
-    def _report_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save organ report", "organ_report.png", "PNG files (*.png)")
-        if path:
-            try:
-                self.save_report(path, overwrite=True)  # the dialog has already asked before replacing
-            except (OSError, ValueError, KeyError) as exc:
-                self.stats_status.setText(f"cannot save the report: {exc}")
+    def start_report(self, png_path, *, overwrite: bool = False):
+        """:meth:`save_report` in a separate process (matplotlib holds the GIL while it draws, which would freeze
+        the viewer even in a thread); returns the worker, or None with the reason in the statistics' status line."""
+        from .jobs import write_report_files
+        from .process import in_process
+
+        try:
+            args = self._report_args(png_path, overwrite)
+        except (OSError, ValueError, KeyError) as exc:
+            self.stats_status.setText(f"cannot save the report: {exc}")
+            return None
+
+        def work():
+            return (yield from in_process(write_report_files, *args))
+
+        def done(paths):
+            self.stats_status.setText(f"wrote {paths[0].name} and {paths[1].name} in {paths[0].parent}")
+
+        self.stats_status.setText(f"saving the report {args[0].name}...")
+        return self.start_job(work, what="saving the report", on_result=done)
+
+    def _report_dialog(self) -> QFileDialog:
+        """A save dialog (non-blocking, ``self.report_dialog``); the file chosen is written by :meth:`start_report`."""
+        dialog = QFileDialog(self, "Save organ report", "organ_report.png", "PNG files (*.png)")
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("png")
+        # the dialog has already asked before replacing a file
+        dialog.fileSelected.connect(lambda path: self.start_report(path, overwrite=True))
+        dialog.open()
+        self.report_dialog = dialog
+        return dialog

@@ -88,10 +88,10 @@ class ExportWidget(Step):
         self._refresh()
 
     def _refresh(self, *_):
-        from napari.layers import Labels
+        from .layers import labels_layer_names
 
         if not self.closed:
-            fill_combo(self.labels_combo, [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)])
+            fill_combo(self.labels_combo, labels_layer_names(self.viewer))
             self._update_buttons()
 
     def _update_buttons(self, *_):
@@ -152,5 +152,13 @@ class ExportWidget(Step):
             writer = ct.write_rtstruct if str(out).lower().endswith(".rtstruct.dcm") else ct.write_dicom_seg
             extra = {"manual_edits": layer.metadata.get(DIGEST_KEY) != digest(labels)}  # not the Predict result
         self.say(f"saving '{name}' to {out}...")
-        return self.start_job(lambda: writer(out, labels, like=like, overwrite=replace, **extra), what="saving",
-                              on_result=lambda written: self.say(f"saved '{name}' to {written}"))
+        if writer is write_labels:
+            return self.start_job(lambda: writer(out, labels, like=like, overwrite=replace), what="saving",
+                                  on_result=lambda written: self.say(f"saved '{name}' to {written}"))
+
+        def work():  # highdicom holds the GIL for a second: in a process of its own, the viewer stays responsive
+            from .process import in_process
+
+            return (yield from in_process(writer, out, labels, like=like, overwrite=replace, **extra))
+
+        return self.start_job(work, what="saving", on_result=lambda written: self.say(f"saved '{name}' to {written}"))

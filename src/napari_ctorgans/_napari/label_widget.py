@@ -24,9 +24,6 @@ from .prompt_panel import PromptPanel
 from .step import Step, fill_combo
 from .working import apply_update, body_layer, organs_update, tool_record, working_layer
 
-#: image layers of the plugin's own that are no CT (the augmentation preview)
-_NOT_CT = ("augmented image",)
-
 #: organs "Grow organ" offers (the soft-tissue organs the automatic labelers do not find)
 GROW_ORGANS = (1, 2, 4)
 
@@ -113,12 +110,13 @@ class AutoLabelWidget(Step):
 
     # ---------------------------------------------------------------------------------------------- inputs
     def _refresh(self, *_):
-        from napari.layers import Image, Points
+        from napari.layers import Points
+
+        from .layers import ct_layer_names
 
         if self.closed:
             return
-        fill_combo(self.image_combo, [ly.name for ly in self.viewer.layers
-                                      if isinstance(ly, Image) and ly.name not in _NOT_CT])
+        fill_combo(self.image_combo, ct_layer_names(self.viewer))  # 3D, one value a voxel, no preview
         fill_combo(self.points_combo, [ly.name for ly in self.viewer.layers if isinstance(ly, Points)])
         for layer in self.viewer.layers:  # a click adds a seed: Grow becomes possible
             if isinstance(layer, Points) and id(layer) not in self._watched:
@@ -129,7 +127,10 @@ class AutoLabelWidget(Step):
     def _ct_problem(self) -> str | None:
         name = self.image_combo.currentText()
         if not name or name not in self.viewer.layers:
-            return "open a CT first (File > Open, or drop a NIfTI/NRRD/MHA file or a DICOM folder on the window)"
+            from .layers import refused_note
+
+            return ("open a CT first (File > Open, or drop a NIfTI/NRRD/MHA file or a DICOM folder on the window)"
+                    + refused_note(self.viewer))
         ndim = np.ndim(self.viewer.layers[name].data)
         if ndim != 3:
             return f"'{name}' is {ndim}D; the labelers need a 3D CT (z, y, x): choose or open a 3D scan"

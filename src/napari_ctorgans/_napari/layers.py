@@ -128,3 +128,47 @@ def _stem(path: str | None) -> str | None:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+#: layer metadata key of layers that only preview something (the Augment tab's): never offered as input
+PREVIEW_KEY = "ctorgans_preview"
+
+
+def is_preview(layer) -> bool:
+    """Whether ``layer`` is a preview a widget shows for a while (never a CT or labels to work on)."""
+    return bool((getattr(layer, "metadata", None) or {}).get(PREVIEW_KEY))
+
+
+def ct_refusal(layer) -> str | None:
+    """Why an Image layer cannot be used as a CT, in the user's words; None when it can (3D, one value a voxel)."""
+    if is_preview(layer):
+        return "it is the augmentation preview"
+    if getattr(layer, "rgb", False):
+        return "it is a colour (RGB) picture; a CT has one value per voxel"
+    ndim = np.ndim(layer.data) if not getattr(layer, "multiscale", False) else np.ndim(layer.data[0])
+    if ndim != 3:
+        return f"it is {ndim}D; a CT is a 3D volume (slices x rows x columns)"
+    return None
+
+
+def ct_layer_names(viewer) -> list[str]:
+    """Names of the Image layers that can be used as a CT (see :func:`ct_refusal`), in layer order."""
+    from napari.layers import Image
+
+    return [ly.name for ly in viewer.layers if isinstance(ly, Image) and ct_refusal(ly) is None]
+
+
+def labels_layer_names(viewer) -> list[str]:
+    """Names of the Labels layers a widget may work on (previews left out), in layer order."""
+    from napari.layers import Labels
+
+    return [ly.name for ly in viewer.layers if isinstance(ly, Labels) and not is_preview(ly)]
+
+
+def refused_note(viewer) -> str:
+    """The status-line sentence naming the Image layers not offered as a CT and why ("" when there are none)."""
+    from napari.layers import Image
+
+    refused = [(ly.name, ct_refusal(ly)) for ly in viewer.layers if isinstance(ly, Image) and not is_preview(ly)]
+    refused = [f"'{name}' ({why})" for name, why in refused if why]
+    return f"; not offered as a CT: {', '.join(refused)}" if refused else ""

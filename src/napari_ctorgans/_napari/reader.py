@@ -51,12 +51,13 @@ def read_ct(path):
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    from ..io.dicom_seg import dicom_kind, read_dicom_labels
+    from ..io.dicom_seg import dicom_kind
 
     kind = dicom_kind(path)
-    if kind is not None:  # DICOM-SEG or RTSTRUCT, on the grid of the CT series found next to it
-        labels = read_dicom_labels(path, None, kind)
-        return [(labels.array, labels_layer_kwargs(labels), "labels")]
+    if kind is not None:  # DICOM-SEG or RTSTRUCT, on the grid of the CT series found next to it or already open
+        from .dicom_open import read_dicom_object
+
+        return read_dicom_object(path, kind)
     vol = read_volume(path)
     if looks_like_labels(vol):
         labels = as_labels(vol, path)

@@ -29,11 +29,13 @@ class TrainPlot(pg.GraphicsLayoutWidget):
     """Live curves: training loss on a log axis (top), per-organ validation Dice on [0, 1] (bottom), x linked."""
 
     SMOOTH = 20  #: iterations in the running mean drawn over the raw loss
+    #: preferred height (px): below the Start button and the status, the whole plot shows at 1280 x 800
+    HEIGHT = 230
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setBackground((38, 41, 48))
-        self.setMinimumHeight(300)
+        self.setMinimumHeight(200)
         self.loss_plot = self.addPlot(row=0, col=0)
         self.loss_plot.setLabel("left", "loss (log scale)")
         self.loss_plot.setLabel("bottom", "iteration")
@@ -55,6 +57,11 @@ class TrainPlot(pg.GraphicsLayoutWidget):
         self.iterations: list[int] = []
         self.losses: list[float] = []
         self.dice: dict[str, tuple[list[int], list[float]]] = {}
+
+    def sizeHint(self):  # noqa: N802 - Qt API
+        from qtpy.QtCore import QSize
+
+        return QSize(300, self.HEIGHT)
 
     def clear_curves(self) -> None:
         """Remove every point and every Dice line."""

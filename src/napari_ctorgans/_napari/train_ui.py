@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from .train_choice import RunChoice
@@ -37,41 +38,59 @@ def setup_ui(w) -> None:
     from ..train import TRAIN_PRESETS
 
     w.image_combo, w.labels_combo = QComboBox(), QComboBox()
-    for combo in (w.image_combo, w.labels_combo):
+    for combo in (w.image_combo, w.labels_combo):  # one row each: the whole layer name shows
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(6)
+        combo.setMinimumContentsLength(12)
+    w.image_combo.setToolTip("the CT of a training case (a 3D Image layer in HU)")
+    w.labels_combo.setToolTip("its organ labels (a Labels layer on the CT's grid: 1 liver, 2 bladder, 3 lungs, "
+                              "4 kidneys, 5 bone)")
     add = QPushButton("Add pair")
-    add.setToolTip("add the chosen Image + Labels layers as a training case")
+    add.setToolTip("add the chosen CT + labels layers as a training case")
     add.clicked.connect(lambda: w.add_pair())
     w.case_list = QListWidget()
-    w.case_list.setMaximumHeight(70)
+    w.case_list.setMaximumHeight(48)
+    w.case_list.setToolTip("the training cases: layer pairs, and snapshots added from the Predict tab")
     w.folder = QLineEdit()
     w.folder.setPlaceholderText("or a folder of cases (CT-ORG or imagesTr/labelsTr)")
+    w.folder.setToolTip("train on the cases of a folder instead of the layer pairs (CT-ORG volume-N / labels-N, "
+                        "or nnU-Net imagesTr / labelsTr)")
     w.hold_out = QCheckBox("validate on the last case")
     w.hold_out.setToolTip("keep the last case out of training and report its per-organ Dice")
     w.preset = QComboBox()
     w.preset.addItems(sorted(TRAIN_PRESETS))
     w.preset.setCurrentText("cpu-quick")
+    w.preset.setToolTip("a set of settings that go together (cpu-quick: a small network, minutes on a laptop CPU); "
+                        "choosing one fills in the settings below")
     w.preset.currentTextChanged.connect(w._apply_preset)
     w.model = QComboBox()
     w.model.addItems(sorted(MODEL_PRESETS))
+    w.model.setToolTip("the network: cpu-small trains on a CPU; the paper networks need a GPU")
     w.loss = QComboBox()
     w.loss.addItems(list(LOSSES))
+    w.loss.setToolTip("what training minimises (iou, dice, cross entropy, or their combinations)")
     w.weighting = QComboBox()
     w.weighting.addItems(list(WEIGHTING_SCHEMES))
+    w.weighting.setToolTip("how the organs are weighted in the loss (small organs such as the kidneys gain from "
+                           "weighting)")
     w.lr = QDoubleSpinBox()
     w.lr.setDecimals(5)
     w.lr.setRange(1e-5, 1.0)
     w.lr.setSingleStep(1e-3)
+    w.lr.setToolTip("the optimiser's step size (Adam)")
     w.iterations = QSpinBox()
     w.iterations.setRange(1, 1_000_000)
+    w.iterations.setToolTip("training steps; the estimated time beside Start follows this number")
     w.crop = QSpinBox()
     w.crop.setRange(8, 256)
     w.crop.setSingleStep(8)
     w.crop.setSuffix(" voxels")
+    w.crop.setToolTip("side of the cubes cut from the cases for each step: larger sees more context, costs more "
+                      "memory and time")
     w.augment_json = QLineEdit()
     w.augment_json.setPlaceholderText("the preset's (or a JSON file from the preview)")
+    w.augment_json.setToolTip("augmentation parameters saved from the Augment tab (empty: the preset's)")
     w.output_dir = QLineEdit(str(DEFAULT_OUTPUT))
+    w.output_dir.setToolTip("where the run writes last.pt, best.pt and config.json")
     w.output_dir.textChanged.connect(lambda _: w.choice.hide())
     w.folder_browse = _browse_button(w, w.folder, "folder", "Folder of training cases")
     w.augment_browse = _browse_button(w, w.augment_json, "json", "Augmentation parameters (JSON)")
@@ -79,6 +98,14 @@ def setup_ui(w) -> None:
 
     w.start_button, w.pause_button, w.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
     w.start_button.clicked.connect(lambda: w.start())
+    w.start_button.setToolTip("train a new model on the cases with these settings")
+    w.pause_button.setToolTip("pause after the iteration under way; press again to continue")
+    w.stop_button.setToolTip("stop after the iteration under way; last.pt is written and can be resumed")
+    w.estimate_label = QLabel("")
+    w.estimate_label.setWordWrap(True)
+    w.estimate_label.setToolTip("the time the run should take on this machine: one training step of this model "
+                                "and crop size is measured and multiplied by the iterations (validation not "
+                                "included); during a run, the measured speed")
     w.finetune_button = QPushButton("Fine-tune")
     w.finetune_button.setToolTip("continue training from the current checkpoint (the model trained last; the "
                                  "built-in starter model when none was trained in this session) on all cases "
@@ -86,15 +113,24 @@ def setup_ui(w) -> None:
     w.finetune_button.clicked.connect(lambda: w.fine_tune())
     w.pause_button.clicked.connect(w.toggle_pause)
     w.stop_button.clicked.connect(w.stop)
+    w.skip_button = QPushButton("Skip recalibration")
+    w.skip_button.setToolTip("write last.pt now, with the batch-norm statistics of the last iteration instead of "
+                             "recomputed ones (a prediction from it may be a little less accurate; resuming is "
+                             "unaffected)")
+    w.skip_button.clicked.connect(w.skip_recalibration)
+    w.skip_button.hide()
 
     _build_choice(w)
 
     w.progress = QProgressBar()
     w.progress.setFormat("iteration %v / %m")
+    w.progress.setToolTip("iterations done")
     w.val_progress = QProgressBar()
+    w.val_progress.setToolTip("the validation or batch-norm recalibration under way")
     w.val_progress.hide()
     w.speed_label = QLabel("")
     w.plot = TrainPlot()
+    w.plot.setToolTip("training loss (top) and validation Dice per organ (bottom)")
     w.dice_label = QLabel("")
     w.dice_label.setWordWrap(True)
     _lay_out(w, add)
@@ -108,37 +144,109 @@ def _build_choice(w) -> None:
 
 
 def _lay_out(w, add: QPushButton) -> None:
-    pair = QHBoxLayout()
-    pair.addWidget(w.image_combo, 1)
-    pair.addWidget(w.labels_combo, 1)
-    pair.addWidget(add)
+    """Cases, the preset and iterations, Start with its estimated time, the status and the plot: all visible at
+    1280 x 800; the other settings fold away under "More settings"."""
+    from superqt import QCollapsible
+
+    cases = QFormLayout()
+    cases.addRow("CT", w.image_combo)
+    labels = QHBoxLayout()
+    labels.addWidget(w.labels_combo, 1)
+    labels.addWidget(add)
+    cases.addRow("labels", labels)
+    more_form = QFormLayout()
+    more_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    more_form.addRow("cases folder", with_button(w.folder, w.folder_browse))
+    more_form.addRow("model", w.model)
+    more_form.addRow("loss", w.loss)
+    more_form.addRow("class weighting", w.weighting)
+    more_form.addRow("learning rate", w.lr)
+    more_form.addRow("crop size", w.crop)
+    more_form.addRow("augmentation", with_button(w.augment_json, w.augment_browse))
+    more = QWidget()
+    more.setLayout(more_form)
+    w.more_settings = QCollapsible("More settings")
+    w.more_settings.setToolTip("the network, loss, learning rate, crop size, augmentation and a folder of cases")
+    w.more_settings.addWidget(more)
     form = QFormLayout()
     form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
     form.addRow("preset", w.preset)
-    form.addRow("model", w.model)
-    form.addRow("loss", w.loss)
-    form.addRow("class weighting", w.weighting)
-    form.addRow("learning rate", w.lr)
     form.addRow("iterations", w.iterations)
-    form.addRow("crop size", w.crop)
-    form.addRow("augmentation", with_button(w.augment_json, w.augment_browse))
     form.addRow("output folder", with_button(w.output_dir, w.output_browse))
     buttons = QHBoxLayout()
     for b in (w.start_button, w.finetune_button, w.pause_button, w.stop_button):
         buttons.addWidget(b)
     layout = QVBoxLayout(w)
-    layout.addWidget(QLabel("cases: Image + Labels layers"))
-    layout.addLayout(pair)
+    layout.addLayout(cases)
     layout.addWidget(w.case_list)
-    layout.addLayout(with_button(w.folder, w.folder_browse))
     layout.addWidget(w.hold_out)
     layout.addLayout(form)
+    layout.addWidget(w.more_settings)
     layout.addLayout(buttons)
+    layout.addWidget(w.estimate_label)
     layout.addWidget(w.choice)
-    for item in (w.progress, w.val_progress, w.speed_label, w.plot, w.dice_label, w.status):
+    for item in (w.status, w.skip_button, w.progress, w.val_progress, w.speed_label, w.plot, w.dice_label):
         layout.addWidget(item)
     layout.addStretch()
 
 
 def _browse_button(w, edit: QLineEdit, kind: str, caption: str) -> QPushButton:
     return browse_button(caption, lambda: w.browse(edit, kind, caption))
+
+
+def follow_estimate(w) -> None:
+    """Keep ``w.estimate_label`` (beside Start) on the estimated time of the run the settings describe: a change of
+    preset, network, loss, crop size or iterations re-estimates it (debounced; the step is timed in a worker thread
+    while the Train tab is shown and no run is under way)."""
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer(w)
+    timer.setSingleShot(True)
+    timer.setInterval(400)
+    timer.timeout.connect(lambda: _estimate(w))
+    w._estimate_timer = timer
+    for signal in (w.preset.currentTextChanged, w.model.currentTextChanged, w.loss.currentTextChanged,
+                   w.crop.valueChanged, w.iterations.valueChanged):
+        signal.connect(lambda *_: timer.start())
+    timer.start()
+
+
+def _estimate(w) -> None:
+    import weakref
+
+    from superqt.utils import create_worker
+
+    from .step import JobDone, gone
+    from .train_estimate import _MEASURED, _key, estimate_text, step_seconds
+
+    from .step import gone
+
+    if gone(w) or w.worker is not None:
+        return
+    if not w.isVisible():  # measured when the tab is shown (Step.showEvent restarts the timer)
+        w._estimate_stale = True
+        return
+    try:
+        cfg = w.config()
+    except (ValueError, TypeError, OSError):
+        w.estimate_label.setText("")
+        return
+    if _key(cfg) in _MEASURED:
+        w.estimate_label.setText(estimate_text(cfg, _MEASURED[_key(cfg)]))
+        return
+    w.estimate_label.setText("estimating the time of a run (timing one training step)...")
+    done = JobDone()
+
+    def measure():
+        try:
+            return step_seconds(cfg, repeats=1)
+        finally:
+            done.set()
+
+    worker = create_worker(measure, _start_thread=False)
+    done.track(worker)  # waited for before Python exits (step.wait_for_jobs)
+    ref = weakref.ref(w)  # a measurement still running never keeps a closed viewer alive
+    worker.returned.connect(lambda s: None if ref() is None or gone(ref()) else _estimate(ref()))
+    worker.errored.connect(lambda exc: None if ref() is None or gone(ref()) else ref().estimate_label.setText(""))
+    w._estimate_worker = worker
+    worker.start()

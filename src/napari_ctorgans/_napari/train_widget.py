@@ -15,11 +15,11 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog, QLineEdit
 
-from .step import Step
+from .step import JobDone, Step
 from .train_choice import free_folder
 from .train_pickers import open_file_dialog
 from .train_plot import TrainPlot, run_history, speed_and_eta, speed_text
-from .train_ui import DEFAULT_OUTPUT, setup_ui
+from .train_ui import DEFAULT_OUTPUT, follow_estimate, setup_ui
 
 # TrainPlot and speed_and_eta live in .train_plot and are still importable from here
 __all__ = ["TrainWidget", "TrainPlot", "speed_and_eta", "train_widget_for", "TRAINED_CHECKPOINTS"]
@@ -35,6 +35,29 @@ def train_widget_for(viewer) -> "TrainWidget | None":
     """The Train widget open in ``viewer`` (the most recently created one), or None."""
     found = [w for w in list(_TRAIN_WIDGETS) if w.viewer is viewer and not w.closed]
     return max(found, key=lambda w: w._serial) if found else None
+
+
+def stopping_text(statuses: list, config, under_way: bool = False) -> str:
+    """What a stopping run is finishing: the iteration ``under_way`` (else the last one reported is done), then
+    (unless skipped) the batch-norm statistics, then ``last.pt``."""
+    n = statuses[-1].iteration if statuses else 0
+    at = f"finishing iteration {n + 1}" if under_way or not statuses else f"iteration {n} done"
+    bn = (f"recomputing the batch-norm statistics ({config.bn_recalibration} crops; Skip to keep the last "
+          "iteration's), then " if config.bn_recalibration > 0 else "")
+    return f"stopping: {at}; {bn}writing last.pt..."
+
+
+def _drive(gen, stopped):
+    """Run the generator ``gen`` (:func:`.process.in_process`) to its end and return its value; close it early
+    (which ends its process) and return None once ``stopped()`` is true."""
+    try:
+        while True:
+            if stopped():
+                gen.close()
+                return None
+            next(gen)
+    except StopIteration as end:
+        return end.value
 
 
 def _dice_text(val_dice: dict) -> str:
@@ -70,6 +93,7 @@ class TrainWidget(Step):
         self.run_request: dict | None = None  # what the last run asked ct.train for (config, resume, overwrite)
         self.file_dialog: QFileDialog | None = None
         self._stop = False
+        self._skip_bn = False  # skip the batch-norm recalibration of a stopped run
         self._paused = False
         self._failed = False
         # (image layer, labels layer) names, or (Volume, labels array) snapshots from "Add to training set"
@@ -86,6 +110,13 @@ class TrainWidget(Step):
         self.listen(self.viewer.layers.events.inserted, self._refresh)
         self.listen(self.viewer.layers.events.removed, self._refresh)
         self._refresh()
+        follow_estimate(self)
+
+    def showEvent(self, ev):  # noqa: N802 - Qt API
+        super().showEvent(ev)
+        if getattr(self, "_estimate_stale", False):
+            self._estimate_stale = False
+            self._estimate_timer.start()
 
     # layout (train_ui.setup_ui) -----------------------------------------------------------------------------------
     def browse(self, edit: QLineEdit, kind: str, caption: str) -> QFileDialog:
@@ -107,16 +138,16 @@ class TrainWidget(Step):
         self.crop.setValue(int(cfg.crop_size[0]))
 
     def _refresh(self, *_):
-        from napari.layers import Image, Labels
+        from .layers import ct_layer_names, labels_layer_names, refused_note
+        from .step import fill_combo
 
         if self.closed:
             return
-        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            current = combo.currentText()
-            combo.clear()
-            combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, kind)])
-            if current and combo.findText(current) >= 0:
-                combo.setCurrentText(current)
+        fill_combo(self.image_combo, ct_layer_names(self.viewer))  # 3D, one value a voxel, no preview
+        fill_combo(self.labels_combo, labels_layer_names(self.viewer))
+        note = refused_note(self.viewer)
+        if self.worker is None:
+            self.hint(f"no CT to train on yet{note}" if note and not self.image_combo.count() else None)
 
     def add_pair(self, image: str | None = None, labels: str | None = None):
         image = image or self.image_combo.currentText()
@@ -261,17 +292,38 @@ class TrainWidget(Step):
             return None
         self.run_request = {"config": cfg, "resume": resume, "overwrite": overwrite, "verb": verb,
                             "validating": bool(val_cases)}
-        self._stop = self._paused = self._history_shown = False
+        self._stop = self._paused = self._history_shown = self._skip_bn = False
         self.statuses.clear()  # the plot keeps the previous run until this one reports (a refused run keeps it)
         self.choice.hide()
-        emit, emit_history = self._relay.progress.emit, self._relay.history.emit
+        emit_history = self._relay.history.emit
         last = Path(cfg.output_dir) / "last.pt" if resume and cfg.output_dir else None
+        done = JobDone()
+
+        def emit(n, total, what, relay=self._relay.progress.emit):
+            if what == "batch norm" and self._skip_bn:  # the user chose to skip it (or closed the widget)
+                from ..train.loop import SkipRecalibration
+
+                raise SkipRecalibration
+            relay(n, total, what)
 
         @thread_worker
         def work():
-            # reading, resampling and checking the cases happen here, off the GUI thread; errors come back as values
             try:
-                gen = train(cfg, train_cases, val_cases, resume=resume, overwrite=overwrite, progress=emit)
+                return (yield from _run(emit))
+            finally:
+                done.set()
+
+        def _run(emit):
+            # reading, resampling and checking the cases happen in a process of their own (scipy's resampling holds
+            # the GIL: in this thread it would freeze the viewer); errors come back as values
+            from .jobs import prepare_cases
+            from .process import in_process
+
+            try:
+                prepared = _drive(in_process(prepare_cases, train_cases, val_cases, cfg.spacing), lambda: self._stop)
+                if prepared is None:  # stopped (or the widget closed) before the first iteration
+                    return None
+                gen = train(cfg, *prepared, resume=resume, overwrite=overwrite, progress=emit)
             except Exception as exc:  # noqa: BLE001 - shown in the status line
                 return [exc]  # in a list: superqt would re-raise a returned exception
             if last is not None:  # train() has checked the run; its first iteration rewrites last.pt
@@ -292,6 +344,7 @@ class TrainWidget(Step):
             return None
 
         self.worker = work()
+        done.track(self.worker)
         self.worker.yielded.connect(self._on_status)
         self.worker.returned.connect(self._on_returned)
         self.worker.finished.connect(self._finished)
@@ -308,16 +361,30 @@ class TrainWidget(Step):
         self.status.setText("paused" if self._paused else "training...")
 
     def stop(self):
-        if self.worker is None:
+        """Stop after the iteration under way; the status line says what is being finished, with its progress."""
+        if self.worker is None or self._stop:
             return
         self._stop = True
         self._paused = False
-        self.status.setText("stopping after this iteration...")
+        self.pause_button.setEnabled(False)
+        self.stop_button.setEnabled(False)
+        self.speed_label.setText("")  # no ETA for a run that is ending
+        self.status.setText(stopping_text(self.statuses, self.run_request["config"], under_way=True))
+        self.skip_button.setVisible(self.run_request["config"].bn_recalibration > 0)
+
+    def skip_recalibration(self):
+        """Let a stopping run write ``last.pt`` without recomputing its batch-norm statistics (it keeps those of its
+        last iteration; ``best.pt`` and the final checkpoint of a finished run are recalibrated as before)."""
+        self._skip_bn = True
+        self.skip_button.hide()
+        if self.worker is not None:
+            self.status.setText("stopping: batch-norm recalibration skipped; writing last.pt...")
 
     def cancel(self, quiet: bool = False) -> None:
-        """Stop the run after its current iteration (the worker closes the training, which writes ``last.pt``)."""
+        """Stop the run after its current iteration (the worker closes the training, which writes ``last.pt``);
+        ``quiet`` (the widget closing) also skips the batch-norm recalibration, so the run ends within seconds."""
         if quiet:
-            self._stop, self._paused = True, False
+            self._stop, self._paused, self._skip_bn = True, False, True
         else:
             self.stop()
 
@@ -331,6 +398,9 @@ class TrainWidget(Step):
         self.val_progress.show()
         doing = "recomputing batch-norm statistics" if what == "batch norm" else what
         at = f"iteration {self.statuses[-1].iteration + 1}: " if self.statuses else ""  # a resumed run: unknown yet
+        if self._stop:
+            at = "stopping: " + ("" if what == "batch norm" else at)
+            doing += " before writing last.pt" if what == "batch norm" else ""
         self.status.setText(f"{at}{doing} ({done}/{total})")
 
     def _on_history(self, history: dict):
@@ -362,6 +432,9 @@ class TrainWidget(Step):
         if status.checkpoint:
             self.checkpoint = status.checkpoint
         cfg = self.run_request["config"]
+        if self._stop:  # the iteration under way when Stop was pressed: no ETA, the status says what is finishing
+            self.status.setText(stopping_text(self.statuses, cfg))
+            return
         rate, eta = speed_and_eta(self.statuses, status.iterations, cfg.validate_every,
                                   self.run_request["validating"])
         if np.isfinite(rate):
@@ -429,6 +502,8 @@ class TrainWidget(Step):
         self.pause_button.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.pause_button.setText("Pause")
+        if not busy:
+            self.skip_button.hide()
 
     # lifetime -------------------------------------------------------------------------------------------------------
     def teardown(self):

@@ -142,6 +142,11 @@ def validate(model: torch.nn.Module, cases: list[Case], config: TrainConfig, win
     return out
 
 
+class SkipRecalibration(Exception):
+    """Raised by a ``progress`` callback to skip the batch-norm recalibration under way: the statistics the model
+    had before it are put back (a GUI's "skip" while a stopped run finishes)."""
+
+
 def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: TrainConfig, window, device,
                           *, seed: Any, progress=None) -> bool:
     """Recompute the batch-norm statistics of ``model`` from ``config.bn_recalibration`` un-augmented crops.
@@ -150,7 +155,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: Tra
     None) instead of running averages that lag behind the weights and come from augmented crops. The crops are
     drawn from their own generator (``seed``), so the training's random stream is untouched and a resumed run
     recalibrates identically. Returns False when the model has no batch norm or recalibration is off.
-    ``progress``, when given, is called as ``progress(batches_done, batches_total, "batch norm")``.
+    ``progress``, when given, is called as ``progress(batches_done, batches_total, "batch norm")`` (first with 0
+    batches done); when it raises :class:`SkipRecalibration`, the earlier statistics are put back and False returned.
     """
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not layers or config.bn_recalibration <= 0:
@@ -158,18 +164,25 @@ def recalibrate_batchnorm(model: torch.nn.Module, cases: list[Case], config: Tra
     rng = np.random.default_rng(seed)
     was_training = model.training
     momenta = [m.momentum for m in layers]
+    kept = [{k: v.clone() for k, v in m.state_dict().items()} for m in layers] if progress is not None else None
+    batches = max(1, -(-config.bn_recalibration // config.batch_size))
     for m in layers:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
     try:
         with torch.no_grad():
-            batches = max(1, -(-config.bn_recalibration // config.batch_size))
+            if progress is not None:
+                progress(0, batches, "batch norm")
             for b in range(batches):
                 x, _ = _make_batch(cases, config, rng, False, None, window)
                 model(x.to(device))
                 if progress is not None:
                     progress(b + 1, batches, "batch norm")
+    except SkipRecalibration:
+        for m, state in zip(layers, kept):
+            m.load_state_dict(state)
+        return False
     finally:
         for m, momentum in zip(layers, momenta):
             m.momentum = momentum
@@ -524,6 +537,7 @@ def _loop(config: TrainConfig, cases: list[Case], val_cases: list[Case], run_dir
         # stopped early (generator closed) or failed: keep the progress made so far, written atomically
         if last_path is not None and state["iteration"] > saved_at:
             if stopped and not dist_ctx.distributed:  # a stopped run's checkpoint is used for prediction too
-                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, state["iteration"]))
+                recalibrate_batchnorm(model, cases, config, window, device, seed=(config.seed, state["iteration"]),
+                                      progress=progress)
             save_last()
         dist_ctx.teardown()  # [distributed] leave the process group joined by setup
