@@ -110,14 +110,13 @@ class PredictWidget(Step):
         self.labellers.setChecked(starter_lineage(text.strip() or None))
 
     def _refresh(self, *_):
-        from napari.layers import Image, Labels
-
+        from .layers import ct_layer_names, labels_layer_names
         from .train_widget import TRAINED_CHECKPOINTS
 
         if self.closed:
             return
-        fill_combo(self.image_combo, [layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
-        fill_combo(self.labels_combo, [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
+        fill_combo(self.image_combo, ct_layer_names(self.viewer))  # 3D, one value a voxel, no preview
+        fill_combo(self.labels_combo, labels_layer_names(self.viewer))
         text = self.checkpoint.currentText()
         self.checkpoint.blockSignals(True)
         self.checkpoint.clear()
@@ -135,7 +134,10 @@ class PredictWidget(Step):
         self.button.setEnabled(not busy and has_ct and bool(self.checkpoint.currentText().strip()))
         self.add_case_button.setEnabled(has_ct and bool(self.labels_combo.currentText()))
         if not busy:
-            self.hint("open a CT first (File > Open, or drop a scan or DICOM folder on the window)" if not has_ct
+            from .layers import refused_note
+
+            self.hint("open a CT first (File > Open, or drop a scan or DICOM folder on the window)"
+                      + refused_note(self.viewer) if not has_ct
                       else None if self.checkpoint.currentText().strip()
                       else f"choose a model: '{STARTER_LABEL}', a checkpoint (.pt or .safetensors), or train "
                       "one in the Train tab")
@@ -178,7 +180,7 @@ class PredictWidget(Step):
             self.say(f"cannot predict: {exc}")
             return None
         overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
-        emit = self._progress.tiles.emit
+        emit = self.cancellable(self._progress.tiles.emit)  # closing or cancelling stops at the next tile
         from ..labelers import ORGAN_LABELERS
 
         self._from_labelers = tuple(ORGAN_LABELERS) if self.labellers.isChecked() else ()
