@@ -91,7 +91,7 @@ class ReviewControls(QWidget):
         size = float(max(extent[a] * self.layer.scale[a] for a in shown))
         canvas = float(min(getattr(getattr(self.viewer, "canvas", None), "size", None) or (600, 600)))
         if size > 0:
-            camera.zoom = 0.5 * canvas / size
+            camera.zoom = 0.3 * canvas / size  # the box fills a third of the canvas: the organs around it show
 
 
 def _camera(viewer):
