@@ -7,9 +7,11 @@ the aorta and kidneys exceed 200 HU too. Here (``keep="cortex"``):
    ``soft_hu`` and whose local standard deviation is below ``soft_std``. Contrast-filled blood, costal cartilage,
    intervertebral discs and the spinal canal are homogeneous; marrow is trabecular and cortex is above
    ``cortex_hu``. The mask is grown by ``soft_mm`` (the partial-volume rim of a vessel), never into cortex;
-2. large vessels are the bright homogeneous tissue that survives an opening with a ``vessel_mm`` ball, is not
-   enclosed by cortex rings and is at most ``vessel_max_mm`` across; everything within ``vessel_wall_mm`` of
-   their lumen (wall, calcified plaques) is not bone;
+2. contrast-filled lumens (:mod:`.contrast`) are the bright homogeneous tissue, at any HU (dense contrast and
+   +1023-clipped contrast too), that survives an opening with a ``vessel_mm`` ball, is not enclosed by cortex
+   rings and forms a piece of at least ``vessel_min_ml`` (``dense_min_ml`` where its local mean is above
+   ``soft_hu``); they and their ``soft_mm`` rim are never bone, and everything within ``vessel_wall_mm`` of the
+   lumens at most ``vessel_max_mm`` across (wall, calcified plaques) is not bone;
 3. seeds are the voxels above ``bone_hu`` outside the bright homogeneous tissue and the vessels; every connected
    piece that holds cortex (``cortex_hu``) and at least ``min_piece_ml`` is kept;
 4. only voxels of these pieces above ``edge_hu`` enter the closing with a ``closing_mm`` ball, so the outer
@@ -172,8 +174,13 @@ def label_bones(
     window_mm : float
         In-plane size of the square (mm, at least 3 voxels) of the local mean and standard deviation.
     vessel_mm : float
-        Large contrast-filled vessels (aorta, cava) are the homogeneous tissue brighter than ``bone_hu - 40`` that
-        survives an opening with a ball of this diameter (mm; trabecular marrow does not).
+        Contrast-filled lumens (aorta, cava, heart chambers, dense contrast pools) are the homogeneous tissue
+        brighter than ``bone_hu - 40`` that survives an opening with a ball of this diameter (mm; trabecular
+        marrow and thin cortex do not). 0 turns the lumen steps off.
+    vessel_min_ml, dense_min_ml : float
+        Smallest lumen piece (ml): a vessel runs along the scan, while the marrow pockets that pass the texture
+        test hold a fraction of a millilitre. Pieces whose local mean is mostly above ``soft_hu`` (dense or
+        clipped contrast) must hold ``dense_min_ml``, as no bone holds that much homogeneous cortex.
     vessel_max_mm : float
         Largest vessel diameter (mm): lumen cross-sections of a larger area are an enhancing organ (a bright
         liver, spleen or kidney), not a vessel, and get no wall.
