@@ -64,6 +64,9 @@ class PredictWidget(Step):
         self.labellers.setToolTip("take lungs and bone from the labellers of the Label tab instead of the network: "
                                   "on for the starter model and models fine-tuned from it (its network is weaker "
                                   "there on real CT), off for other models, which predict every organ themselves")
+        from .review import ReviewControls
+
+        self.review = ReviewControls(self.viewer)  # "add uncertainty layer" and "Next uncertain region"
         self.button = QPushButton("Predict")
         self.button.clicked.connect(self.run)
         self.progress = QProgressBar()
@@ -84,6 +87,7 @@ class PredictWidget(Step):
         layout.addWidget(self.tta)
         layout.addWidget(self.post)
         layout.addWidget(self.labellers)
+        layout.addWidget(self.review)
         layout.addWidget(self.button)
         layout.addWidget(self.progress)
         layout.addWidget(self.prompt)
@@ -186,18 +190,34 @@ class PredictWidget(Step):
         self._from_labelers = tuple(ORGAN_LABELERS) if self.labellers.isChecked() else ()
         labelers = self._from_labelers or None
 
+        review = self.review.wanted
+
         def work():
-            labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit,
-                             labelers=labelers)
+            extra = ()
+            if review:  # the same labels, with the uncertainty map and its regions (docs/uncertainty.md)
+                from ..infer.regions import uncertain_regions
+                from ..infer.uncertainty import uncertainty
+
+                u, labels = uncertainty(vol, predictor, return_labels=True, overlap=overlap, tta=tta,
+                                        postprocess_labels=post, progress=emit, labelers=labelers)
+                extra = (u, uncertain_regions(u, spacing=vol.spacing))
+            else:
+                labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit,
+                                 labelers=labelers)
             # one comparison per label value: numpy ufuncs and reductions release the GIL (np.bincount holds it
             # for ~0.5 s on a 512 x 512 x 141 CT, freezing the viewer)
             found = [v for v in range(1, int(labels.max(initial=0)) + 1) if (labels == v).any()]
-            return labels, found, _digest(labels)  # the whole-volume passes stay off the GUI thread
+            return (labels, found, _digest(labels), *extra)  # the whole-volume passes stay off the GUI thread
 
         self.say(f"predicting '{name}' with {path}...")
         return self.start_job(work, what="prediction", on_result=lambda result: self._show(result, layer))
 
     def _show(self, result, ct_layer):
+        self._show_labels(result[:3], ct_layer)
+        if len(result) == 5 and ct_layer in self.viewer.layers:  # the uncertainty layer goes above the labels
+            self.review.show(result[3], result[4], ct_layer)
+
+    def _show_labels(self, result, ct_layer):
         labels, self._found, self._labels_digest = result
         if ct_layer not in self.viewer.layers:
             self.say(f"prediction done, but '{ct_layer.name}' was removed meanwhile; nothing added")

@@ -1,0 +1,91 @@
+"""The Predict tab's uncertainty layer and Next button in a real viewer, on the real abdomen: the view moves to each
+uncertain region in turn, nothing the user made is lost, and the viewer stays responsive."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt, QTimer
+
+import napari_ctorgans as ct
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
+
+MAX_GAP_S = 0.25
+
+
+def _ticking(qtbot, action, until, timeout=120_000) -> float:
+    """The longest gap of a 50 ms QTimer from ``action()`` until ``until()`` is true."""
+    qtbot.wait(300)  # napari draws what the test set up first
+    ticks = [time.perf_counter()]
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(50)
+    action()
+    ticks.append(time.perf_counter())
+    qtbot.waitUntil(until, timeout=timeout)
+    qtbot.wait(150)
+    timer.stop()
+    return float(np.diff(ticks).max())
+
+
+def _idle_gap(qtbot, seconds: float = 2.0) -> float:
+    ticks = [time.perf_counter()]
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(50)
+    qtbot.wait(int(seconds * 1000))
+    timer.stop()
+    return float(np.diff(ticks).max())
+
+
+def test_uncertainty_layer_and_next_move_the_view_and_keep_the_users_layers(make_napari_viewer, qtbot, abdomen_3mm):
+    from napari_ctorgans._napari.layers import image_layer_kwargs
+    from napari_ctorgans._napari.review import _camera
+
+    viewer = make_napari_viewer(show=True)
+    _, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    predict = panel.steps["predict"]
+    vol = ct.Volume(np.ascontiguousarray(abdomen_3mm.array[72:112]), spacing=abdomen_3mm.spacing)
+    scan = viewer.add_image(vol.array, **image_layer_kwargs(vol, name="abdomen"))
+    mine = np.zeros(vol.shape, dtype=np.uint8)
+    mine[20, 40:50, 40:50] = 4
+    notes = viewer.add_labels(mine.copy(), name="my kidney", scale=scan.scale, translate=scan.translate)
+    panel.show_step("predict")
+    predict.image_combo.setCurrentText("abdomen")
+    option = predict.review.option
+    qtbot.mouseClick(option, Qt.MouseButton.LeftButton, pos=QPoint(6, option.height() // 2))  # on its box
+    assert option.isChecked() and not predict.review.next_button.isEnabled()
+    baseline = _idle_gap(qtbot)
+    allowed = MAX_GAP_S + max(0.0, baseline - 0.1)
+
+    gaps = {"predict with uncertainty": _ticking(
+        qtbot, lambda: qtbot.mouseClick(predict.button, Qt.MouseButton.LeftButton),
+        lambda: predict.worker is None and "abdomen uncertainty" in viewer.layers)}
+    heat = viewer.layers["abdomen uncertainty"]
+    assert heat.data.shape == vol.shape and heat.data.dtype == np.float32 and heat.data.max() > 0.2
+    np.testing.assert_allclose(heat.scale, scan.scale)
+    assert "abdomen prediction" in viewer.layers and predict.review.next_button.isEnabled()
+
+    names = [layer.name for layer in viewer.layers]
+    seen = []
+    for _ in range(2):
+        before = np.array(_camera(viewer).center)
+        button = predict.review.next_button
+        t0 = time.perf_counter()
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        gaps[f"next {len(seen) + 1}"] = time.perf_counter() - t0
+        region = predict.review.reviewed[-1]
+        seen.append(region)
+        world = heat.data_to_world(region.center)
+        assert viewer.dims.point[0] == pytest.approx(world[0], abs=scan.scale[0])  # the slice of the region
+        assert not np.allclose(_camera(viewer).center, before)  # the camera moved
+        np.testing.assert_allclose(np.array(_camera(viewer).center)[1:], np.array(world)[1:], atol=1e-3)
+        assert [layer.name for layer in viewer.layers] == names  # no layer vanished or was added
+        np.testing.assert_array_equal(notes.data, mine)  # the user's own labels are untouched
+        assert f"region {len(seen)}:" in predict.review.info.text()
+    assert seen[0].rank == 0 and seen[0].score >= seen[1].score and not seen[0].contains(seen[1].center)
+    slow = {k: v for k, v in gaps.items() if v >= allowed}
+    assert not slow, f"the GUI thread was blocked: {slow} (idle baseline {baseline:.3f} s)"
