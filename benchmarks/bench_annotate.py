@@ -3,6 +3,8 @@
     python benchmarks/bench_annotate.py [--scans abdomen_3mm,abdomen_dicom,abdomen_contrast] [--clicks 20]
         [--starts draft,empty,grow] [--json out.json]
     python benchmarks/bench_annotate.py --timing      (seconds per prompt on the native scans, chest included)
+    python benchmarks/bench_annotate.py --single [--scans ...]   (one click at 30 random points >= 10 mm inside
+        the liver and each kidney: Dice min / median / max)
 
 The robot user of the interactive segmentation literature: each click goes to the centre (the voxel farthest from
 the edge) of the largest error region, the largest connected false-negative or false-positive piece of the organ;
@@ -181,6 +183,29 @@ def timing(n: int = 10, seed: int = 0) -> None:
               f"then {n} prompts: median {np.median(times):.2f} s, max {max(times):.2f} s")
 
 
+def single_clicks(names, n: int = 30, depth_mm: float = 10.0, seed: int = 0) -> None:
+    """Dice of one positive click at ``n`` random points at least ``depth_mm`` inside the liver and each kidney
+    (a kidney is scored against that kidney alone), from an empty layer."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        vol, ref, organs = load(name)
+        for organ in (o for o in (1, 4) if o in organs):
+            lab, pieces = ndi.label(ref == organ)
+            for piece in range(1, pieces + 1):
+                target = lab == piece
+                if np.count_nonzero(target) * vol.voxel_volume_ml < 20:  # a sliver cut by the scan's edge
+                    continue
+                inside = np.argwhere(ndi.distance_transform_edt(target, sampling=vol.spacing) >= depth_mm)
+                scores, flagged = [], 0
+                for i in rng.choice(len(inside), size=min(n, len(inside)), replace=False):
+                    res = ct.segment_prompts(vol, organ, positive=[inside[i]])
+                    scores.append(dice(res.mask, target if organ == 4 else ref == organ))
+                    flagged += not res.plausible
+                what = ct.ORGANS[organ].name + (f" piece {piece}" if pieces > 1 else "")
+                print(f"{name} {what}: {len(scores)} clicks, Dice min {min(scores):.3f}, median "
+                      f"{np.median(scores):.3f}, max {max(scores):.3f}; flagged {flagged}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scans", default=",".join(SCANS))
@@ -188,11 +213,15 @@ def main(argv=None) -> int:
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--single", action="store_true", help="one click inside the liver and each kidney")
     args = ap.parse_args(argv)
     if args.timing:
         timing()
         return 0
     names = [s for s in args.scans.split(",") if (DATA / SCANS[s][0]).exists()]
+    if args.single:
+        single_clicks(names)
+        return 0
     rows = run(names, args.starts.split(","), args.clicks)
     print(table(rows, args.clicks))
     if args.json:
