@@ -139,6 +139,13 @@ def test_seg_spacing_between_slices_is_measured_not_copied(tmp_path, dicom_label
     seg.save_as(seg_path)
     again = ct.read_labels(seg_path)
     assert again.spacing == pytest.approx(vol.spacing) and np.array_equal(again.array, alone.array)
+    # one frame moved 0.7 mm off its slice: no regular grid holds the frames, and the message says so
+    frame = seg.PerFrameFunctionalGroupsSequence[3].PlanePositionSequence[0]
+    frame.ImagePositionPatient = [*frame.ImagePositionPatient[:2], float(frame.ImagePositionPatient[2]) + 0.7]
+    seg.save_as(seg_path)
+    with pytest.raises(ValueError, match="frames that do not lie on one regular grid of slices") as info:
+        ct.read_labels(seg_path)
+    assert "None" not in str(info.value) and "like=<series folder>" in str(info.value)
 
 
 # ------------------------------------------------------------------------------------ 8. empty character set
