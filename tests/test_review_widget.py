@@ -89,3 +89,40 @@ def test_uncertainty_layer_and_next_move_the_view_and_keep_the_users_layers(make
     assert seen[0].rank == 0 and seen[0].score >= seen[1].score and not seen[0].contains(seen[1].center)
     slow = {k: v for k, v in gaps.items() if v >= allowed}
     assert not slow, f"the GUI thread was blocked: {slow} (idle baseline {baseline:.3f} s)"
+
+
+def test_a_new_model_is_compared_on_the_corrected_labels_before_it_is_used(make_napari_viewer, qtbot, tmp_path,
+                                                                           abdomen_3mm, abdomen_3mm_labels):
+    import torch
+
+    from napari_ctorgans._napari.layers import image_layer_kwargs
+    from napari_ctorgans._napari.predict_widget import PredictWidget
+    from napari_ctorgans.models import STARTER_LABEL
+
+    # a fine-tune gone wrong: the starter with its liver channel silenced, saved as a checkpoint file
+    model, info = ct.load_checkpoint(ct.starter_path())
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    last = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv3d)][-1]
+    weights[f"{last}.bias"][1] -= 20.0
+    broken = ct.save_checkpoint(tmp_path / "finetuned.safetensors",
+                                {**{k: v for k, v in info.items() if k != "path"}, "weights": weights})
+    viewer = make_napari_viewer()
+    vol = ct.Volume(np.ascontiguousarray(abdomen_3mm.array[72:112]), spacing=abdomen_3mm.spacing)
+    viewer.add_image(vol.array, **image_layer_kwargs(vol, name="abdomen"))
+    corrected = np.ascontiguousarray(np.asarray(abdomen_3mm_labels.array)[72:112])
+    viewer.add_labels(corrected.copy(), name="corrected", scale=vol.spacing)
+    w = PredictWidget(viewer)
+    w.image_combo.setCurrentText("abdomen")
+    w.labels_combo.setCurrentText("corrected")
+    assert w.checkpoint.currentText() == STARTER_LABEL
+    w.compare.candidate.setCurrentText(str(broken))
+    qtbot.mouseClick(w.compare.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None and w.compare.result is not None, timeout=120_000)
+    text = w.compare.summary.text()
+    assert text.startswith("liver got worse on 'abdomen' ("), text
+    assert w.checkpoint.currentText() == STARTER_LABEL  # nothing replaced before the user answers
+    assert w.compare.use_new.isVisibleTo(w) and w.compare.keep_old.isVisibleTo(w)
+    qtbot.mouseClick(w.compare.keep_old, Qt.MouseButton.LeftButton)
+    assert w.checkpoint.currentText() == STARTER_LABEL and not w.compare.use_new.isVisibleTo(w)
+    np.testing.assert_array_equal(viewer.layers["corrected"].data, corrected)  # the user's labels untouched
+    assert [layer.name for layer in viewer.layers] == ["abdomen", "corrected"]

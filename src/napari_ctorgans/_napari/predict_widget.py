@@ -77,6 +77,9 @@ class PredictWidget(Step):
                                         "in the Train widget (then press Fine-tune there)")
         self.add_case_button.clicked.connect(lambda: self.add_to_training_set())
         self.prompt = EditedLayerPrompt()
+        from .compare_ui import CompareControls
+
+        self.compare = CompareControls(self)  # a new model is checked on the corrected labels before it is used
 
         form = QFormLayout()
         form.addRow("CT layer", self.image_combo)
@@ -95,6 +98,7 @@ class PredictWidget(Step):
         correct.addRow("corrected labels", self.labels_combo)
         layout.addLayout(correct)
         layout.addWidget(self.add_case_button)
+        layout.addWidget(self.compare)
         layout.addWidget(self.status)
         layout.addStretch()
         self.listen(self.viewer.layers.events.inserted, self._refresh)
@@ -128,6 +132,7 @@ class PredictWidget(Step):
         if text:
             self.checkpoint.setCurrentText(text)
         self.checkpoint.blockSignals(False)
+        self.compare.fill(list(reversed(TRAINED_CHECKPOINTS)))  # the newest model first
         self._update_buttons()
 
     def _update_buttons(self, *_):
