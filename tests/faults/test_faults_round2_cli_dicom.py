@@ -163,31 +163,41 @@ def test_empty_specific_character_set_is_the_default_repertoire(tmp_path, dicom_
 
 
 # ----------------------------------------------------------------------------- 9. referenced UIDs, same grid
+@pytest.fixture(scope="module")
+def objects_of_the_real_series(tmp_path_factory, abdomen_dicom, dicom_labels) -> dict[str, Path]:
+    """A DICOM-SEG and an RTSTRUCT written once from the real series (read, never changed)."""
+    folder = tmp_path_factory.mktemp("objects")
+    with pytest.warns(UserWarning, match="empty StudyInstanceUID"):
+        return {"DICOM-SEG": ct.write_dicom_seg(folder / "organs.dcm", dicom_labels, like=abdomen_dicom),
+                "RTSTRUCT": ct.write_rtstruct(folder / "organs.rtstruct.dcm", dicom_labels, like=abdomen_dicom)}
+
+
+def _referenced(written, kind: str, name: str) -> str:
+    if kind == "DICOM-SEG":
+        return str(written.ReferencedSeriesSequence[0].SeriesInstanceUID if name == "Series"
+                   else written.FrameOfReferenceUID)
+    frame = written.ReferencedFrameOfReferenceSequence[0]
+    return str(frame.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].SeriesInstanceUID if name == "Series"
+               else frame.FrameOfReferenceUID)
+
+
 @pytest.mark.parametrize("tag", ["SeriesInstanceUID", "FrameOfReferenceUID"])
-def test_seg_and_rtstruct_of_another_series_on_the_same_grid_are_refused(tmp_path, dicom_labels, tag):
-    made_on = ct.read_volume(_copy_series(tmp_path / "made_on"))
+def test_seg_and_rtstruct_of_another_series_on_the_same_grid_are_refused(tmp_path, abdomen_dicom, dicom_labels,
+                                                                         objects_of_the_real_series, tag):
     other = _copy_series(tmp_path / "other", **{tag: generate_uid()})
     _new_instances(other)
     other_vol = ct.read_volume(other)
-    assert other_vol.same_grid(made_on)
-    with pytest.warns(UserWarning, match="empty StudyInstanceUID"):
-        seg = ct.write_dicom_seg(tmp_path / "organs.dcm", dicom_labels, like=made_on)
-        rts = ct.write_rtstruct(tmp_path / "organs.rtstruct.dcm", dicom_labels, like=made_on)
+    assert other_vol.same_grid(abdomen_dicom)
     name = {"SeriesInstanceUID": "Series", "FrameOfReferenceUID": "Frame of Reference"}[tag]
     theirs = pydicom.dcmread(sorted(other.iterdir())[0], stop_before_pixels=True)
-    for path, kind in ((seg, "DICOM-SEG"), (rts, "RTSTRUCT")):
+    for kind, path in objects_of_the_real_series.items():
         with pytest.raises(ValueError, match=f"the {kind} .* was made on another series") as info:
             ct.read_labels(path, like=other_vol)
         text = str(info.value)
         assert f"the {name} UID" in text and str(getattr(theirs, tag)) in text
-        written = pydicom.dcmread(path, stop_before_pixels=True)
-        mine = (written.ReferencedSeriesSequence[0].SeriesInstanceUID if kind == "DICOM-SEG" and name == "Series"
-                else written.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
-                .RTReferencedSeriesSequence[0].SeriesInstanceUID if name == "Series"
-                else written.FrameOfReferenceUID if kind == "DICOM-SEG"
-                else written.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID)
-        assert str(mine) in text  # both UIDs named
-        np.testing.assert_array_equal(ct.read_labels(path, like=made_on).array, dicom_labels)
+        assert _referenced(pydicom.dcmread(path, stop_before_pixels=True), kind, name) in text  # both UIDs named
+        if tag == "SeriesInstanceUID":  # the series it was made on still reads it
+            np.testing.assert_array_equal(ct.read_labels(path, like=abdomen_dicom).array, dicom_labels)
 
 
 # ----------------------------------------------------------------------- 10. --series, and the wording fixes
