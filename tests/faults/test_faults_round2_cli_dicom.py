@@ -109,6 +109,14 @@ def test_evaluate_names_an_organ_on_one_side_as_the_panel_does(tmp_path, capsys)
     rows = {r["organ"]: r for r in csv.DictReader((tmp_path / "e.csv").open())}
     assert rows["kidneys"]["status"] == NOT_PREDICTED and float(rows["kidneys"]["dice"]) == 0.0
     assert rows["liver"]["status"] == NOT_IN_REFERENCE and rows["bone"]["status"] == ""
+    for side in ("p", "r"):  # folders: the count of cases on one side only, per organ
+        (tmp_path / side).mkdir()
+        shutil.copy(tmp_path / ("pred.nii.gz" if side == "p" else "ref.nii.gz"), tmp_path / side / "case1.nii.gz")
+    assert main(["evaluate", str(tmp_path / "p"), str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert "not predicted  not in reference" in out
+    assert table["kidneys"][-2:] == ["1", "0"] and table["liver"][-2:] == ["0", "1"] and table["bone"][-2:] == ["0", "0"]
     api = {r.organ: r for r in ct.metrics.evaluate(pred, ref_arr, spacing=full.spacing)}
     assert api["kidneys"].status == NOT_PREDICTED and metric_cells(api["kidneys"])[1] == NOT_PREDICTED
     assert metric_cells(api["liver"])[1] == NOT_IN_REFERENCE and metric_cells(api["bone"])[1] != NOT_PREDICTED

@@ -143,7 +143,7 @@ def _run_folders(args: argparse.Namespace, pred_dir: Path, ref_dir: Path) -> int
     from tqdm import tqdm
 
     from ..io import read_labels
-    from ..metrics import evaluate, write_csv
+    from ..metrics import NOT_IN_REFERENCE, NOT_PREDICTED, evaluate, write_csv
 
     pairs, lone_preds, lone_refs = pair_files(pred_dir, ref_dir)
     for p in lone_preds:
@@ -180,10 +180,12 @@ def _run_folders(args: argparse.Namespace, pred_dir: Path, ref_dir: Path) -> int
     ]
     print(f"{len(pairs) - len(failed)} case(s) evaluated, {len(failed)} skipped, "
           f"{len(lone_preds) + len(lone_refs)} unpaired file(s)")
-    print(f"{'organ':>10}  {'mean dice':>10}  {'global dice':>11}")
+    print(f"{'organ':>10}  {'mean dice':>10}  {'global dice':>11}  {'not predicted':>13}  {'not in reference':>16}")
     for g in global_rows:
-        dices = [r.dice for r in rows if r.label == g["label"]]
-        print(f"{g['organ']:>10}  {sum(dices) / len(dices):>10.3f}  {g['dice']:>11.3f}")
+        organ_rows = [r for r in rows if r.label == g["label"]]
+        missing = [sum(r.status == s for r in organ_rows) for s in (NOT_PREDICTED, NOT_IN_REFERENCE)]
+        print(f"{g['organ']:>10}  {sum(r.dice for r in organ_rows) / len(organ_rows):>10.3f}  {g['dice']:>11.3f}  "
+              f"{missing[0]:>13}  {missing[1]:>16}")  # cases on one side only: their Dice 0 is in the mean
     if args.csv:
         path = write_csv([*rows, *global_rows], args.csv)
         print(f"wrote {path}")
