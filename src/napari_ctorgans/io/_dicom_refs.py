@@ -1,8 +1,8 @@
 """What a DICOM-SEG or RTSTRUCT says about the CT series it belongs to, written and checked in one place.
 
-Writing: the spacing between the source slices measured from their positions (not the CT's own Spacing Between Slices tag, which can
-contradict its positions), and a Specific Character Set that highdicom accepts. Reading: the referenced Series,
-Study and Frame of Reference UIDs must be those of the CT given, as well as the geometry.
+Writing: the spacing between the source slices measured from their positions (not the CT's own Spacing Between
+Slices tag, which can contradict them), and a Specific Character Set that highdicom accepts. Reading: the referenced
+Series, Study and Frame of Reference UIDs must be those of the CT given, as well as the geometry.
 """
 
 from __future__ import annotations

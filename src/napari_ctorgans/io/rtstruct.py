@@ -241,7 +241,8 @@ def read_rtstruct(path: str | os.PathLike, like: Volume | str | os.PathLike) -> 
             if not _fill_contour(mask, points, like):
                 raise ValueError(
                     f"{path}: a contour of ROI {rois.get(number, number)!r} does not lie on a slice of the CT "
-                    f"{like.path or '(made in memory)'}; it was drawn on another series. Give the CT series it was made for."
+                    f"{like.path or '(made in memory)'}; it was drawn on another series. Give the CT series it was "
+                    "made for."
                 )
         out[mask] = value_of.get(number) or next(free)
     return Volume(out, like.spacing, like.origin, like.direction, like.source_orientation, path=str(path),
