@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import napari_ctorgans as ct
+from conftest import data_file
 from napari_ctorgans.train.data import load_case
 
 
@@ -117,3 +118,41 @@ def test_read_volume_refuses_a_fifo_instead_of_blocking(tmp_path):
     for read in (ct.read_volume, ct.read_labels):
         with pytest.raises(ValueError, match=re.escape(f"{fifo} is not a regular file or a folder (a pipe")):
             read(fifo)
+
+
+def test_cohort_says_when_it_leaves_out_a_scan_named_like_an_output(tmp_path):
+    from napari_ctorgans.cohort import find_inputs
+
+    (tmp_path / "abdomen.nii.gz").symlink_to(data_file("abdomen_3mm.nii.gz"))
+    (tmp_path / "abdomen_labels.nii.gz").symlink_to(data_file("abdomen_3mm_ctorg.nii.gz"))  # its output: quiet
+    (tmp_path / "chest_labels.nii.gz").symlink_to(data_file("chest_3mm.nii.gz"))  # a CT with an unlucky name
+    with pytest.warns(UserWarning, match=re.escape(f"left out 1 file(s) whose names end in _labels or _pred, as the "
+                                                   f"outputs of a cohort run do, though no scan of that name is "
+                                                   f"beside them: {tmp_path / 'chest_labels.nii.gz'}. If they are "
+                                                   "scans, rename them")):
+        scans, _ = find_inputs(tmp_path)
+    assert scans == [tmp_path / "abdomen.nii.gz"]
+    (tmp_path / "chest_labels.nii.gz").rename(tmp_path / "chest.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scans, _ = find_inputs(tmp_path)
+    assert scans == [tmp_path / "abdomen.nii.gz", tmp_path / "chest.nii.gz"]
+
+
+def test_dicom_objects_refuse_the_not_labelled_value_instead_of_dropping_it(tmp_path, abdomen_dicom,
+                                                                           abdomen_dicom_labels):
+    """255 marks voxels not labelled yet (partial labels); a SEG or RTSTRUCT would bring them back as background."""
+    from napari_ctorgans.io.dicom_seg import write_dicom_seg
+    from napari_ctorgans.io.rtstruct import write_rtstruct
+
+    labels = abdomen_dicom_labels.array.copy()
+    labels[: labels.shape[0] // 2][labels[: labels.shape[0] // 2] == 0] = 255
+    count = int(np.count_nonzero(labels == 255))
+    for write, name in ((write_dicom_seg, "organs.seg.dcm"), (write_rtstruct, "organs.rtstruct.dcm")):
+        with pytest.raises(ValueError, match=re.escape(f"the label map marks {count} voxels with 255 ('not "
+                                                       "labelled', the value of partial labels)")) as err:
+            write(tmp_path / name, labels, like=abdomen_dicom)
+        assert "Save partial labels as NIfTI (--format nifti)" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    ct.write_labels(tmp_path / "partial.nii.gz", labels, like=abdomen_dicom)  # NIfTI keeps them
+    assert np.array_equal(ct.read_labels(tmp_path / "partial.nii.gz").array, labels)

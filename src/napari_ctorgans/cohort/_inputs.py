@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def _scan_folder(folder: Path) -> list[Path]:
     # links to folders are followed (a linked DICOM series is a scan), each real folder once: a link back up the
     # tree (``loop -> ..``) or a second link to the same folder is not walked again
     found: list[Path] = []
+    skipped: list[Path] = []  # named like outputs, with no scan of that name beside them: said at run time
     visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
@@ -57,12 +59,33 @@ def _scan_folder(folder: Path) -> list[Path]:
             found.append(here)  # a DICOM series folder: one scan; do not descend further
             dirnames[:] = []
             continue
+        outputs = []
         for name in sorted(filenames):
             p = here / name
-            if name.startswith(".") or _suffix(p) not in IMAGE_SUFFIXES or _is_output_name(p):
+            if name.startswith(".") or _suffix(p) not in IMAGE_SUFFIXES:
                 continue
-            found.append(p)
+            (outputs if _is_output_name(p) else found).append(p)
+        skipped += _unexplained_outputs(outputs, filenames, dirnames)
+    if skipped:
+        shown = ", ".join(str(p) for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(
+            f"left out {len(skipped)} file(s) whose names end in {' or '.join(OUTPUT_SUFFIX.values())}, as the "
+            f"outputs of a cohort run do, though no scan of that name is beside them: {shown}. If they are scans, "
+            "rename them (e.g. without _labels) or list them in a .txt file given as the input",
+            UserWarning, stacklevel=3,
+        )
     return found
+
+
+def _unexplained_outputs(outputs: list[Path], filenames: list[str], dirnames: list[str]) -> list[Path]:
+    """The files named like outputs that are neither beside their scan nor recorded by a cohort sidecar."""
+    stems = {_stem(Path(n)) for n in filenames} | set(dirnames)
+    out = []
+    for p in outputs:
+        base = next(_stem(p)[: -len(s)] for s in OUTPUT_SUFFIX.values() if _stem(p).endswith(s))
+        if base not in stems and f"{p.name}.json" not in filenames:
+            out.append(p)
+    return out
 
 
 def _read_list(path: Path) -> list[Path]:
