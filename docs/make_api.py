@@ -19,6 +19,7 @@ SECTIONS = {
     "Training and prediction": ["TrainConfig", "TRAIN_PRESETS", "train", "load_checkpoint", "save_checkpoint",
                                 "CheckpointError", "RunConfigMismatch", "sliding_window",
                                 "SlidingWindowInferer", "predict", "starter_path"],
+    "Review and model checks": ["uncertainty", "next_region", "rank_scans", "compare_models"],
 }
 
 
