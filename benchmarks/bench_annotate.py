@@ -97,7 +97,10 @@ def annotate(vol, ref_labels, organ: int, start: np.ndarray | None, *, clicks: i
                     except ValueError:
                         pass
         else:
-            res = ct.segment_prompts(vol, organ, positive=pos, negative=neg, current=current)
+            # as in the viewer: the new click, with the earlier positive clicks the organ holds as its markers
+            marks = [p for p in pos[:-1] if current[tuple(p)]] + ([click[0]] if click[1] else [])
+            res = ct.segment_prompts(vol, organ, positive=marks, negative=[click[0]] if not click[1] else None,
+                                     current=current)
             current = res.mask
         times.append(time.perf_counter() - t)
         curve.append(dice(current, ref))

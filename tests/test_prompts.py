@@ -73,10 +73,14 @@ def test_a_box_in_one_slice_acts_in_3d_and_bounds_its_slice(upper):
 
 def test_result_outside_the_size_range_is_flagged(upper):
     vol, ref = upper
-    # "kidneys" clicked in the liver: a piece far larger than one kidney
+    # "kidneys" clicked in the liver (similar HU without contrast): never a liver-sized piece without a flag
     p = _inside(ref == 1, vol.spacing, 20.0, 1)[0]
-    res = ct.segment_prompts(vol, "kidneys", positive=[p])
-    assert not res.plausible
+    for point in (p, p + [0, 5, 5], p - [0, 5, 5]):
+        res = ct.segment_prompts(vol, "kidneys", positive=[point])
+        assert res.volume_ml <= 350 or not res.plausible, res
+    # a kidneys draft that holds the liver: flagged as larger than any kidney, with the way out
+    res = ct.segment_prompts(vol, "kidneys", current=ref == 1, positive=[p])
+    assert not res.plausible and np.array_equal(res.mask, ref == 1)
     assert "kidneys" in res.warning and "mL" in res.warning and "undo" in res.warning
 
 

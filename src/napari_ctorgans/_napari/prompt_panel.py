@@ -29,6 +29,13 @@ def _prompt_job(vol, value, prompts, data, record):
     yield 0
     cur = data == value
     forbidden = ((data != 0) & ~cur) | (data != record)  # other organs, and every voxel the user changed
+    new = prompts.get("negative") if prompts.get("negative") is not None and len(prompts["negative"]) else None
+    if len(prompts.get("positive", ())):  # earlier clicks count as the organ's markers only where it still is
+        pos = np.round(np.asarray(prompts["positive"], float)).astype(int)
+        last = len(pos) if new is not None else len(pos) - 1
+        inside = np.all((pos >= 0) & (pos < data.shape), axis=1)
+        keep = [i for i in range(len(pos)) if i >= last or (inside[i] and cur[tuple(pos[i])])]
+        prompts = {**prompts, "positive": np.asarray(prompts["positive"], float)[keep]}
     res = segment_prompts(vol, value, current=cur, forbidden=forbidden, **prompts)
     yield 1
     return res, organs_update(data, record, {value: res.mask})
@@ -76,8 +83,8 @@ class PromptPanel(Step):
         self.apply_shape_button.clicked.connect(lambda: self.apply_shape())
         self.flag = QLabel("")
         self.flag.setWordWrap(True)
-        self.undo_button = QPushButton("Undo this result")
-        self.undo_button.setToolTip("put the organ back as it was before the last prompt")
+        self.undo_button = QPushButton("Undo last prompt")
+        self.undo_button.setToolTip("put the organ back as it was before the last prompt (voxels painted since stay)")
         self.undo_button.clicked.connect(lambda: self.undo_last())
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -232,12 +239,13 @@ class PromptPanel(Step):
         else:
             self.say(f"{name} {what}: nothing changed (the organ already agrees, or the prompt lies on another "
                      "organ or on your painting, which prompts never change)")
-        self._show_flag(res.warning if n else None)
+        self._show_flag(res.warning)
 
     def _show_flag(self, warning: str | None):
         self.flag.setText(f"⚠ {warning}" if warning else "")
         self.flag.setVisible(bool(warning))
-        self.undo_button.setVisible(bool(warning))
+        self.undo_button.setEnabled(self._last is not None)
+        self.undo_button.setText("Undo this result" if warning and self._last is not None else "Undo last prompt")
 
     def undo_last(self) -> int:
         """Undo the last prompt's change (as a new undo step; voxels painted since then stay); returns voxels."""

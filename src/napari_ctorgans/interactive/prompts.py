@@ -146,19 +146,25 @@ def _gate(shape, seeds, prior, spacing, cfg, box_limits) -> np.ndarray:
     return near
 
 
-def _grow_part(img, allowed, seeds, samples_at, prior, spacing, cfg, box_limits, positives, negatives):
-    vals = samples(img, samples_at, spacing, 4.5)
-    lo, hi = band(vals, cfg.band_k, cfg.min_half_hu)
-    if cfg.open_side == "above":
-        hi = np.inf
-    elif cfg.open_side == "below":
-        lo = -np.inf
-    lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
-    cand = allowed & (img >= lo) & (img <= hi) & _gate(img.shape, seeds, prior, spacing, cfg, box_limits)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    region, _ = grow(cand, seeds, spacing, cfg.radii_mm, cfg.grow_max_ml / voxel_ml)
-    region = fill_holes(region) & allowed
-    return split(region, positives, negatives, spacing)
+def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, negatives):
+    """The region grown from ``seeds`` (work-grid indices of the box), or an empty one when even a narrower HU
+    band leaks beyond ``cfg.grow_max_ml`` (then nothing is added rather than a leak)."""
+    vals = samples(img, seeds, spacing, 4.5)
+    gate = _gate(img.shape, seeds, prior, spacing, cfg, box_limits)
+    max_voxels = cfg.grow_max_ml / (float(np.prod(spacing)) / 1000.0)
+    for narrow in (1.0, 0.7, 0.5):  # a leak through a wide contact: try a narrower band before giving up
+        lo, hi = band(vals, cfg.band_k * narrow, cfg.min_half_hu * narrow)
+        if cfg.open_side == "above":
+            hi = np.inf
+        elif cfg.open_side == "below":
+            lo = -np.inf
+        lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
+        cand = allowed & (img >= lo) & (img <= hi) & gate
+        region, _ = grow(cand, seeds, spacing, cfg.radii_mm, max_voxels)
+        if np.count_nonzero(region) <= max_voxels:
+            region = fill_holes(region) & allowed
+            return split(region, positives, negatives, spacing)
+    return np.zeros(img.shape, bool)
 
 
 def _cut(region, image, positives, negatives, spacing, min_gap_hu: float) -> np.ndarray:
@@ -294,17 +300,22 @@ def _run(grid: WorkGrid, value, cfg, pos, neg, box_list, strokes, prior, current
     allowed = grid.body[roi].copy()
     if forbidden is not None:
         allowed &= ~grid.to_work(forbidden[grid.scan_box(roi)])
-    new = cur_r.copy()
+    new, refused = cur_r.copy(), None
     seeds = grow_from - lo
     if len(seeds):
         pr = grid.to_work_float(prior[grid.scan_box(roi)]) if prior is not None else None
         limits = [(tuple(w(b)[0] - lo), tuple(w(b)[1] - lo)) for b in box_list]
-        new |= _grow_part(grid.image[roi], allowed, seeds, seeds, pr, grid.spacing, cfg, limits, marks_l, neg_l)
+        grown = _grow_part(grid.image[roi], allowed, seeds, pr, grid.spacing, cfg, limits, marks_l, neg_l)
+        if not grown.any():
+            refused = (f"{ORGANS[value].name}: the region around the click runs into its neighbours beyond "
+                       f"{cfg.grow_max_ml:.0f} mL, so nothing was added; click nearer the organ's middle, or draw "
+                       "a box around it in one slice")
+        new |= grown
     new = _cut(new, grid.image[roi], marks_l, neg_l, grid.spacing, cfg.min_half_hu)
-    return _result(grid, value, current, cur, roi, new & ~cur_r, cur_r & ~new, forbidden)
+    return _result(grid, value, current, cur, roi, new & ~cur_r, cur_r & ~new, forbidden, refused)
 
 
-def _result(grid, value, current, cur, roi, added, removed, forbidden) -> PromptResult:
+def _result(grid, value, current, cur, roi, added, removed, forbidden, refused=None) -> PromptResult:
     mask = np.zeros(grid.scan_shape, bool) if current is None else current.copy()
     sbox = None
     changed = None if roi is None else bbox(added | removed, margin=(1, 1, 1))
@@ -320,5 +331,5 @@ def _result(grid, value, current, cur, roi, added, removed, forbidden) -> Prompt
         cur = cur.copy()
         cur[roi] = (cur[roi] | added) & ~removed
     ml = float(np.count_nonzero(mask)) * grid.scan_voxel_ml
-    warning = _size_warning(ml, cur, value, grid.voxel_ml, PROMPTING[value])
+    warning = _size_warning(ml, cur, value, grid.voxel_ml, PROMPTING[value]) or refused
     return PromptResult(mask, value, ml, PROMPTING[value].size_ml, warning, sbox)
