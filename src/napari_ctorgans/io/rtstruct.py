@@ -121,7 +121,8 @@ def write_rtstruct(
     Raises
     ------
     ValueError
-        The CT did not come from DICOM, the labels are not on its grid, or the label map is empty.
+        The CT did not come from DICOM, the labels are not on its grid, the label map is empty, or it holds
+        the value 255 ('not labelled': a reader would take it for background; save partial labels as NIfTI).
     FileNotFoundError
         Instances of the source series are missing.
     FileExistsError
