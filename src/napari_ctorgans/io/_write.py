@@ -200,7 +200,10 @@ def write_labels(
         Shape mismatch, non-integer, negative or too large labels (above ``LABEL_MAX``), or an unsupported suffix.
     FileExistsError
         The file exists and ``overwrite`` is False, or (``.mhd``) a data file of the same stem that belongs to
-        another header is in the way.
+        another header is in the way. Without ``overwrite`` the name is taken atomically: of two processes
+        writing the same new file at once, exactly one succeeds and the other gets this error.
+    PermissionError
+        The folder cannot be written to; the message names ``path``.
     OSError
         The file could not be written completely (full disk, quota, file-size limit): the written file is
         verified (complete, and its voxels read back with the same hash) before it replaces anything, so the
