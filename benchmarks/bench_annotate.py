@@ -193,7 +193,7 @@ def single_clicks(names, n: int = 30, depth_mm: float = 10.0, seed: int = 0) -> 
     for name in names:
         vol, ref, organs = load(name)
         for organ in (o for o in (1, 4) if o in organs):
-            lab, pieces = ndi.label(ref == organ)
+            lab, pieces = ndi.label(ref == organ) if organ == 4 else ((ref == organ).astype(int), 1)
             for piece in range(1, pieces + 1):
                 target = lab == piece
                 if np.count_nonzero(target) * vol.voxel_volume_ml < 20:  # a sliver cut by the scan's edge
@@ -204,7 +204,7 @@ def single_clicks(names, n: int = 30, depth_mm: float = 10.0, seed: int = 0) -> 
                     res = ct.segment_prompts(vol, organ, positive=[inside[i]])
                     scores.append(dice(res.mask, target if organ == 4 else ref == organ))
                     flagged += not res.plausible
-                what = ct.ORGANS[organ].name + (f" piece {piece}" if pieces > 1 else "")
+                what = "kidney " + str(piece) if organ == 4 else ct.ORGANS[organ].name
                 print(f"{name} {what}: {len(scores)} clicks, Dice min {min(scores):.3f}, median "
                       f"{np.median(scores):.3f}, max {max(scores):.3f}; flagged {flagged}", flush=True)
 
