@@ -106,22 +106,28 @@ def padding_mask(volume: Any, *, padding: tuple[float, float] | None = None) -> 
     mask = np.zeros(arr.shape, dtype=bool)
     if arr.dtype.kind == "u":  # unsigned values hold no HU below 0: the CT check refuses them as not HU
         return mask
-    constant = _corner_constant(arr)
-    for z0 in range(0, arr.shape[0], _SLAB):
-        part = arr[z0 : z0 + _SLAB]
-        np.less(part, PADDING_BELOW_HU, out=mask[z0 : z0 + _SLAB])
-        if tags is None and constant is None:
-            continue
-        for k in range(part.shape[0]):
-            plane = part[k]
-            candidates = np.zeros(plane.shape, dtype=bool)
-            if tags is not None:
-                candidates |= (plane >= tags[0]) & (plane <= tags[1])
-            if constant is not None:
-                candidates |= plane == constant
-            if candidates.any():
-                mask[z0 + k] |= _edge_connected(candidates)
+    for s, part in _slab_masks(arr, tags, _corner_constant(arr)):
+        mask[s] = part
     return mask
+
+
+def _slab_masks(arr: np.ndarray, tags, constant):
+    """Yield ``(slice, mask)`` of the padding, :data:`_SLAB` axial slices at a time (no full-size temporaries)."""
+    for z0 in range(0, arr.shape[0], _SLAB):
+        s = slice(z0, z0 + _SLAB)
+        part = arr[s]
+        mask = part < PADDING_BELOW_HU
+        if tags is not None or constant is not None:
+            for k in range(part.shape[0]):
+                plane = part[k]
+                candidates = np.zeros(plane.shape, dtype=bool)
+                if tags is not None:
+                    candidates |= (plane >= tags[0]) & (plane <= tags[1])
+                if constant is not None:
+                    candidates |= plane == constant
+                if candidates.any():
+                    mask[k] |= _edge_connected(candidates)
+        yield s, mask
 
 
 def fill_padding(volume: Any, mask: np.ndarray | None = None, *, padding: tuple[float, float] | None = None
@@ -142,14 +148,17 @@ def fill_padding(volume: Any, mask: np.ndarray | None = None, *, padding: tuple[
         if arr.dtype.kind == "u" or not arr.size:
             return arr
         tags = padding if padding is not None else padding_range(volume)
-        if tags is None and float(arr.min()) >= PADDING_BELOW_HU and _corner_constant(arr) is None:
-            return arr  # the usual case: one pass over the values, no mask
-        mask = padding_mask(arr, padding=tags)
-    if not mask.any():
-        return arr
-    out = np.empty_like(arr)
-    for z0 in range(0, arr.shape[0], _SLAB):
-        s = slice(z0, z0 + _SLAB)
-        np.copyto(out[s], arr[s])
-        np.copyto(out[s], np.asarray(AIR_HU, dtype=arr.dtype), where=mask[s])
-    return out
+        constant = _corner_constant(arr)
+        if tags is None and constant is None and float(arr.min()) >= PADDING_BELOW_HU:
+            return arr  # the usual case: one pass over the values, no mask and no copy
+        slabs = _slab_masks(arr, tags, constant)
+    else:
+        slabs = ((slice(z0, z0 + _SLAB), mask[z0 : z0 + _SLAB]) for z0 in range(0, arr.shape[0], _SLAB))
+    out = None
+    air = np.asarray(AIR_HU, dtype=arr.dtype)
+    for s, part in slabs:
+        if out is None and part.any():
+            out = np.array(arr, copy=True)  # the first padding found: copy once, fill slab by slab
+        if out is not None:
+            np.copyto(out[s], air, where=part)
+    return arr if out is None else out
