@@ -295,3 +295,71 @@ def test_an_rtstruct_away_from_its_series_asks_for_the_ct_then_opens_on_it(make_
     assert set(np.unique(layers[0].data)) >= {0, 1}  # the liver is back
     np.testing.assert_allclose(layers[0].translate, ct_layer.translate)
     kept.check()
+
+
+# ------------------------------------------------------------------------------------------ 17: 1280 x 800
+def _controls(root):
+    """Every control the user can operate inside ``root`` (the editors inside spin and combo boxes are theirs)."""
+    from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QListWidget, QSlider)
+
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QListWidget, QSlider)
+    return [c for c in root.findChildren(kinds)
+            if not isinstance(c.parent(), (QAbstractSpinBox, QComboBox)) and c.isVisibleTo(root)]
+
+
+def test_train_and_evaluate_tabs_at_1280_by_800(make_napari_viewer, qtbot, tmp_path, abdomen_3mm,
+                                                abdomen_3mm_labels):
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_ctorgans._napari.layers import image_layer_kwargs, labels_layer_kwargs
+    from napari_ctorgans._napari.predict_widget import DIGEST_KEY
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(1280, 800)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    vol, lab = _crop(abdomen_3mm, abdomen_3mm_labels)
+    viewer.add_image(vol.array, **image_layer_kwargs(vol, name="abdomen_3mm"))
+    viewer.add_labels(lab, **labels_layer_kwargs(vol, name="abdomen_3mm_ctorg"))
+    predicted = viewer.add_labels(np.where(lab == 5, 0, lab), **labels_layer_kwargs(vol, name="abdomen_3mm prediction"))
+    predicted.metadata[DIGEST_KEY] = "made by the Predict tab"
+    kept = Kept(viewer, "abdomen_3mm", "abdomen_3mm_ctorg", "abdomen_3mm prediction")
+    train = panel.steps["train"]
+    train.crop.setValue(16)  # a quick step to time on a shared machine
+    panel.show_step("train")
+    # the labels of the CT by default: the layer that holds labels, not a tool's empty working layer
+    assert train.labels_combo.currentText() == "abdomen_3mm_ctorg", _combo_items(train.labels_combo)
+    qtbot.waitUntil(lambda: train.estimate_label.text().startswith("estimated time: about"), timeout=120_000)
+    qtbot.wait(200)
+    window.grab().save(str(tmp_path / "train_1280x800.png"))
+    scroll = next(a for a in panel.findChildren(QScrollArea) if a.widget() is train)
+    bottom = scroll.viewport().mapTo(window, scroll.viewport().rect().bottomLeft()).y()
+    # the status, Start with its estimate and the whole plot show without scrolling, and nothing scrolls sideways
+    for widget in (train.start_button, train.estimate_label, train.status, train.plot):
+        assert widget.mapTo(window, widget.rect().bottomLeft()).y() <= bottom, widget
+    assert scroll.verticalScrollBar().value() == 0 and not scroll.horizontalScrollBar().isVisible()
+    # whole layer names, a tooltip on every control
+    for combo in (train.image_combo, train.labels_combo):
+        assert combo.width() > combo.fontMetrics().horizontalAdvance(combo.currentText()) + 20, combo.currentText()
+    train.more_settings.expand()
+    qtbot.wait(100)
+    untipped = [(type(c).__name__, getattr(c, "text", lambda: "")()) for c in _controls(train) if not c.toolTip()]
+    assert not untipped, untipped
+    assert f"for {train.iterations.value()} iterations" in train.estimate_label.text()
+    train.iterations.setValue(100)  # the step time is known: the estimate follows the iterations at once
+    qtbot.waitUntil(lambda: "for 100 iterations" in train.estimate_label.text(), timeout=5_000)
+    kept.check()
+
+    # Evaluate: the prediction against the reference (not the prediction, not a tool's working layer)
+    evaluate = panel.show_step("evaluate")
+    assert evaluate.pred_combo.currentText() == "abdomen_3mm prediction"
+    assert evaluate.ref_combo.currentText() == "abdomen_3mm_ctorg"
+    with qtbot.waitSignal(evaluate.run().finished, timeout=60_000):
+        pass
+    qtbot.wait(100)
+    assert evaluate.table.rowCount() >= 2 and not evaluate.table.horizontalScrollBar().isVisible()
+    assert "not predicted" in [evaluate.table.item(i, 1).text() for i in range(evaluate.table.rowCount())]
+    evaluate.all_metrics.setChecked(True)  # every column on request
+    assert all(not evaluate.table.isColumnHidden(j) for j in range(evaluate.table.columnCount()))
+    kept.check()

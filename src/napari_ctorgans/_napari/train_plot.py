@@ -30,12 +30,12 @@ class TrainPlot(pg.GraphicsLayoutWidget):
 
     SMOOTH = 20  #: iterations in the running mean drawn over the raw loss
     #: preferred height (px): below the Start button and the status, the whole plot shows at 1280 x 800
-    HEIGHT = 230
+    HEIGHT = 200
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setBackground((38, 41, 48))
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(170)
         self.loss_plot = self.addPlot(row=0, col=0)
         self.loss_plot.setLabel("left", "loss (log scale)")
         self.loss_plot.setLabel("bottom", "iteration")

@@ -166,7 +166,9 @@ def _lay_out(w, add: QPushButton) -> None:
     more = QWidget()
     more.setLayout(more_form)
     w.more_settings = QCollapsible("More settings")
-    w.more_settings.setToolTip("the network, loss, learning rate, crop size, augmentation and a folder of cases")
+    for toggle in [w.more_settings, *w.more_settings.findChildren(QPushButton)]:  # its fold button: the only one
+        toggle.setToolTip("the network, loss, class weighting, learning rate, crop size, augmentation file and a "
+                          "folder of cases (the preset fills them in)")
     w.more_settings.addWidget(more)
     form = QFormLayout()
     form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)

@@ -103,8 +103,11 @@ class TrainWidget(Step):
         self._relay.progress.connect(self._on_progress)
         self._relay.history.connect(self._on_history)
         self._history_shown = False  # the plot shows the history of the resumed run under way
+        self._chosen_labels: set[str] = set()  # Labels layers the user picked (never replaced by a default)
         _TRAIN_WIDGETS.add(self)
         setup_ui(self)
+        self.labels_combo.activated.connect(lambda _: self._chosen_labels.add(self.labels_combo.currentText()))
+        self.image_combo.currentIndexChanged.connect(lambda _: self._default_labels())
         self._apply_preset(self.preset.currentText())
         self._busy(False)
         self.listen(self.viewer.layers.events.inserted, self._refresh)
@@ -145,9 +148,23 @@ class TrainWidget(Step):
             return
         fill_combo(self.image_combo, ct_layer_names(self.viewer))  # 3D, one value a voxel, no preview
         fill_combo(self.labels_combo, labels_layer_names(self.viewer))
+        self._default_labels()
         note = refused_note(self.viewer)
         if self.worker is None:
             self.hint(f"no CT to train on yet{note}" if note and not self.image_combo.count() else None)
+
+    def _default_labels(self) -> None:
+        """Unless the user chose one: a Labels layer on the CT's grid that holds labels, before an empty one (a
+        tool's fresh working layer)."""
+        ct_name, current = self.image_combo.currentText(), self.labels_combo.currentText()
+        if not ct_name or current in self._chosen_labels:
+            return
+        shape = np.shape(self.viewer.layers[ct_name].data)
+        names = [self.labels_combo.itemText(i) for i in range(self.labels_combo.count())]
+        same = [self.viewer.layers[n] for n in names if np.shape(self.viewer.layers[n].data) == shape]
+        if same:
+            best = max(same, key=lambda ly: bool(np.asarray(ly.data).any()))  # the first that holds labels
+            self.labels_combo.setCurrentText(best.name)
 
     def add_pair(self, image: str | None = None, labels: str | None = None):
         image = image or self.image_combo.currentText()
