@@ -130,3 +130,19 @@ def test_thin_abdominal_slab_has_no_lungs(contrast_abdomen, abdomen_3mm):
         assert not ct.label_lungs(_slab(abdomen_3mm, slice(0, n))).any(), n
     top = slice(100, 115)
     assert dice(ct.label_lungs(_slab(vol, top)), ref[top] == 3) >= 0.9
+
+
+def test_contrast_chamber_on_a_noisy_scan(chest_3mm):
+    """On a noisy (low-dose) scan, blood is homogeneous only up to its noise: the homogeneity threshold follows the
+    image noise, so a 600 HU chamber (dense contrast) with 30 HU of noise added to the whole scan is not bone; with
+    the fixed 25 HU threshold all of it would be."""
+    from napari_ctorgans.labelers.contrast import noise_hu
+
+    rng = np.random.default_rng(2)
+    a = np.clip(chest_3mm.array + rng.normal(0, 30, chest_3mm.shape).round(), -1024, None)
+    blob = _ball(a.shape, HEART, HEART_MM / 3.0)
+    a[blob] = np.clip(600 + rng.normal(0, 32, np.count_nonzero(blob)), None, 1023)
+    v = ct.Volume(a.astype(np.int16), spacing=chest_3mm.spacing)
+    assert noise_hu(v.array, v.spacing) > 25 > noise_hu(chest_3mm.array, chest_3mm.spacing)
+    assert not np.any(ct.label_bones(v) & blob)
+    assert np.count_nonzero(ct.label_bones(v, blood_std=25) & blob) > 0.5 * np.count_nonzero(blob)

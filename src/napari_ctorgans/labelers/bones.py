@@ -42,9 +42,13 @@ from ._common import (
     looks_like_ct,
 )
 from .body import label_body
-from .contrast import _AXIAL, homogeneous_masks, homogeneous_tissue, lumens, vessel_sized
+from .contrast import _AXIAL, homogeneous_masks, homogeneous_tissue, lumens, noise_hu, vessel_sized
 
 __all__ = ["label_bones", "default_thresholds", "homogeneous_tissue"]
+
+#: default local standard deviation (HU) below which tissue is homogeneous, and its multiple of the image noise on
+#: noisy scans (:func:`~napari_ctorgans.labelers.contrast.noise_hu`), whichever is larger
+SOFT_STD, NOISE_FACTOR = 25.0, 1.5
 
 #: (in-plane voxel size mm, edge_hu, tissue_hu) at the fine and the coarse end; linear in between
 _THRESHOLDS = ((1.0, 240.0, 120.0), (3.0, 150.0, 60.0))
@@ -62,7 +66,7 @@ def default_thresholds(spacing) -> tuple[float, float]:
     return e0 + w * (e1 - e0), t0 + w * (t1 - t0)
 
 
-def _blood(a, sp, soft, dense, cortex, bright_hu, vessel_mm, min_ml, dense_min_ml, max_mm, wall_mm, rim_mm,
+def _blood(a, sp, flat, dense, cortex, bright_hu, vessel_mm, min_ml, dense_min_ml, max_mm, wall_mm, rim_mm,
            backend):
     """Never bone: contrast-filled lumens (:func:`~napari_ctorgans.labelers.contrast.lumens`) grown by ``rim_mm``
     into everything, cortex included (the partial-volume rim of dense contrast is as bright as cortex), and the
@@ -70,7 +74,7 @@ def _blood(a, sp, soft, dense, cortex, bright_hu, vessel_mm, min_ml, dense_min_m
     None when there is no lumen."""
     if vessel_mm <= 0:
         return None
-    lumen = lumens(a, sp, soft, dense, cortex, bright_hu=bright_hu, vessel_mm=vessel_mm, min_ml=min_ml,
+    lumen = lumens(a, sp, flat, dense, cortex, bright_hu=bright_hu, vessel_mm=vessel_mm, min_ml=min_ml,
                    dense_min_ml=dense_min_ml, backend=backend)
     if not lumen.any():
         return None
@@ -123,7 +127,8 @@ def label_bones(
     cortex_hu: float = 600.0,
     cortex_mm: float = 0.0,
     soft_hu=(0.0, 450.0),
-    soft_std: float = 25.0,
+    soft_std: float = SOFT_STD,
+    blood_std: float | None = None,
     soft_mm: float = 3.0,
     window_mm: float = 5.0,
     vessel_mm: float = 6.0,
@@ -167,7 +172,11 @@ def label_bones(
         disc, spinal canal), which is never bone.
     soft_std : float
         Local standard deviation (HU) below which tissue counts as homogeneous; trabecular marrow is above it.
-        Raise it for noisy (low-dose) scans.
+    blood_std : float, optional
+        The same for contrast-filled lumens (vessels, chambers, dense pools). Default: ``soft_std``, or 1.5 times
+        the image noise where that is larger (noisy, low-dose scans:
+        :func:`~napari_ctorgans.labelers.contrast.noise_hu`), so blood stays homogeneous there; ``soft_std=0``
+        turns both tests off.
     soft_mm : float
         The homogeneous tissue is grown by a ball of this diameter (mm), never into cortex, to take the
         partial-volume rim of vessels along.
@@ -219,8 +228,11 @@ def label_bones(
     cortex_mm = check_positive(cortex_mm, "cortex_mm", allow_zero=True)
     min_piece_ml = check_positive(min_piece_ml, "min_piece_ml", allow_zero=True)
     soft_std = check_positive(soft_std, "soft_std", allow_zero=True)
+    blood_std = None if blood_std is None else check_positive(blood_std, "blood_std", allow_zero=True)
     soft_mm = check_positive(soft_mm, "soft_mm", allow_zero=True)
     window_mm = check_positive(window_mm, "window_mm")
+    if blood_std is None:
+        blood_std = soft_std and max(soft_std, NOISE_FACTOR * noise_hu(arr, sp, window_mm=window_mm))
     vessel_mm = check_positive(vessel_mm, "vessel_mm", allow_zero=True)
     vessel_wall_mm = check_positive(vessel_wall_mm, "vessel_wall_mm", allow_zero=True)
     vessel_max_mm = check_positive(vessel_max_mm, "vessel_max_mm")
@@ -249,17 +261,18 @@ def label_bones(
         bone = largest_component(seeds)
     else:
         cortex = a > cortex_hu
-        soft, dense = homogeneous_masks(a, sp, soft_hu=soft_hu, soft_std=soft_std, window_mm=window_mm)
+        soft, dense, flat = homogeneous_masks(a, sp, soft_hu=soft_hu, soft_std=soft_std, window_mm=window_mm,
+                                              blood_std=blood_std)
         grown = soft
         if soft_mm > 0 and soft.any():
             grown = morphology.dilate(soft, soft_mm, sp, backend=backend) & ~cortex
         # contrast blood and bright cartilage are not seeds (homogeneous and brighter than about bone_hu)
         bright = grown & ~(a <= bone_hu - 40) if soft_mm > 0 else soft.copy()
-        vessels = _blood(a, sp, soft, dense, cortex, bone_hu - 40, vessel_mm, vessel_min_ml, dense_min_ml,
+        vessels = _blood(a, sp, flat, dense, cortex, bone_hu - 40, vessel_mm, vessel_min_ml, dense_min_ml,
                          vessel_max_mm, vessel_wall_mm, soft_mm, backend)
         if vessels is not None:
             bright |= vessels
-        del dense
+        del dense, flat
         seeds &= ~bright
         del bright
         if cortex_mm > 0 and cortex.any():
