@@ -71,12 +71,15 @@ def folder_error(path: Path, exc: OSError) -> OSError:
     """The error of a folder that cannot hold the file, naming the file asked for (never the temporary folder)."""
     reason = exc.strerror or type(exc).__name__
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PermissionError(
-            exc.errno, f"cannot write {path}: {reason} in the folder {path.parent} (it is read-only or not yours); "
-            "choose a folder you can write to, or ask for write access. Nothing was written"
+        error: OSError = PermissionError(
+            f"cannot write {path}: {reason} in the folder {path.parent} (it is read-only or not yours); choose a "
+            "folder you can write to, or ask for write access. Nothing was written"
         )
-    return OSError(exc.errno, f"cannot write {path}: {reason} in the folder {path.parent}; choose another folder. "
-                              "Nothing was written")
+    else:
+        error = OSError(f"cannot write {path}: {reason} in the folder {path.parent}; choose another folder. "
+                        "Nothing was written")
+    error.errno = exc.errno  # the message alone in str(error), the code still there for callers
+    return error
 
 
 def make_tempdir(path: Path) -> Path:
@@ -90,9 +93,9 @@ def make_tempdir(path: Path) -> Path:
 
 
 def exists_error(path: Path) -> FileExistsError:
-    return FileExistsError(
-        errno.EEXIST, f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name"
-    )
+    error = FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    error.errno = errno.EEXIST
+    return error
 
 
 def place(src: Path, dst: Path, *, overwrite: bool) -> None:
