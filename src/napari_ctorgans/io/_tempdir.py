@@ -29,6 +29,8 @@ _OWNER = re.compile(r"^(\d+)@([A-Za-z0-9._]+)-[^-]+$")
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C there: such leftovers wait for the one-day rule
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,7 +48,7 @@ def _stale(entry: os.DirEntry, now: float) -> bool:
     if age < STALE_AFTER_S:
         return False
     owner = _OWNER.match(entry.name[len(PREFIX):])
-    if owner is None or owner.group(2) != _HOST:
+    if owner is None or owner.group(2) != _HOST or os.name == "nt":
         return age >= FOREIGN_STALE_AFTER_S
     return not _alive(int(owner.group(1)))
 
