@@ -146,25 +146,51 @@ def _gate(shape, seeds, prior, spacing, cfg, box_limits) -> np.ndarray:
     return near
 
 
-def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, negatives):
-    """The region grown from ``seeds`` (work-grid indices of the box), or an empty one when even a narrower HU
-    band leaks beyond ``cfg.grow_max_ml`` (then nothing is added rather than a leak)."""
+#: soft tissue starts here: a click on fat inside an organ (the renal sinus) samples the tissue around it instead
+SOFT_HU = -20.0
+
+
+def _click_values(img, seeds, spacing, cfg) -> np.ndarray:
+    """The HU the organ has at the clicks: within 4.5 mm, or, for a soft-tissue organ clicked on something darker
+    inside it (the fat of the renal sinus), the soft tissue within 10 mm."""
     vals = samples(img, seeds, spacing, 4.5)
+    if not cfg.open_side:
+        wide = samples(img, seeds, spacing, 10.0)
+        soft = wide[wide >= SOFT_HU]
+        if len(soft) >= 10 and np.median(vals) < np.median(soft) - cfg.min_half_hu:
+            return soft
+    return vals
+
+
+def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, negatives):
+    """The region grown from ``seeds`` (work-grid indices of the box). A region that leaks beyond
+    ``cfg.grow_max_ml`` is tried again with a narrower HU band, one under half the smallest organ with a wider one;
+    when every band leaks the region is empty (nothing is added rather than a leak)."""
+    vals = _click_values(img, seeds, spacing, cfg)
     gate = _gate(img.shape, seeds, prior, spacing, cfg, box_limits)
-    max_voxels = cfg.grow_max_ml / (float(np.prod(spacing)) / 1000.0)
-    for narrow in (1.0, 0.7, 0.5):  # a leak through a wide contact: try a narrower band before giving up
-        lo, hi = band(vals, cfg.band_k * narrow, cfg.min_half_hu * narrow)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    # a region under half the smallest whole organ is tried again with a wider band
+    max_voxels, min_voxels = cfg.grow_max_ml / voxel_ml, 0.5 * min(cfg.size_ml[0], cfg.part_max_ml) / voxel_ml
+    best = None
+    for scale in (1.0, 0.7, 0.5, 1.4, 2.0):  # narrower against a leak, then wider against a too small region
+        if scale > 1 and best is not None and np.count_nonzero(best) >= min_voxels:
+            break
+        lo, hi = band(vals, cfg.band_k * scale, cfg.min_half_hu * scale)
         if cfg.open_side == "above":
             hi = np.inf
         elif cfg.open_side == "below":
             lo = -np.inf
         lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
-        cand = allowed & (img >= lo) & (img <= hi) & gate
-        region, _ = grow(cand, seeds, spacing, cfg.radii_mm, max_voxels)
-        if np.count_nonzero(region) <= max_voxels:
-            region = fill_holes(region) & allowed
-            return split(region, positives, negatives, spacing)
-    return np.zeros(img.shape, bool)
+        region, _ = grow(allowed & (img >= lo) & (img <= hi) & gate, seeds, spacing, cfg.radii_mm, max_voxels)
+        n = np.count_nonzero(region)
+        if n <= max_voxels and (best is None or n > np.count_nonzero(best)):
+            best = region
+        if scale == 1.0 and n <= max_voxels and n >= min_voxels:
+            break
+    if best is None:
+        return np.zeros(img.shape, bool)
+    best = fill_holes(best) & allowed
+    return split(best, positives, negatives, spacing)
 
 
 def _cut(region, image, positives, negatives, spacing, min_gap_hu: float) -> np.ndarray:
