@@ -132,3 +132,14 @@ def test_compare_models_names_the_organ_that_got_worse(abdomen_3mm, abdomen_3mm_
     assert same.safe and same.summary.startswith("no organ changed")
     with pytest.raises(ValueError, match="do not match the CT"):
         ct.compare_models(None, None, [(vol, ref[:-1])])
+
+
+def test_regions_of_a_fine_grid_are_found_on_blocks_and_listed_once():
+    u = np.zeros((60, 128, 128), np.float32)  # a 2 x 0.8 x 0.8 mm grid, pooled to blocks of 1 x 3 x 3 voxels
+    u[30:36, 60:80, 70:90] = 0.8  # a flat-topped blob: one region, not one per voxel of its top
+    u[4:10, 10:30, 10:30] = 0.5
+    regions = uncertain_regions(u, spacing=(2.0, 0.8, 0.8))
+    assert len(regions) == 2 and [r.rank for r in regions] == [0, 1]
+    assert regions[0].contains((33, 70, 80)) and regions[1].contains((7, 20, 20))
+    assert all(0 <= c < n for r in regions for c, n in zip(r.center, u.shape))
+    assert regions[0].lo[1] <= 60 and regions[0].hi[1] >= 80  # the box spans the blob on the full grid
