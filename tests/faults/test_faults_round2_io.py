@@ -193,3 +193,16 @@ def test_read_only_folder_error_names_the_file_asked_for(tmp_path):
                                  f"folder {target.parent}"), answer
         assert "choose a folder you can write to" in answer and ".ctorgans-" not in answer, answer
     assert list(folder.iterdir()) == []
+
+
+def test_leftovers_without_an_owner_wait_a_day(tmp_path, abdomen_3mm):
+    """Folders of the earlier naming (no process in the name) or of another machine cannot be probed: kept a day."""
+    like = ct.Volume(abdomen_3mm.array[40:42], spacing=abdomen_3mm.spacing, origin=abdomen_3mm.origin)
+    old, recent, foreign = (tmp_path / n for n in (".ctorgans-k2j4x9_a", ".ctorgans-q8w1zz0b",
+                                                   ".ctorgans-123@elsewhere.example-ab12cd34"))
+    for folder, age in ((old, 2 * _tempdir.FOREIGN_STALE_AFTER_S), (recent, 3600), (foreign, 3600)):
+        folder.mkdir()
+        (folder / "organs.nii.gz").write_bytes(b"partial")
+        _age(folder, age)
+    ct.write_labels(tmp_path / "a.nii.gz", np.zeros(like.shape, np.uint8), like=like)
+    assert not old.exists() and recent.exists() and foreign.exists()
