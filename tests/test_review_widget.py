@@ -107,9 +107,9 @@ def test_a_new_model_is_compared_on_the_corrected_labels_before_it_is_used(make_
     broken = ct.save_checkpoint(tmp_path / "finetuned.safetensors",
                                 {**{k: v for k, v in info.items() if k != "path"}, "weights": weights})
     viewer = make_napari_viewer()
-    vol = ct.Volume(np.ascontiguousarray(abdomen_3mm.array[72:112]), spacing=abdomen_3mm.spacing)
+    vol = ct.Volume(np.ascontiguousarray(abdomen_3mm.array[84:104]), spacing=abdomen_3mm.spacing)
     viewer.add_image(vol.array, **image_layer_kwargs(vol, name="abdomen"))
-    corrected = np.ascontiguousarray(np.asarray(abdomen_3mm_labels.array)[72:112])
+    corrected = np.ascontiguousarray(np.asarray(abdomen_3mm_labels.array)[84:104])
     viewer.add_labels(corrected.copy(), name="corrected", scale=vol.spacing)
     w = PredictWidget(viewer)
     w.image_combo.setCurrentText("abdomen")
