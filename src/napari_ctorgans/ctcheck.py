@@ -46,8 +46,9 @@ def hu_problem(arr: np.ndarray, name: str = "volume") -> str | None:
         return None
     lo, hi = float(arr.min()), float(arr.max())
     if hi > HU_MAX:
-        return (f"{name} has values up to {hi:g}, above {HU_MAX:g}, the top of the Hounsfield scale of any CT, so it is "
-                f"not a CT in HU (values from {lo:g}): a raw or rescaled image. Pass the CT as read (HU): {_OPEN_THE_CT}")
+        return (f"{name} has values up to {hi:g}, above {HU_MAX:g}, the top of the Hounsfield scale of any CT, so "
+                f"it is not a CT in HU (values from {lo:g}): a raw or rescaled image. Pass the CT as read (HU): "
+                f"{_OPEN_THE_CT}")
     if lo == hi:
         return None
     if lo >= 0.0 and hi <= 1.0:
@@ -119,9 +120,9 @@ def _content_problem(arr: np.ndarray, pad_range, name: str) -> str | None:
     if values.size >= 32_768:
         soft = float(np.mean((values >= SOFT_TISSUE_HU[0]) & (values <= SOFT_TISSUE_HU[1])))
         if soft < _MIN_SOFT_FRACTION:
-            return (f"{name} has almost no soft tissue: {100 * soft:.2g}% of its voxels lie between {SOFT_TISSUE_HU[0]:g} "
-                    f"and {SOFT_TISSUE_HU[1]:g} HU (fat, muscle, organs), where every CT of a body has many (values from "
-                    f"{lo:g} to {hi:g}). It is not a CT in HU; {_OPEN_THE_CT}")
+            return (f"{name} has almost no soft tissue: {100 * soft:.2g}% of its voxels lie between "
+                    f"{SOFT_TISSUE_HU[0]:g} and {SOFT_TISSUE_HU[1]:g} HU (fat, muscle, organs), where every CT of a "
+                    f"body has many (values from {lo:g} to {hi:g}). It is not a CT in HU; {_OPEN_THE_CT}")
     structure = _structure(sample, pad)
     if structure is not None and structure < _MIN_STRUCTURE:
         return (f"{name} looks like noise: neighbouring voxels are no more alike than distant ones (4 x 4 block means "
@@ -147,8 +148,8 @@ def check_ct(volume: Any, *, name: str | None = None) -> None:
     series), a boolean mask, 8-bit or 0..1-scaled values, values above :data:`HU_MAX`, an image without negative
     values (microscopy, MR, a CT without its rescale intercept), a normalised image spanning less than 100 units,
     almost no soft tissue (:data:`SOFT_TISSUE_HU`), noise (no structure larger than a voxel), and a voxel size
-    outside :data:`~napari_ctorgans.volume.CT_SPACING_RANGE_MM`. Padding outside the reconstruction field is left out; a constant volume passes.
-    Every real scan of the test data passes, padded or not (tests/test_real_ct.py).
+    outside :data:`~napari_ctorgans.volume.CT_SPACING_RANGE_MM`. Padding outside the reconstruction field is left
+    out; a constant volume passes. Every real scan of the test data passes, padded or not (tests/test_real_ct.py).
 
     Parameters
     ----------

@@ -67,6 +67,9 @@ def label_body(volume, *, threshold_hu: float = -300.0, thickness_mm: float = 10
     tight field of view) is inside the body, so a crop with no outside air in view keeps its lungs
     (:func:`cut_air`).
 
+    Padding outside the reconstruction field (-3024, -2048, -2000 HU, the DICOM padding tags, a constant non-air
+    border: :func:`ct.padding_mask`) reads as air at the floor of the HU scale, so it is never body.
+
     Parameters
     ----------
     volume : Volume
