@@ -10,7 +10,11 @@ To cover a new action: ``gap = action_gap(qtbot, lambda: qtbot.mouseClick(button
 
 from __future__ import annotations
 
+import collections
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 
 import numpy as np
@@ -21,19 +25,43 @@ MAX_GAP_S = 0.25
 
 
 class Ticks:
-    """A 50 ms QTimer recording when it fires (``with Ticks() as t: ...``; then ``t.times``)."""
+    """A 50 ms QTimer recording when it fires (``with Ticks() as t: ...``; then ``t.times``).
+
+    While the timer is late by more than 0.2 s, a thread samples the GUI thread's stack every 20 ms: ``stalled()``
+    names where the GUI thread spent a stall, for the assertion message.
+    """
 
     def __enter__(self):
         self.times = [time.perf_counter()]
+        self.stacks: collections.Counter = collections.Counter()
         self.timer = QTimer()
         self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
         self.timer.start(50)
+        self._sampling = True
+        main = threading.main_thread().ident
+        threading.Thread(target=self._sample, args=(main,), daemon=True).start()
         return self
+
+    def _sample(self, main: int) -> None:
+        while self._sampling:
+            time.sleep(0.02)
+            if time.perf_counter() - self.times[-1] > 0.2:
+                frame = sys._current_frames().get(main)
+                if frame is not None:
+                    self.stacks["".join(traceback.format_stack(frame)[-6:])] += 1
+
+    def stalled(self) -> str:
+        """The GUI thread's most sampled stack during stalls ("" when there was none)."""
+        if not self.stacks:
+            return ""
+        stack, n = self.stacks.most_common(1)[0]
+        return f"{n * 20} ms of stalls in:\n{stack}"
 
     def mark(self) -> None:
         self.times.append(time.perf_counter())
 
     def __exit__(self, *exc):
+        self._sampling = False
         self.timer.stop()
         self.mark()
         return False
@@ -55,12 +83,31 @@ def allowed_gap(baseline: float) -> float:
     return MAX_GAP_S + max(0.0, baseline - 0.1)
 
 
+#: where the GUI thread stalled during the last :func:`action_gap` of each action name (for assertion messages)
+STALLS: dict[str, str] = {}
+
+
 def action_gap(qtbot, click: Callable[[], None], done: Callable[[], bool], timeout: int = 300_000,
-               settle_ms: int = 300) -> float:
-    """The longest gap of the timer from ``click()`` (included) until ``done()`` is true."""
+               settle_ms: int = 300, name: str = "") -> float:
+    """The longest gap of the timer from ``click()`` (included) until ``done()`` is true; where the GUI thread
+    spent its stalls goes to ``STALLS[name]``."""
+    import faulthandler
+    import os
+
     qtbot.wait(settle_ms)  # the viewer first draws what the test just set up
-    with Ticks() as ticks:
-        click()
-        ticks.mark()  # the click handler itself counts
-        qtbot.waitUntil(done, timeout=timeout)
+    dump = os.environ.get("CTORGANS_STALL_DUMP")  # a file: every thread's stack every 0.3 s, even while one thread
+    if dump:  # holds the GIL (faulthandler's own thread needs none), to find what stalls the GUI thread
+        out = open(dump, "a")  # noqa: SIM115 - closed below
+        out.write(f"==== {name}\n")
+        faulthandler.dump_traceback_later(0.3, repeat=True, file=out)
+    try:
+        with Ticks() as ticks:
+            click()
+            ticks.mark()  # the click handler itself counts
+            qtbot.waitUntil(done, timeout=timeout)
+    finally:
+        if dump:
+            faulthandler.cancel_dump_traceback_later()
+            out.close()
+    STALLS[name] = ticks.stalled()
     return ticks.longest_gap()

@@ -112,7 +112,7 @@ def test_saving_and_training_start_keep_the_viewer_responsive(make_napari_viewer
     """Save report, the DICOM-SEG and RTSTRUCT exports and the start of a training run, on the real DICOM abdomen
     (512 x 512 x 20, liver and bone): none blocks the GUI thread (the harness is ``gui_timing``; add an action as
     ``gaps[name] = action_gap(qtbot, click, done)``)."""
-    from gui_timing import action_gap, allowed_gap, idle_gap
+    from gui_timing import STALLS, action_gap, allowed_gap, idle_gap
 
     viewer = make_napari_viewer(show=True)
     dock, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
@@ -137,7 +137,8 @@ def test_saving_and_training_start_keep_the_viewer_responsive(make_napari_viewer
     dialog = evaluate.report_dialog
     png = tmp_path / "report.png"
     dialog.selectFile(str(png))
-    gaps["save report"] = action_gap(qtbot, dialog.accept, lambda: evaluate.worker is None and png.exists())
+    gaps["save report"] = action_gap(qtbot, dialog.accept, lambda: evaluate.worker is None and png.exists(),
+                                     name="save report")
     assert png.with_suffix(".csv").exists() and "wrote report.png" in evaluate.stats_status.text()
 
     export = panel.show_step("export")
@@ -145,7 +146,7 @@ def test_saving_and_training_start_keep_the_viewer_responsive(make_napari_viewer
     for text, name in (("DICOM-SEG (.dcm)", "organs.dcm"), ("DICOM RTSTRUCT (.dcm)", "organs.rtstruct.dcm")):
         export.format_combo.setCurrentText(text)
         export.path_edit.setText(str(tmp_path / name))
-        gaps[text] = action_gap(qtbot, lambda: left(export.save_button), lambda: export.worker is None)
+        gaps[text] = action_gap(qtbot, lambda: left(export.save_button), lambda: export.worker is None, name=text)
         assert (tmp_path / name).exists(), export.status.text()
 
     train = panel.show_step("train")
@@ -153,9 +154,9 @@ def test_saving_and_training_start_keep_the_viewer_responsive(make_napari_viewer
     train.iterations.setValue(2)
     train.output_dir.setText(str(tmp_path / "run"))
     gaps["training start-up"] = action_gap(qtbot, lambda: left(train.start_button), lambda: bool(train.statuses),
-                                           timeout=120_000)
+                                           timeout=120_000, name="training start-up")
     left(train.stop_button)
     qtbot.waitUntil(lambda: train.worker is None, timeout=120_000)
     print("longest gaps (s):", {k: round(v, 3) for k, v in gaps.items()}, f"allowed {allowed:.3f} s")
     slow = {k: v for k, v in gaps.items() if v >= allowed}
-    assert not slow, f"the GUI thread was blocked: {slow}"
+    assert not slow, f"the GUI thread was blocked: {slow}; " + "; ".join(f"{k}: {STALLS[k]}" for k in slow)
