@@ -18,7 +18,7 @@ SECTIONS = {
     "Learning": ["ModelConfig", "build_model", "MODEL_PRESETS", "losses", "metrics"],
     "Training and prediction": ["TrainConfig", "TRAIN_PRESETS", "train", "load_checkpoint", "save_checkpoint",
                                 "CheckpointError", "RunConfigMismatch", "sliding_window",
-                                "SlidingWindowInferer", "predict", "starter_path"],
+                                "SlidingWindowInferer", "predict", "plausible", "find_landmarks", "starter_path"],
     "Review and model checks": ["uncertainty", "next_region", "rank_scans", "compare_models"],
 }
 

@@ -80,7 +80,7 @@ def test_abdomen_above_the_pelvis_has_no_bladder(abdomen_3mm):
 
 
 def test_gas_in_a_pelvis_slab_is_not_lung(abdomen_3mm):
-    """A 66 mm pelvis slab with its bowel gas and air labelled lung (what a lung finder fooled by gas returns): all of it
+    """A 66 mm pelvis slab with its bowel gas labelled lung (what a lung finder fooled by gas returns): all of it
     goes, as lying in the bony pelvis."""
     vol = _crop(abdomen_3mm, slice(0, 22))
     body = ct.label_body(vol)

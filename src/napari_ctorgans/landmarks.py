@@ -13,7 +13,8 @@ left). Each landmark is then a few numbers per axial slice:
   anywhere (cut off above the diaphragm: it is below the scan);
 - the *spine*: per slice, the middle of the bone within 30 mm of the body's midline in its back half;
 - the *bony pelvis*: the slices below the lungs with a large bone piece on each side of the spine (iliac wings,
-  acetabula, femoral heads) and no airway in the midline (the shoulders of a neck scan have such bones too), and their footprint, the convex hull of their bone seen from above;
+  acetabula, femoral heads), not neck slices (the shoulders of a neck scan have such bones too), and their
+  footprint, the convex hull of their bone seen from above;
 - *neck slices*: no lungs, and an airway (air of 0.8-8 cm^2 within 20 mm of the midline, 10-70 mm in front of
   the spine) in most slices within 15 mm;
 - *head slices*: the skull encloses at least 40 % of the slice's body cross-section with soft tissue (the brain).
@@ -262,8 +263,8 @@ def _neck(lm: Landmarks, arr: np.ndarray) -> np.ndarray:
 def _pelvis(lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     """Slices of the bony pelvis: a bone piece of at least :data:`PELVIS_PIECE_CM2` on each side, more than
     :data:`PELVIS_SIDE_MM` from the spine (the body's midline where no spine is found), at least 50 mm below the
-    lungs and not in the head; the longest run of them (at least 30 mm, and less than half of it neck), and the convex hull of their bone seen
-    from above."""
+    lungs and not in the head; the longest run of them (at least 30 mm, and less than half of it neck), and the
+    convex hull of their bone seen from above."""
     nz = lm.body.shape[0]
     out = np.zeros(nz, dtype=bool)
     lung_z = np.flatnonzero(lm.lungs.any(axis=(1, 2)))

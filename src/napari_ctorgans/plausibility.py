@@ -12,19 +12,20 @@ liver      above the right hemidiaphragm (over its dome, or above the lung base 
 kidneys    as the liver; more than 130 mm beside the spine, more than 90 mm in front of it (inside the
            peritoneum), in the back muscles (more than 25 mm behind the spine's middle within 40 mm of it, or
            more than 50 mm behind it anywhere)
-bladder    on a head or neck slice; on a scan whose bony pelvis is not in view; above the pelvis by more than 15 mm, or outside the bony
-           pelvis seen from above
+bladder    on a head or neck slice; on a scan whose bony pelvis is not in view; above the pelvis by more than
+           15 mm, or outside the bony pelvis seen from above
 lungs      in the bony pelvis, on a head slice; a piece mostly outside the rib cage (the row and column spans of the
-           bone within 45 mm above and below, grown by 20 mm) goes whole
+           bone within 45 mm above and below, grown by 20 mm; where the field of view cuts the body, its edge
+           counts as bone) goes whole
 ========== =====================================================================================================
 
-A piece of an organ that loses more than half of its voxels to these rules is removed whole (a liver drawn in a
-brain is not kept as a cap). The rib cage rule judges only whole pieces: the labellers can miss the thin lower
-ribs at 3 mm, so it never trims a lung that is mostly inside. Every removal is a :class:`Removal` ("removed 415 mL of bladder outside the bony
-pelvis"): :func:`plausible` returns them; :func:`napari_ctorgans.predict` and :func:`napari_ctorgans.auto_label`
-run it by default (``plausible=False`` turns it off) and issue each removal as an :class:`ImplausibleOrganWarning`.
-The rules work on the landmarks' coarse grid (about 3 mm) with margins of a few voxels, so they cut where an organ
-cannot be, not along the organ's real border.
+A piece of an organ (26-connected on the coarse grid) that loses more than half of its voxels to these rules is
+removed whole (a liver drawn in a brain is not kept as a cap). The rib cage rule judges only whole pieces: the
+labellers can miss the thin lower ribs at 3 mm, so it never trims a lung that is mostly inside. Every removal is a
+:class:`Removal` ("removed 415 mL of bladder outside the bony pelvis"): :func:`plausible` returns them;
+:func:`napari_ctorgans.predict` and :func:`napari_ctorgans.auto_label` run it by default (``plausible=False`` turns
+it off) and issue each removal as an :class:`ImplausibleOrganWarning`. The rules work on the landmarks' coarse grid
+(about 3 mm) with margins of a few voxels, so they cut where an organ cannot be, not along the organ's real border.
 """
 
 from __future__ import annotations
@@ -145,11 +146,23 @@ def _kidney_codes(lm: Landmarks, code: np.ndarray, put) -> None:
 
 def _rib_cage(lm: Landmarks) -> np.ndarray:
     """Per slice, the :func:`~napari_ctorgans.landmarks.spans` of the bone within 45 mm above and below, grown
-    by 20 mm."""
+    by 20 mm; where the field of view cuts the body, its edge counts as bone (the ribs may be outside it)."""
     half = lm.mm(45.0)
-    bone = ndi.maximum_filter1d(lm.bone, 2 * half + 1, axis=0) if half else lm.bone
+    edge = np.zeros(lm.body.shape, dtype=bool)  # the body cut by the field of view: its ribs may lie outside
+    edge[:, [0, -1], :] = lm.body[:, [0, -1], :]
+    edge[:, :, [0, -1]] = lm.body[:, :, [0, -1]]
+    bone = lm.bone | edge
+    bone = ndi.maximum_filter1d(bone, 2 * half + 1, axis=0) if half else bone
     grow = 2 * max(1, lm.mm(20.0, 1)) + 1
     return ndi.maximum_filter(spans(bone), size=(1, grow, grow))
+
+
+def _boxes(labels: np.ndarray, values) -> dict[int, tuple[slice, ...]]:
+    """Bounding box of each organ value (one pass for uint8 label maps)."""
+    if labels.dtype == np.uint8:
+        found = ndi.find_objects(labels)
+        return {v: found[v - 1] for v in values}
+    return {v: ndi.find_objects((labels == v).view(np.uint8))[0] for v in values}
 
 
 def _organ_values(labels: np.ndarray) -> list[int]:
@@ -204,11 +217,12 @@ def plausible(labels, volume: Volume, *, landmarks: Landmarks | None = None, inp
         return out, []
     lm = landmarks if landmarks is not None else find_landmarks(volume)
     removals: list[Removal] = []
+    boxes = _boxes(out, values)
     for value in values:
         code = _codes(lm, value)
         if code is None or not code.any():
             continue
-        removals += _apply(out, value, code, lm, volume.voxel_volume_ml)
+        removals += _apply(out, value, boxes[value], code, lm, volume.voxel_volume_ml)
     removals.sort(key=lambda r: -r.voxels)
     return out, removals
 
@@ -224,29 +238,48 @@ def _scan_codes(code: np.ndarray, lm: Landmarks, box: tuple[slice, ...]) -> np.n
     return np.transpose(sub, inverse)
 
 
-def _apply(out: np.ndarray, value: int, code: np.ndarray, lm: Landmarks, voxel_ml: float) -> list[Removal]:
-    box = ndi.find_objects((out == value).astype(np.uint8))[0]
+def _whole_pieces(coarse: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """The code map with every coarse piece of the organ that loses more than half of itself to the rules taken
+    whole (under its most common reason), and the soft reasons kept only inside such pieces (in place)."""
+    lab, n = ndi.label(coarse, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return code
+    bad = coarse & (code > 0)
+    lost = np.bincount(lab[bad], minlength=n + 1)
+    size = np.bincount(lab.ravel(), minlength=n + 1)
+    whole = np.zeros(n + 1, dtype=bool)
+    whole[1:] = 2 * lost[1:] > size[1:]
+    in_whole = whole[lab]
+    code[np.isin(code, SOFT) & ~in_whole] = 0
+    for i in np.flatnonzero(whole):
+        piece = lab == i
+        reasons = code[piece & (code > 0)]
+        if reasons.size:
+            code[piece] = np.bincount(reasons).argmax()
+    return code
+
+
+def _apply(out: np.ndarray, value: int, box: tuple[slice, ...], code: np.ndarray, lm: Landmarks,
+           voxel_ml: float) -> list[Removal]:
+    """Remove the voxels of one organ (bounding box ``box`` on the scan) whose coarse voxel has a reason; one
+    Removal per reason."""
+    coarse = lm.to_canonical(out) == value
+    cbox = ndi.find_objects(coarse.view(np.uint8))
+    if not cbox or cbox[0] is None:
+        cbox = [tuple(slice(0, n) for n in coarse.shape)]
+    grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in cbox[0])  # one voxel around the organ
+    local = _whole_pieces(coarse[grown], code[grown].copy())
+    near = ndi.maximum_filter(coarse[grown].view(np.uint8), size=3).view(bool)
+    if not (near & (local > 0)).any():
+        return []  # nothing of the organ is near a place it cannot be: no work on the scan's grid
+    code = np.zeros_like(code)
+    code[grown] = local
     sub = out[box]
     organ = sub == value
     codes = _scan_codes(code, lm, box)
     bad = organ & (codes > 0)
     if not bad.any():
         return []
-    # a piece that loses more than half of itself goes whole, under its most common reason
-    lab, n = ndi.label(organ)
-    lost = np.bincount(lab[bad], minlength=n + 1)
-    size = np.bincount(lab.ravel(), minlength=n + 1)
-    whole = np.flatnonzero(2 * lost[1:] > size[1:]) + 1
-    in_whole = np.isin(lab, whole)
-    if SOFT:  # soft reasons only take whole pieces
-        bad &= ~(np.isin(codes, SOFT) & ~in_whole)
-    if whole.size:
-        extra = in_whole & ~bad
-        if extra.any():
-            common = np.bincount(codes[bad & in_whole]).argmax()
-            codes = codes.copy()
-            codes[extra] = common
-            bad |= extra
     counts = np.bincount(codes[bad], minlength=len(REASONS) + 1)
     sub[bad] = 0
     name = ORGANS[value].name if value in ORGANS else f"label {value}"

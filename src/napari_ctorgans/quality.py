@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["cut_off", "cut_off_notes", "organ_confidence", "PredictReport", "reporting_predict", "LOW_CONFIDENCE", "CUT_OFF_TEXT"]
+__all__ = ["cut_off", "cut_off_notes", "organ_confidence", "PredictReport", "reporting_predict", "LOW_CONFIDENCE",
+           "CUT_OFF_TEXT"]
 
 #: an organ whose confidence is below this is marked "check"
 LOW_CONFIDENCE = 0.75
