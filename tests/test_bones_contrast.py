@@ -146,3 +146,21 @@ def test_contrast_chamber_on_a_noisy_scan(chest_3mm):
     assert noise_hu(v.array, v.spacing) > 25 > noise_hu(chest_3mm.array, chest_3mm.spacing)
     assert not np.any(ct.label_bones(v) & blob)
     assert np.count_nonzero(ct.label_bones(v, blood_std=25) & blob) > 0.5 * np.count_nonzero(blob)
+
+
+@pytest.mark.parametrize(
+    "fn, kw, err, match",
+    [
+        ("label_lungs", dict(gas_hu="air"), TypeError, "gas_hu"),
+        ("label_lungs", dict(gas_hu=-500), ValueError, "gas_hu"),
+        ("label_lungs", dict(max_gas_fraction=-0.1), ValueError, "max_gas_fraction"),
+        ("label_lungs", dict(min_vessel_fraction=float("nan")), ValueError, "min_vessel_fraction"),
+        ("label_bones", dict(blood_std=-1), ValueError, "blood_std"),
+        ("label_bones", dict(vessel_min_ml="big"), TypeError, "vessel_min_ml"),
+        ("label_bones", dict(dense_min_ml=-5), ValueError, "dense_min_ml"),
+    ],
+)
+def test_new_options_validated(fn, kw, err, match):
+    v = ct.Volume(np.full((8, 10, 10), -1000, dtype=np.int16), spacing=3.0)
+    with pytest.raises(err, match=match):
+        getattr(ct, fn)(v, **kw)

@@ -89,7 +89,12 @@ def label_lungs(
     lo, hi = check_range(parenchyma_hu, "parenchyma_hu")
     max_gas_fraction = check_positive(max_gas_fraction, "max_gas_fraction", allow_zero=True)
     min_vessel_fraction = check_positive(min_vessel_fraction, "min_vessel_fraction", allow_zero=True)
-    gas_hu = check_range((gas_hu, hi), "gas_hu (below the parenchyma range's top)")[0]
+    try:
+        gas_hu = float(gas_hu)
+    except (TypeError, ValueError):
+        raise TypeError(f"gas_hu must be a number of HU, got {gas_hu!r}") from None
+    if not np.isfinite(gas_hu) or gas_hu >= hi:
+        raise ValueError(f"gas_hu must be a finite HU value below the top of parenchyma_hu ({hi:g}), got {gas_hu!r}")
     empty = np.zeros(arr.shape, dtype=np.uint8 if split else bool)
     if not looks_like_ct(arr, what="the lung mask"):
         return empty
