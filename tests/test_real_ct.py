@@ -208,3 +208,19 @@ def test_the_label_tab_shows_a_refusal_in_its_status_line(make_napari_viewer, qt
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "scaled to 0..1" in w.status.text() and "Traceback" not in w.status.text()
     assert not any(np.any(layer.data) for layer in viewer.layers if type(layer).__name__ == "Labels")
+
+
+def test_statistics_leave_the_padding_out(chest, chest_labels):
+    """A label painted over the padding counts only its voxels inside the reconstruction circle."""
+    vol = padded(chest, -3024, 250.0)
+    labels = chest_labels[0].copy()
+    labels[:, :40, :] = 2  # a band across the top of every slice, reaching into the padded corners
+    outside = outside_circle(vol.shape[1:], vol.spacing[1:], 250.0)
+    band = np.zeros(vol.shape, bool)
+    band[:, :40, :] = True
+    rows = {r["value"]: r for r in ct.organ_statistics(labels, vol)}
+    assert rows[2]["voxels"] == np.count_nonzero(band & ~outside[None])
+    assert rows[2]["hu_p5"] > -1500  # no padding value among the band's HU
+    assert rows[2]["voxels"] < np.count_nonzero(band)
+    same = {r["value"]: r["voxels"] for r in ct.organ_statistics(chest_labels[0], vol)}
+    assert same == {r["value"]: r["voxels"] for r in ct.organ_statistics(chest_labels[0], chest)}

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["padding_mask", "fill_padding", "padding_range", "AIR_HU", "PADDING_BELOW_HU", "AIR_LIKE_HU"]
+__all__ = ["padding_mask", "fill_padding", "padding_range", "may_have_padding", "AIR_HU", "PADDING_BELOW_HU",
+           "AIR_LIKE_HU"]
 
 #: the value padding takes when it is treated as outside the patient: air at the floor of the HU scale
 AIR_HU = -1024
@@ -130,6 +131,16 @@ def _slab_masks(arr: np.ndarray, tags, constant):
         yield s, mask
 
 
+def may_have_padding(volume: Any, *, padding: tuple[float, float] | None = None) -> bool:
+    """False when the CT certainly holds no padding (no padding tags, no value below :data:`PADDING_BELOW_HU`, no
+    constant non-air border): one pass over the values, no mask. True means :func:`padding_mask` is worth making."""
+    arr = _array(volume)
+    if arr.dtype.kind == "u" or not arr.size:
+        return False
+    tags = padding if padding is not None else padding_range(volume)
+    return tags is not None or _corner_constant(arr) is not None or float(arr.min()) < PADDING_BELOW_HU
+
+
 def fill_padding(volume: Any, mask: np.ndarray | None = None, *, padding: tuple[float, float] | None = None
                  ) -> np.ndarray:
     """The CT array with its padding read as air (:data:`AIR_HU`): the array itself when there is no padding,
@@ -148,10 +159,9 @@ def fill_padding(volume: Any, mask: np.ndarray | None = None, *, padding: tuple[
         if arr.dtype.kind == "u" or not arr.size:
             return arr
         tags = padding if padding is not None else padding_range(volume)
-        constant = _corner_constant(arr)
-        if tags is None and constant is None and float(arr.min()) >= PADDING_BELOW_HU:
+        if not may_have_padding(arr, padding=tags):
             return arr  # the usual case: one pass over the values, no mask and no copy
-        slabs = _slab_masks(arr, tags, constant)
+        slabs = _slab_masks(arr, tags, _corner_constant(arr))
     else:
         slabs = ((slice(z0, z0 + _SLAB), mask[z0 : z0 + _SLAB]) for z0 in range(0, arr.shape[0], _SLAB))
     out = None

@@ -112,7 +112,8 @@ def organ_statistics(labels: Any, volume: Volume, *, confidence: dict | None = N
         in view): a cut-off organ continues outside the scan, its volume and extent are those of the part in view;
         ``confidence`` (None without ``confidence=``) and ``check`` (True when the confidence is below
         :data:`napari_ctorgans.quality.LOW_CONFIDENCE`); and, for slicing the arrays, ``centroid_index``
-        (z, y, x, float) and ``bbox_index`` ((z, y, x) first and last voxel).
+        (z, y, x, float) and ``bbox_index`` ((z, y, x) first and last voxel). Voxels in the padding outside the
+        reconstruction field (:func:`ct.padding_mask`) are outside the patient and never counted.
 
     Raises
     ------
@@ -130,12 +131,19 @@ def organ_statistics(labels: Any, volume: Volume, *, confidence: dict | None = N
     names = labels.metadata.get("segment_names", {}) if isinstance(labels, Volume) else {}
     arr = _label_array(labels, volume)
     hu = np.asarray(volume.array)
+    from .padding import may_have_padding, padding_mask
+
+    pad = padding_mask(volume) if hu.ndim == 3 and may_have_padding(volume) else None
     boxes = ndimage.find_objects(arr) if arr.size and arr.max() > 0 else []
     rows = []
     for value, box in enumerate(boxes, start=1):
         if box is None or value == IGNORE_LABEL:
             continue
         mask = arr[box] == value
+        if pad is not None:  # padding outside the reconstruction field is outside the patient: never an organ
+            mask &= ~pad[box]
+            if not mask.any():
+                continue
         offset = np.array([s.start for s in box])
         rows.append(_one_organ(mask, hu[box], offset, volume, value))
         rows[-1]["name"] = str(names.get(value, rows[-1]["name"]))
