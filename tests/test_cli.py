@@ -116,7 +116,8 @@ def test_predict_prints_organ_names_and_volumes(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "scan.nii.gz"), "-c", str(tmp_path / "run" / "last.pt"), "-o", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert captured.err == "" and captured.out == f"wrote {out} ({_counts_line(out)})\n"
+    assert captured.err == "" and captured.out.startswith(f"wrote {out} ({_counts_line(out)})\n")
+    assert all(line.startswith("  ") for line in captured.out.splitlines()[1:])  # confidence, removals
 
 
 def test_info_shows_xyz_origin_organs_and_the_series_uid(tmp_path, capsys):

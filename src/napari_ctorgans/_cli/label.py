@@ -95,11 +95,22 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(message)
             bar.update(step - bar.n)
 
-    labels = ct.auto_label(vol, organs=organs, backend=args.backend, progress=progress)
+    import warnings
+
+    from ..plausibility import ImplausibleOrganWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # ct.plausible's removals: printed below
+        warnings.simplefilter("always", ImplausibleOrganWarning)
+        labels = ct.auto_label(vol, organs=organs, backend=args.backend, progress=progress)
     if bar is not None:
         bar.close()
     path = write_label_file(args.output, labels, vol, fmt, overwrite=args.overwrite)
     from .info import organ_summary
 
     print(f"wrote {path} ({organ_summary(labels, vol.voxel_volume_ml)})")
+    for w in caught:
+        if issubclass(w.category, ImplausibleOrganWarning):
+            print(f"  {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return 0
