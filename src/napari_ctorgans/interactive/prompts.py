@@ -242,8 +242,10 @@ def _size_warning(ml: float, mask: np.ndarray, organ: int, voxel_ml: float, cfg)
         return (f"{name}: {ml:.0f} mL is more than a whole {name} ({hi:.0f} mL at most): the region has "
                     "probably leaked into a neighbour; undo, or add a negative click in the leak")
     if mask.any():
-        lab, n = ndi.label(mask)
-        biggest = float(np.bincount(lab.ravel())[1:].max()) * voxel_ml
+        biggest = 0.0
+        if cfg.part_max_ml < hi:  # an organ of several pieces (the kidneys): none may exceed one organ
+            lab, n = ndi.label(mask)
+            biggest = float(np.bincount(lab.ravel())[1:].max()) * voxel_ml
         if biggest > cfg.part_max_ml:
             return (f"{name}: one piece holds {biggest:.0f} mL, more than one {name} "
                         f"({cfg.part_max_ml:.0f} mL at most): undo, or add a negative click in the leak")
