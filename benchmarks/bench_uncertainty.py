@@ -1,6 +1,7 @@
 """Calibration of ``ct.uncertainty`` against the errors of the starter model on the labelled shared scans.
 
     python benchmarks/bench_uncertainty.py [--method entropy|tta] [--passes N] [--details]
+    python benchmarks/bench_uncertainty.py --native     # seconds on the 512 x 512 x 141 chest
 
 For each scan: the AUROC of the uncertainty for the wrong voxels (all voxels, and per organ on the voxels that
 either the prediction or the reference calls that organ), the error rate per uncertainty decile inside the body
@@ -31,7 +32,10 @@ def main() -> int:
     parser.add_argument("--method", default="entropy", choices=("entropy", "tta"))
     parser.add_argument("--passes", type=int, default=4)
     parser.add_argument("--details", action="store_true")
+    parser.add_argument("--native", action="store_true")
     args = parser.parse_args()
+    if args.native:
+        return native()
     for name, (ct_file, ref_file, organs) in SCANS.items():
         vol = ct.read_volume(DATA / ct_file)
         ref = np.asarray(ct.read_labels(DATA / ref_file, like=vol).array)
@@ -53,6 +57,27 @@ def main() -> int:
             print(f"  {k:2d}  {row['low']:.3f}-{row['high']:.3f}: {row['error_rate']:.1%}")
         if args.details and name == "abdomen_3mm":
             details(vol, ref, u, labels)
+    return 0
+
+
+def native() -> int:
+    """Seconds of ct.predict, ct.uncertainty and the regions on the native chest, and the peak memory."""
+    import resource
+
+    from napari_ctorgans.infer.regions import uncertain_regions
+
+    vol = ct.read_volume(DATA / "chest_native.nii.gz")
+    t = time.perf_counter()
+    ct.predict(vol)
+    t_pred = time.perf_counter() - t
+    t = time.perf_counter()
+    u = ct.uncertainty(vol)
+    t_unc = time.perf_counter() - t
+    t = time.perf_counter()
+    regions = uncertain_regions(u, spacing=vol.spacing)
+    t_reg = time.perf_counter() - t
+    print(f"chest_native {vol.shape}: predict {t_pred:.1f} s, uncertainty {t_unc:.1f} s, regions {t_reg:.2f} s "
+          f"({len(regions)}), peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
     return 0
 
 

@@ -62,9 +62,15 @@ def mutual_information(passes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return mean, np.clip(mi, 0.0, 1.0).astype(np.float32)
 
 
-def labeller_band(labels: np.ndarray, value: int, spacing, *, band_mm: float = 3.0) -> np.ndarray:
+def labeller_band(labels: np.ndarray, value: int, spacing, *, band_mm: float = 3.0,
+                  pool_mm: float = 3.0) -> np.ndarray:
     """``BAND_PEAK * exp(-d / band_mm)``, ``d`` the distance in mm to the surface of ``labels == value`` (inside
-    and outside), computed on the organ's bounding box grown by ``6 * band_mm`` (0 beyond it)."""
+    and outside), computed on the organ's bounding box grown by ``6 * band_mm`` (0 beyond it).
+
+    On a grid finer than ``pool_mm`` the distances are computed on every k-th voxel per axis (about ``pool_mm``
+    apart, the resolution the labellers work at) and each voxel takes its block's value: seconds instead of tens
+    of seconds for the bone of a 512 x 512 x 141 scan.
+    """
     if not band_mm > 0:
         raise ValueError(f"band_mm must be a positive distance in mm, got {band_mm!r}")
     out = np.zeros(labels.shape, dtype=np.float32)
@@ -74,11 +80,17 @@ def labeller_band(labels: np.ndarray, value: int, spacing, *, band_mm: float = 3
         return out
     grow = [int(np.ceil(6 * band_mm / s)) for s in spacing]
     box = tuple(slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(boxes[0], grow, labels.shape))
-    sub = mask[box]
+    f = [max(1, int(pool_mm // s)) for s in spacing]
+    sub = mask[box][tuple(slice(k // 2, None, k) for k in f)]
     surface = sub ^ ndimage.binary_erosion(sub, border_value=1)
     surface |= ndimage.binary_dilation(sub) & ~sub  # both sides of the surface
-    d = ndimage.distance_transform_edt(~surface, sampling=spacing).astype(np.float32)
-    out[box] = BAND_PEAK * np.exp(-d / np.float32(band_mm))
+    d = ndimage.distance_transform_edt(~surface, sampling=[s * k for s, k in zip(spacing, f)]).astype(np.float32)
+    band = BAND_PEAK * np.exp(-d / np.float32(band_mm))
+    if all(k == 1 for k in f):
+        out[box] = band
+    else:
+        idx = [np.minimum(np.arange(b.stop - b.start) // k, n - 1) for b, k, n in zip(box, f, band.shape)]
+        out[box] = band[np.ix_(*idx)]
     return out
 
 
