@@ -27,6 +27,7 @@ from napari_ctorgans.metrics import dice
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct"
 NAMES = {v: ct.ORGANS[v].name for v in range(1, 6)}
 LIVER, BLADDER, LUNGS, KIDNEYS = 1, 2, 3, 4
+ALL = (1, 2, 3, 4, 5)
 
 
 def _crop(vol, zs):
@@ -34,38 +35,37 @@ def _crop(vol, zs):
 
 
 def cases():
-    """``(name, volume, reference or None, organs ruled out)``: with a reference, the organs it does not label
-    (the DICOM series labels only liver and bone) count only when ruled out."""
+    """``(name, volume, reference or None, organs ruled out, organs the reference labels)``: the organs a reference
+    does not label (the DICOM series labels only liver and bone) count only when ruled out."""
     out = []
     if (DATA / "abdomen_3mm.nii.gz").exists():
         ab = ct.read_volume(DATA / "abdomen_3mm.nii.gz")
         ref = np.asarray(ct.read_labels(DATA / "abdomen_3mm_ctorg.nii.gz").array)
-        out += [("abdomen_3mm", ab, ref, ()),
-                ("abdomen_3mm: pelvis below the kidneys (z < 64)", _crop(ab, slice(0, 64)), ref[:64], ()),
-                ("abdomen_3mm: above the pelvis (z >= 62)", _crop(ab, slice(62, None)), ref[62:], ()),
-                ("abdomen_3mm: pelvis slab (z < 22)", _crop(ab, slice(0, 22)), ref[:22], ())]
+        out += [("abdomen_3mm", ab, ref, (), ALL),
+                ("abdomen_3mm: pelvis below the kidneys (z < 64)", _crop(ab, slice(0, 64)), ref[:64], (), ALL),
+                ("abdomen_3mm: above the pelvis (z >= 62)", _crop(ab, slice(62, None)), ref[62:], (), ALL),
+                ("abdomen_3mm: pelvis slab (z < 22)", _crop(ab, slice(0, 22)), ref[:22], (), ALL)]
     if (DATA / "abdomen_dicom").exists():
         vol = ct.read_volume(DATA / "abdomen_dicom")
         ref = np.asarray(ct.read_labels(DATA / "abdomen_dicom_ctorg.nii.gz", like=vol).array)
-        ref[ref == 0] = 255  # only liver and bone are labelled: elsewhere unknown
-        out.append(("abdomen_dicom (upper abdomen, 40 mm)", vol, ref, (BLADDER,)))
+        out.append(("abdomen_dicom (upper abdomen, 40 mm)", vol, ref, (BLADDER,), (LIVER, 5)))
     if (DATA / "abdomen_contrast.nii.gz").exists():
         vol = ct.read_volume(DATA / "abdomen_contrast.nii.gz")
         out.append(("abdomen_contrast (evaluation only)", vol,
-                    np.asarray(ct.read_labels(DATA / "abdomen_contrast_ctorg.nii.gz", like=vol).array), ()))
+                    np.asarray(ct.read_labels(DATA / "abdomen_contrast_ctorg.nii.gz", like=vol).array), (), ALL))
     if (DATA / "chest_3mm.nii.gz").exists():
         ch = ct.read_volume(DATA / "chest_3mm.nii.gz")
-        out += [("chest_3mm", ch, None, (BLADDER,)),
+        out += [("chest_3mm", ch, None, (BLADDER,), ()),
                 ("chest_3mm: above the diaphragm (z >= 35)", _crop(ch, slice(35, None)), None,
-                 (LIVER, BLADDER, KIDNEYS)),
+                 (LIVER, BLADDER, KIDNEYS), ()),
                 ("chest_3mm: neck and shoulders (z >= 80)", _crop(ch, slice(80, None)), None,
-                 (LIVER, BLADDER, KIDNEYS))]
+                 (LIVER, BLADDER, KIDNEYS), ())]
     if (DATA / "chest_native.nii.gz").exists():
-        out.append(("chest_native", ct.read_volume(DATA / "chest_native.nii.gz"), None, (BLADDER,)))
+        out.append(("chest_native", ct.read_volume(DATA / "chest_native.nii.gz"), None, (BLADDER,), ()))
     return out
 
 
-def false_ml(labels: np.ndarray, ref, ruled_out, voxel_ml: float) -> dict[str, float]:
+def false_ml(labels: np.ndarray, ref, ruled_out, labelled, voxel_ml: float) -> dict[str, float]:
     out = {}
     for v, name in NAMES.items():
         mask = labels == v
@@ -73,7 +73,7 @@ def false_ml(labels: np.ndarray, ref, ruled_out, voxel_ml: float) -> dict[str, f
             continue
         if v in ruled_out:
             n = int(mask.sum())
-        elif ref is None or (ref == 255).any() and not (ref == v).any():
+        elif ref is None or v not in labelled:
             n = 0  # a reference that does not label this organ cannot tell
         elif not (ref == v).any():
             n = int(mask.sum())
@@ -89,17 +89,16 @@ def false_ml(labels: np.ndarray, ref, ruled_out, voxel_ml: float) -> dict[str, f
 def run(model=None) -> None:
     print("| case | organ Dice without -> with the step | false organ (mL) without | with | removed |")
     print("|---|---|---|---|---|")
-    for name, vol, ref, ruled_out in cases():
+    for name, vol, ref, ruled_out, labelled in cases():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw = ct.predict(vol, model, plausible=False)
         out, removed = ct.plausible(raw, vol)
         dices = ""
         if ref is not None:
-            known = ref != 255
-            dices = ", ".join(f"{NAMES[v]} {dice((raw == v) & known, ref == v):.3f} -> "
-                              f"{dice((out == v) & known, ref == v):.3f}" for v in NAMES if (ref == v).any())
-        f0, f1 = (false_ml(x, ref, ruled_out, vol.voxel_volume_ml) for x in (raw, out))
+            dices = ", ".join(f"{NAMES[v]} {dice(raw == v, ref == v):.3f} -> {dice(out == v, ref == v):.3f}"
+                              for v in NAMES if (ref == v).any())
+        f0, f1 = (false_ml(x, ref, ruled_out, labelled, vol.voxel_volume_ml) for x in (raw, out))
         fmt = lambda f: ", ".join(f"{k} {m:.1f}" for k, m in f.items()) or "0"  # noqa: E731
         print(f"| {name} | {dices or 'no reference'} | {fmt(f0)} | {fmt(f1)} | "
               + ("; ".join(str(r) for r in removed) or "nothing") + " |", flush=True)
