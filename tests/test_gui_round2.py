@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,7 +245,7 @@ def test_non_ct_layers_are_not_offered_and_the_status_line_says_why(make_napari_
         assert _combo_items(combo) == [], where
     for name in ("label", "train", "predict"):
         text = panel.show_step(name).status.text()
-        assert "'photo' (it is a colour (RGB) picture" in text and "'slice' (it is 2D" in text, (name, text)
+        assert "'photo' is a colour (RGB) picture" in text and "'slice' is 2D (a CT is a 3D" in text, (name, text)
     aug = panel.show_step("augment")
     qtbot.waitUntil(lambda: not aug.busy, timeout=5_000)
     assert "computing" not in aug.status.text() and "'photo'" in aug.status.text(), aug.status.text()

@@ -140,14 +140,15 @@ def is_preview(layer) -> bool:
 
 
 def ct_refusal(layer) -> str | None:
-    """Why an Image layer cannot be used as a CT, in the user's words; None when it can (3D, one value a voxel)."""
+    """Why an Image layer cannot be used as a CT, in the user's words (what it is, then why in brackets: "2D (a CT
+    is ...)"); None when it can (3D, one value a voxel)."""
     if is_preview(layer):
-        return "it is the augmentation preview"
+        return "the augmentation preview"
     if getattr(layer, "rgb", False):
-        return "it is a colour (RGB) picture; a CT has one value per voxel"
+        return "a colour (RGB) picture (a CT has one value per voxel)"
     ndim = np.ndim(layer.data) if not getattr(layer, "multiscale", False) else np.ndim(layer.data[0])
     if ndim != 3:
-        return f"it is {ndim}D; a CT is a 3D volume (slices x rows x columns)"
+        return f"{ndim}D (a CT is a 3D volume: slices x rows x columns)"
     return None
 
 
@@ -170,5 +171,5 @@ def refused_note(viewer) -> str:
     from napari.layers import Image
 
     refused = [(ly.name, ct_refusal(ly)) for ly in viewer.layers if isinstance(ly, Image) and not is_preview(ly)]
-    refused = [f"'{name}' ({why})" for name, why in refused if why]
+    refused = [f"'{name}' is {why}" for name, why in refused if why]
     return f"; not offered as a CT: {', '.join(refused)}" if refused else ""
