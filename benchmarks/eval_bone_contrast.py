@@ -7,9 +7,9 @@ fall in *bright blood*: voxels above 150 HU inside the body that the reference l
 than 5 mm from reference bone (heart chambers, aorta, vena cava, and where the reference leaves them unlabelled,
 enhanced kidneys and bowel). The largest connected pieces of that overlap are listed with their centre (z, y, x)
 so they can be looked at. ``--before FILE`` runs another copy of ``labelers/bones.py`` (e.g. one written by
-``git show REV:src/napari_ctorgans/labelers/bones.py``) next to the current one. ``--time`` times ``label_bones``
-on the native chest (512 x 512 x 141; best of 5, interleaved). The chest scans have no reference: their bone volume and the bone
-in bright homogeneous tissue far from the spine are printed for inspection.
+``git show REV:src/napari_ctorgans/labelers/bones.py``) next to the current one. ``--time`` times
+``label_bones`` on the native chest (512 x 512 x 141; best of 5, the two labellers interleaved). The chest scans
+have no reference: only their bone volume is printed (compare the two labellers' volumes, then look).
 
 ``ct/abdomen_contrast*`` is patient 1 of 3D-IRCADb-01 (IRCAD, CC BY-NC-ND 4.0): evaluation only.
 """
