@@ -73,7 +73,8 @@ class PromptPanel(Step):
             self.sign.addButton(b)
             b.toggled.connect(lambda *_: self._style_points())
         self.click_button = QPushButton("Click prompts")
-        self.click_button.setToolTip("each click in the viewer updates the organ at once (a Points layer '<CT> prompts')")
+        self.click_button.setToolTip("each click in the viewer updates the organ at once "
+                                     "(a Points layer '<CT> prompts')")
         self.click_button.clicked.connect(lambda: self.points_layer(activate=True))
         self.shape_button = QPushButton("Draw box/scribble")
         self.shape_button.setToolTip("draw a rectangle around the organ, or a path inside it, in the current slice")
@@ -187,7 +188,8 @@ class PromptPanel(Step):
             value = int(feats["organ"].iloc[i]) if "organ" in feats else int(self.organ_combo.currentData())
             sign = str(feats["sign"].iloc[i]) if "sign" in feats else self._sign()
             point = self._to_ct(layer, layer.data[i:i + 1])
-            earlier = [j for j in range(i) if str(feats["sign"].iloc[j]) == "+" and int(feats["organ"].iloc[j]) == value]
+            earlier = [j for j in range(i)
+                       if str(feats["sign"].iloc[j]) == "+" and int(feats["organ"].iloc[j]) == value]
             keep = self._to_ct(layer, layer.data[earlier]) if earlier else np.zeros((0, 3))
             prompts = ({"positive": np.concatenate([keep, point])} if sign == "+"
                        else {"positive": keep, "negative": point})
