@@ -2,6 +2,7 @@
 
     python benchmarks/bench_uncertainty.py [--method entropy|tta] [--passes N] [--details]
     python benchmarks/bench_uncertainty.py --native     # seconds on the 512 x 512 x 141 chest
+    python benchmarks/bench_uncertainty.py --band-pool  # the labellers' band computed at 1, 2, 3 mm on the DICOM series
 
 For each scan: the AUROC of the uncertainty for the wrong voxels (all voxels, and per organ on the voxels that
 either the prediction or the reference calls that organ), the error rate per uncertainty decile inside the body
@@ -33,9 +34,12 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=4)
     parser.add_argument("--details", action="store_true")
     parser.add_argument("--native", action="store_true")
+    parser.add_argument("--band-pool", action="store_true")
     args = parser.parse_args()
     if args.native:
         return native()
+    if args.band_pool:
+        return band_pool()
     for name, (ct_file, ref_file, organs) in SCANS.items():
         vol = ct.read_volume(DATA / ct_file)
         ref = np.asarray(ct.read_labels(DATA / ref_file, like=vol).array)
@@ -57,6 +61,35 @@ def main() -> int:
             print(f"  {k:2d}  {row['low']:.3f}-{row['high']:.3f}: {row['error_rate']:.1%}")
         if args.details and name == "abdomen_3mm":
             details(vol, ref, u, labels)
+    return 0
+
+
+def band_pool() -> int:
+    """Bone AUROC on the DICOM series and the band's seconds with the band computed every 1, 2 or 3 mm."""
+    import napari_ctorgans.infer.uncertainty as unc
+
+    vol = ct.read_volume(DATA / "abdomen_dicom")
+    ref = np.asarray(ct.read_labels(DATA / "abdomen_dicom_ctorg.nii.gz", like=vol).array)
+    model = ct.Predictor.from_checkpoint(None)
+    band = unc.labeller_band
+    try:
+        for pool in (1.0, 2.0, 3.0):
+            seconds = []
+
+            def timed(*a, pool=pool, seconds=seconds, **k):
+                t = time.perf_counter()
+                out = band(*a, **{**k, "pool_mm": pool})
+                seconds.append(time.perf_counter() - t)
+                return out
+
+            unc.labeller_band = timed
+            u, labels = unc.uncertainty(vol, model, return_labels=True)
+            counted = np.isin(labels, (0, 1, 5)) & np.isin(ref, (0, 1, 5))
+            near = ((labels == 5) | (ref == 5)) & counted
+            print(f"pool {pool:.0f} mm: bone AUROC {calibration(u, labels, ref, mask=near)['auroc']:.3f}, band "
+                  f"{' + '.join(f'{t:.2f}' for t in seconds)} s (lungs + bone)")
+    finally:
+        unc.labeller_band = band
     return 0
 
 
