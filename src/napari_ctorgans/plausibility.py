@@ -158,11 +158,17 @@ def _rib_cage(lm: Landmarks) -> np.ndarray:
 
 
 def _boxes(labels: np.ndarray, values) -> dict[int, tuple[slice, ...]]:
-    """Bounding box of each organ value (one pass for uint8 label maps)."""
-    if labels.dtype == np.uint8:
-        found = ndi.find_objects(labels)
-        return {v: found[v - 1] for v in values}
-    return {v: ndi.find_objects((labels == v).view(np.uint8))[0] for v in values}
+    """Bounding box of each organ value, from numpy reductions (they release the GIL: the viewer stays
+    responsive while a worker thread runs this on a full-size scan)."""
+    out = {}
+    for v in values:
+        mask = labels == v
+        box = []
+        for axis in range(3):
+            idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+            box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+        out[v] = tuple(box)
+    return out
 
 
 def _organ_values(labels: np.ndarray) -> list[int]:

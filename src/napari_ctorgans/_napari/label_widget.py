@@ -208,21 +208,23 @@ class AutoLabelWidget(Step):
         params = {"lungs": {"air_hu": float(self.air_hu.value())},
                   "bones": {"closing_mm": float(self.closing.value()), "bone_hu": float(self.bone_hu.value())}}
         self.say(f"labelling {what}...")
-        return self.start_job(_auto, vol, organs, params, layer.data, tool_record(layer), what=what,
+        removed: list[str] = []  # ct.plausible's removals, said in the status line
+        return self.start_job(_auto, vol, organs, params, layer.data, tool_record(layer), removed, what=what,
                               progress=self.progress, total=len(organs) + 1,
-                              on_result=lambda res: self._apply(layer, res, what))
+                              on_result=lambda res: self._apply(layer, res, what, removed))
 
     def _show_body(self, mask, ct_layer):
         layer = body_layer(self.viewer, ct_layer, mask)
         self.say(f"body: {int(mask.sum())} voxels in the layer '{layer.name}' (kept apart from the organ labels)")
 
-    def _apply(self, layer, update, what):
+    def _apply(self, layer, update, what, removed=()):
         if layer not in self.viewer.layers:
             self.say(f"{what}: the layer '{layer.name}' was removed meanwhile; run again to recreate it")
             return
         n = apply_update(layer, update)
         self.say(f"{what}: {n} voxels changed in '{layer.name}'" if n else f"{what}: nothing new found")
-        self.status.setText(self.status.text() + "; other organs and your edits kept (Ctrl+Z in that layer undoes)")
+        self.status.setText(self.status.text() + "; other organs and your edits kept (Ctrl+Z in that layer undoes)"
+                            + "".join(f"\n{line}" for line in removed))
 
     # ---------------------------------------------------------------------------------------------- seeded growing
     def seeds(self, ct_layer) -> np.ndarray:
@@ -267,13 +269,20 @@ def _body(vol):
     return label_body(vol).astype(bool)
 
 
-def _auto(vol, organs, params, data, record):
+def _auto(vol, organs, params, data, record, removed=None):
+    import warnings
+
     from .. import auto_label
+    from ..plausibility import ImplausibleOrganWarning
 
     labels = np.zeros(vol.shape, np.uint8)
     for i, organ in enumerate(organs):
         yield i
-        part = auto_label(vol, organs=[organ], **params)
+        with warnings.catch_warnings(record=True) as caught:  # lungs where they cannot be: removed and said
+            warnings.simplefilter("always", ImplausibleOrganWarning)
+            part = auto_label(vol, organs=[organ], **params)
+        if removed is not None:
+            removed += [str(w.message) for w in caught if issubclass(w.category, ImplausibleOrganWarning)]
         np.copyto(labels, part, where=(part > 0) & (labels == 0), casting="unsafe")  # releases the GIL
     yield len(organs)
     data = np.array(data, copy=True)
