@@ -68,6 +68,8 @@ def test_uncertainty_layer_and_next_move_the_view_and_keep_the_users_layers(make
     assert heat.data.shape == vol.shape and heat.data.dtype == np.float32 and heat.data.max() > 0.2
     np.testing.assert_allclose(heat.scale, scan.scale)
     assert "abdomen prediction" in viewer.layers and predict.review.next_button.isEnabled()
+    combo = predict.image_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["abdomen"]  # the map is never offered as a CT
 
     names = [layer.name for layer in viewer.layers]
     seen = []

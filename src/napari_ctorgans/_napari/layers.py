@@ -132,6 +132,8 @@ def _stem(path: str | None) -> str | None:
 
 #: layer metadata key of layers that only preview something (the Augment tab's): never offered as input
 PREVIEW_KEY = "ctorgans_preview"
+#: metadata key of the Predict tab's uncertainty layers (an Image of values 0 to 1, never offered as a CT)
+UNCERTAINTY_KEY = "ctorgans_uncertainty"
 
 
 def is_preview(layer) -> bool:
@@ -144,6 +146,8 @@ def ct_refusal(layer) -> str | None:
     is ...)"); None when it can (3D, one value a voxel)."""
     if is_preview(layer):
         return "the augmentation preview"
+    if (getattr(layer, "metadata", None) or {}).get(UNCERTAINTY_KEY):
+        return "an uncertainty map (values 0 to 1, not Hounsfield units)"
     if getattr(layer, "rgb", False):
         return "a colour (RGB) picture (a CT has one value per voxel)"
     ndim = np.ndim(layer.data) if not getattr(layer, "multiscale", False) else np.ndim(layer.data[0])

@@ -43,6 +43,8 @@ class ReviewControls(QWidget):
 
     def show(self, uncertainty: np.ndarray, regions: list, ct_layer) -> None:
         """Add (or refresh) the uncertainty layer over ``ct_layer`` and start a new review of its regions."""
+        from .layers import UNCERTAINTY_KEY
+
         name = f"{ct_layer.name} uncertainty"
         mine = self.layer is not None and self.layer in self.viewer.layers and self.layer.name == name
         if mine and self.layer.data.shape == uncertainty.shape:
@@ -51,7 +53,7 @@ class ReviewControls(QWidget):
             self.layer = self.viewer.add_image(
                 uncertainty, name=name, colormap="inferno", blending="additive", opacity=0.7,
                 contrast_limits=(0.0, CONTRAST_TOP), scale=tuple(ct_layer.scale), translate=tuple(ct_layer.translate),
-                metadata={"ctorgans_uncertainty": True})
+                metadata={UNCERTAINTY_KEY: True})
         self.ct_layer = ct_layer
         self.regions, self.reviewed = list(regions), []
         self.next_button.setEnabled(bool(self.regions))
