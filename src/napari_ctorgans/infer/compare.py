@@ -94,7 +94,7 @@ def compare_models(old: Any, new: Any, cases: Sequence[Any], *, worse_by: float 
     --------
     >>> result = ct.compare_models("starter", "runs/x-finetune-1/best.pt", [(volume, corrected)])  # doctest: +SKIP
     >>> print(result.summary)  # doctest: +SKIP
-    kidneys got worse on scan A (0.55 -> 0.20); replace the model only if that is expected
+    liver got worse on scan A (0.76 -> 0.00), an organ you did not correct; replace the model only if that is expected
     """
     from .predict import Predictor, predict
 
