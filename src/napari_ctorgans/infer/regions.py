@@ -1,9 +1,9 @@
 """The next place to check: the most uncertain regions of an uncertainty map, most uncertain first.
 
-The map is smoothed (a Gaussian of ``smooth_mm``), so that a thick uncertain blob (a missed kidney) outranks the
-thin shell every organ boundary has; the regions are its local maxima (the largest within a ``window_mm`` cube), ordered by the
-smoothed value. A region's box is the connected part of the smoothed map above half its peak around the peak,
-within ``window_mm`` of it.
+The map is averaged over blocks of about ``pool_mm`` and smoothed (a Gaussian of ``smooth_mm``), so that a thick
+uncertain blob (a missed kidney) outranks the thin shell every organ boundary has; the regions are its local maxima
+(the largest within a ``window_mm`` cube), ordered by the smoothed value, each place listed once. A region's box is
+the connected part of the smoothed map above half its peak around the peak, within ``window_mm`` of it.
 """
 
 from __future__ import annotations
