@@ -31,6 +31,45 @@ __all__ = ["setup_ui", "DEFAULT_OUTPUT"]
 DEFAULT_OUTPUT = Path(tempfile.gettempdir()) / "ctorgans-runs" / "run"
 
 
+#: the tooltip of each control of the Train tab (attribute of the widget -> text)
+TOOLTIPS: dict[str, str] = {
+    "image_combo": "the CT of a training case (a 3D Image layer in HU)",
+    "labels_combo": ("its organ labels (a Labels layer on the CT's grid: 1 liver, 2 bladder, 3 lungs, 4 kidneys, "
+                     "5 bone)"),
+    "case_list": "the training cases: layer pairs, and snapshots added from the Predict tab",
+    "folder": ("train on the cases of a folder instead of the layer pairs (CT-ORG volume-N / labels-N, or "
+               "nnU-Net imagesTr / labelsTr)"),
+    "hold_out": "keep the last case out of training and report its per-organ Dice",
+    "preset": ("a set of settings that go together (cpu-quick: a small network, minutes on a laptop CPU); "
+               "choosing one fills in the settings below"),
+    "model": "the network: cpu-small trains on a CPU; the paper networks need a GPU",
+    "loss": "what training minimises (iou, dice, cross entropy, or their combinations)",
+    "weighting": ("how the organs are weighted in the loss (small organs such as the kidneys gain from "
+                  "weighting)"),
+    "lr": "the optimiser's step size (Adam)",
+    "iterations": "training steps; the estimated time beside Start follows this number",
+    "crop": ("side of the cubes cut from the cases for each step: larger sees more context, costs more "
+             "memory and time"),
+    "augment_json": "augmentation parameters saved from the Augment tab (empty: the preset's)",
+    "output_dir": "where the run writes last.pt, best.pt and config.json",
+    "start_button": "train a new model on the cases with these settings",
+    "pause_button": "pause after the iteration under way; press again to continue",
+    "stop_button": "stop after the iteration under way; last.pt is written and can be resumed",
+    "estimate_label": ("the time the run should take on this machine: one training step of this model and crop "
+                       "size is measured and multiplied by the iterations (validation not included); during a run, "
+                       "the measured speed"),
+    "finetune_button": ("continue training from the current checkpoint (the model trained last; the built-in "
+                        "starter model when none was trained in this session) on all cases (including corrected "
+                        "ones) into a new output folder"),
+    "skip_button": ("write last.pt now, with the batch-norm statistics of the last iteration instead of "
+                    "recomputed ones (a prediction from it may be a little less accurate; resuming is "
+                    "unaffected)"),
+    "progress": "iterations done",
+    "val_progress": "the validation or batch-norm recalibration under way",
+    "plot": "training loss (top) and validation Dice per organ (bottom)",
+}
+
+
 def setup_ui(w) -> None:
     """Create the controls of the Train widget ``w`` as its attributes, connect them to its methods, lay them out."""
     from ..nn import MODEL_PRESETS
@@ -43,56 +82,37 @@ def setup_ui(w) -> None:
     for combo in (w.image_combo, w.labels_combo):  # one row each: the whole layer name shows
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(12)
-    w.image_combo.setToolTip("the CT of a training case (a 3D Image layer in HU)")
-    w.labels_combo.setToolTip("its organ labels (a Labels layer on the CT's grid: 1 liver, 2 bladder, 3 lungs, "
-                              "4 kidneys, 5 bone)")
     add = QPushButton("Add pair")
     add.setToolTip("add the chosen CT + labels layers as a training case")
     add.clicked.connect(lambda: w.add_pair())
     w.case_list = QListWidget()
     w.case_list.setMaximumHeight(48)
-    w.case_list.setToolTip("the training cases: layer pairs, and snapshots added from the Predict tab")
     w.folder = QLineEdit()
     w.folder.setPlaceholderText("or a folder of cases (CT-ORG or imagesTr/labelsTr)")
-    w.folder.setToolTip("train on the cases of a folder instead of the layer pairs (CT-ORG volume-N / labels-N, "
-                        "or nnU-Net imagesTr / labelsTr)")
     w.hold_out = QCheckBox("validate on the last case")
-    w.hold_out.setToolTip("keep the last case out of training and report its per-organ Dice")
     w.preset = QComboBox()
     w.preset.addItems(sorted(TRAIN_PRESETS))
     w.preset.setCurrentText("cpu-quick")
-    w.preset.setToolTip("a set of settings that go together (cpu-quick: a small network, minutes on a laptop CPU); "
-                        "choosing one fills in the settings below")
     w.preset.currentTextChanged.connect(w._apply_preset)
     w.model = QComboBox()
     w.model.addItems(sorted(MODEL_PRESETS))
-    w.model.setToolTip("the network: cpu-small trains on a CPU; the paper networks need a GPU")
     w.loss = QComboBox()
     w.loss.addItems(list(LOSSES))
-    w.loss.setToolTip("what training minimises (iou, dice, cross entropy, or their combinations)")
     w.weighting = QComboBox()
     w.weighting.addItems(list(WEIGHTING_SCHEMES))
-    w.weighting.setToolTip("how the organs are weighted in the loss (small organs such as the kidneys gain from "
-                           "weighting)")
     w.lr = QDoubleSpinBox()
     w.lr.setDecimals(5)
     w.lr.setRange(1e-5, 1.0)
     w.lr.setSingleStep(1e-3)
-    w.lr.setToolTip("the optimiser's step size (Adam)")
     w.iterations = QSpinBox()
     w.iterations.setRange(1, 1_000_000)
-    w.iterations.setToolTip("training steps; the estimated time beside Start follows this number")
     w.crop = QSpinBox()
     w.crop.setRange(8, 256)
     w.crop.setSingleStep(8)
     w.crop.setSuffix(" voxels")
-    w.crop.setToolTip("side of the cubes cut from the cases for each step: larger sees more context, costs more "
-                      "memory and time")
     w.augment_json = QLineEdit()
     w.augment_json.setPlaceholderText("the preset's (or a JSON file from the preview)")
-    w.augment_json.setToolTip("augmentation parameters saved from the Augment tab (empty: the preset's)")
     w.output_dir = QLineEdit(str(DEFAULT_OUTPUT))
-    w.output_dir.setToolTip("where the run writes last.pt, best.pt and config.json")
     w.output_dir.textChanged.connect(lambda _: w.choice.hide())
     w.folder_browse = _browse_button(w, w.folder, "folder", "Folder of training cases")
     w.augment_browse = _browse_button(w, w.augment_json, "json", "Augmentation parameters (JSON)")
@@ -100,25 +120,13 @@ def setup_ui(w) -> None:
 
     w.start_button, w.pause_button, w.stop_button = (QPushButton(t) for t in ("Start", "Pause", "Stop"))
     w.start_button.clicked.connect(lambda: w.start())
-    w.start_button.setToolTip("train a new model on the cases with these settings")
-    w.pause_button.setToolTip("pause after the iteration under way; press again to continue")
-    w.stop_button.setToolTip("stop after the iteration under way; last.pt is written and can be resumed")
     w.estimate_label = QLabel("")
     w.estimate_label.setWordWrap(True)
-    w.estimate_label.setToolTip("the time the run should take on this machine: one training step of this model "
-                                "and crop size is measured and multiplied by the iterations (validation not "
-                                "included); during a run, the measured speed")
     w.finetune_button = QPushButton("Fine-tune")
-    w.finetune_button.setToolTip("continue training from the current checkpoint (the model trained last; the "
-                                 "built-in starter model when none was trained in this session) on all cases "
-                                 "(including corrected ones) into a new output folder")
     w.finetune_button.clicked.connect(lambda: w.fine_tune())
     w.pause_button.clicked.connect(w.toggle_pause)
     w.stop_button.clicked.connect(w.stop)
     w.skip_button = QPushButton("Skip recalibration")
-    w.skip_button.setToolTip("write last.pt now, with the batch-norm statistics of the last iteration instead of "
-                             "recomputed ones (a prediction from it may be a little less accurate; resuming is "
-                             "unaffected)")
     w.skip_button.clicked.connect(w.skip_recalibration)
     w.skip_button.hide()
 
@@ -126,15 +134,14 @@ def setup_ui(w) -> None:
 
     w.progress = QProgressBar()
     w.progress.setFormat("iteration %v / %m")
-    w.progress.setToolTip("iterations done")
     w.val_progress = QProgressBar()
-    w.val_progress.setToolTip("the validation or batch-norm recalibration under way")
     w.val_progress.hide()
     w.speed_label = QLabel("")
     w.plot = TrainPlot()
-    w.plot.setToolTip("training loss (top) and validation Dice per organ (bottom)")
     w.dice_label = QLabel("")
     w.dice_label.setWordWrap(True)
+    for name, tip in TOOLTIPS.items():
+        getattr(w, name).setToolTip(tip)
     _lay_out(w, add)
 
 

@@ -15,10 +15,10 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog, QLineEdit
 
-from .step import JobDone, Step
+from .step import Step
 from .train_choice import free_folder
 from .train_pickers import open_file_dialog
-from .train_plot import TrainPlot, run_history, speed_and_eta, speed_text
+from .train_plot import TrainPlot, speed_and_eta, speed_text
 from .train_ui import DEFAULT_OUTPUT, follow_estimate, setup_ui
 
 # TrainPlot and speed_and_eta live in .train_plot and are still importable from here
@@ -47,29 +47,8 @@ def stopping_text(statuses: list, config, under_way: bool = False) -> str:
     return f"stopping: {at}; {bn}writing last.pt..."
 
 
-def _drive(gen, stopped):
-    """Run the generator ``gen`` (:func:`.process.in_process`) to its end and return its value; close it early
-    (which ends its process) and return None once ``stopped()`` is true."""
-    try:
-        while True:
-            if stopped():
-                gen.close()
-                return None
-            next(gen)
-    except StopIteration as end:
-        return end.value
-
-
 def _dice_text(val_dice: dict) -> str:
     return "val Dice: " + ", ".join(f"{k} {v:.2f}" for k, v in val_dice.items())
-
-
-def _read_history(last: Path) -> dict | None:
-    """The run's history from ``last``, or None when it keeps none or cannot be read (the run goes on without)."""
-    try:
-        return run_history(last)
-    except (OSError, ValueError, KeyError, TypeError):  # CheckpointError is a ValueError
-        return None
 
 
 class _Relay(QObject):
@@ -298,10 +277,6 @@ class TrainWidget(Step):
         return self._launch(cfg, resume=False, overwrite=False, verb=verb)
 
     def _launch(self, cfg, *, resume: bool, overwrite: bool, verb: str = "training"):
-        from superqt.utils import thread_worker
-
-        from ..train import train
-
         try:
             train_cases, val_cases = self._case_data()
         except (ValueError, TypeError, KeyError, OSError) as exc:
@@ -312,56 +287,9 @@ class TrainWidget(Step):
         self._stop = self._paused = self._history_shown = self._skip_bn = False
         self.statuses.clear()  # the plot keeps the previous run until this one reports (a refused run keeps it)
         self.choice.hide()
-        emit_history = self._relay.history.emit
-        last = Path(cfg.output_dir) / "last.pt" if resume and cfg.output_dir else None
-        done = JobDone()
+        from .train_run import training_worker
 
-        def emit(n, total, what, relay=self._relay.progress.emit):
-            if what == "batch norm" and self._skip_bn:  # the user chose to skip it (or closed the widget)
-                from ..train.loop import SkipRecalibration
-
-                raise SkipRecalibration
-            relay(n, total, what)
-
-        @thread_worker
-        def work():
-            try:
-                return (yield from _run(emit))
-            finally:
-                done.set()
-
-        def _run(emit):
-            # reading, resampling and checking the cases happen in a process of their own (scipy's resampling holds
-            # the GIL: in this thread it would freeze the viewer); errors come back as values
-            from .jobs import prepare_cases
-            from .process import in_process
-
-            try:
-                prepared = _drive(in_process(prepare_cases, train_cases, val_cases, cfg.spacing), lambda: self._stop)
-                if prepared is None:  # stopped (or the widget closed) before the first iteration
-                    return None
-                gen = train(cfg, *prepared, resume=resume, overwrite=overwrite, progress=emit)
-            except Exception as exc:  # noqa: BLE001 - shown in the status line
-                return [exc]  # in a list: superqt would re-raise a returned exception
-            if last is not None:  # train() has checked the run; its first iteration rewrites last.pt
-                history = _read_history(last)
-                if history is not None:
-                    emit_history(history)
-            try:
-                for status in gen:
-                    yield status
-                    while self._paused and not self._stop:
-                        time.sleep(0.05)
-                    if self._stop:
-                        break
-            except Exception as exc:  # noqa: BLE001 - shown in the status line
-                return [exc]
-            finally:
-                gen.close()  # writes last.pt (atomically) if the run was stopped between checkpoints
-            return None
-
-        self.worker = work()
-        done.track(self.worker)
+        self.worker = training_worker(self, cfg, train_cases, val_cases, resume=resume, overwrite=overwrite)
         self.worker.yielded.connect(self._on_status)
         self.worker.returned.connect(self._on_returned)
         self.worker.finished.connect(self._finished)
