@@ -76,8 +76,6 @@ def setup_ui(w) -> None:
     from ..nn.losses import LOSSES, WEIGHTING_SCHEMES
     from ..train import TRAIN_PRESETS
 
-    _import_optimiser_stack()
-
     w.image_combo, w.labels_combo = QComboBox(), QComboBox()
     for combo in (w.image_combo, w.labels_combo):  # one row each: the whole layer name shows
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -145,12 +143,13 @@ def setup_ui(w) -> None:
     _lay_out(w, add)
 
 
-def _import_optimiser_stack() -> None:
-    """Import what torch's optimisers import on their first use (torch._dynamo, with sympy), with the Train tab.
+def import_optimiser_stack() -> None:
+    """Import what torch's optimisers import on their first use (torch._dynamo, with sympy): called when the Train
+    tab is first shown.
 
     Imported by the first run's optimiser in the training thread, it starved the GUI thread for 1.3 to 1.7 s (the
-    training start-up freeze). Here it is part of opening the panel, which blocks the viewer anyway (importing
-    torch takes longer): the panel opens that much later (3.3 s on a loaded 2-core machine, measured with
+    training start-up freeze). Here the first showing of the Train tab takes that much longer instead (3.3 s on a
+    loaded 2-core machine, measured with
     ``python -c "import torch, time; t = time.perf_counter(); import torch._dynamo; print(time.perf_counter() - t)"``).
     """
     try:

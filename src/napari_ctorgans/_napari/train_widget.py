@@ -96,6 +96,9 @@ class TrainWidget(Step):
 
     def showEvent(self, ev):  # noqa: N802 - Qt API
         super().showEvent(ev)
+        from .train_ui import import_optimiser_stack
+
+        import_optimiser_stack()  # once: the first run's start then never freezes the viewer
         if getattr(self, "_estimate_stale", False):
             self._estimate_stale = False
             self._estimate_timer.start()
