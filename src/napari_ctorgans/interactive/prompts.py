@@ -165,7 +165,8 @@ def _click_values(img, seeds, spacing, cfg) -> np.ndarray:
 def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, negatives):
     """The region grown from ``seeds`` (work-grid indices of the box). A region that leaks beyond
     ``cfg.grow_max_ml`` is tried again with a narrower HU band, one under half the smallest organ with a wider one;
-    when every band leaks the region is empty (nothing is added rather than a leak)."""
+    when every band leaks the region is empty (nothing is added rather than a leak). None: for lungs and bone,
+    no click lies in the organ's HU band."""
     vals = _click_values(img, seeds, spacing, cfg)
     gate = _gate(img.shape, seeds, prior, spacing, cfg, box_limits)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -181,6 +182,8 @@ def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, 
         elif cfg.open_side == "below":
             lo = -np.inf
         lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
+        if cfg.open_side and not np.any((img[tuple(seeds.T)] >= lo) & (img[tuple(seeds.T)] <= hi)):
+            return None  # a click on a vessel in the lung, or on marrow: nothing of the organ to grow from
         region, _ = grow(allowed & (img >= lo) & (img <= hi) & gate, seeds, spacing, cfg.radii_mm, max_voxels)
         n = np.count_nonzero(region)
         if n <= max_voxels and (best is None or n > np.count_nonzero(best)):
@@ -334,7 +337,12 @@ def _run(grid: WorkGrid, value, cfg, pos, neg, box_list, strokes, prior, current
         pr = grid.to_work_float(prior[grid.scan_box(roi)]) if prior is not None else None
         limits = [(tuple(w(b)[0] - lo), tuple(w(b)[1] - lo)) for b in box_list]
         grown = _grow_part(grid.image[roi], allowed, seeds, pr, grid.spacing, cfg, limits, marks_l, neg_l)
-        if not grown.any():
+        if grown is None:
+            hu = ", ".join(f"{grid.image[roi][tuple(p)]:.0f}" for p in seeds)
+            refused = (f"{ORGANS[value].name}: the click lies at {hu} HU (averaged to the work grid), outside the "
+                       f"HU range of the {ORGANS[value].name}, so nothing was added; click on the organ itself")
+            grown = np.zeros(new.shape, bool)
+        elif not grown.any():
             refused = (f"{ORGANS[value].name}: the region around the click runs into its neighbours beyond "
                        f"{cfg.grow_max_ml:.0f} mL, so nothing was added; click nearer the organ's middle, or draw "
                        "a box around it in one slice")
