@@ -76,6 +76,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "next_region": (".infer.regions", "next_region"),
     "rank_scans": (".infer.rank", "rank_scans"),
     "compare_models": (".infer.compare", "compare_models"),
+    "holdout_check": (".train.holdout", "holdout_check"),
     "Predictor": (".infer", "Predictor"),
     "models": (".models", None),
     "starter_path": (".models", "starter_path"),
