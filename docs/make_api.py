@@ -19,7 +19,7 @@ SECTIONS = {
     "Training and prediction": ["TrainConfig", "TRAIN_PRESETS", "train", "load_checkpoint", "save_checkpoint",
                                 "CheckpointError", "RunConfigMismatch", "sliding_window",
                                 "SlidingWindowInferer", "predict", "plausible", "find_landmarks", "starter_path"],
-    "Review and model checks": ["uncertainty", "next_region", "rank_scans", "compare_models"],
+    "Review and model checks": ["uncertainty", "next_region", "rank_scans", "compare_models", "holdout_check"],
 }
 
 
