@@ -184,7 +184,8 @@ def uncertainty(volume: Volume | str | Path, model: Any = None, *, method: str =
                 progress(k, total)
         work = mutual_information(runs)[1]
     del probs
-    out = np.ascontiguousarray(_to_scan(work, volume, pred.contract.spacing), dtype=np.float32)
+    spacing = float(predict_options.get("spacing") or pred.contract.spacing)  # the working grid predict used
+    out = np.ascontiguousarray(_to_scan(work, volume, spacing), dtype=np.float32)
     for name in organs:
         value = next(v for v, o in ORGANS.items() if o.name == name)
         band = labeller_band(labels, value, volume.spacing, band_mm=band_mm)
