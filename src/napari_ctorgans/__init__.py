@@ -32,6 +32,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "resample": (".resampling", "resample"),
     "gaussian_sigmas": (".resampling", "gaussian_sigmas"),
     "make_phantom": (".phantom", "make_phantom"),
+    "load_sample": (".samples", "load_sample"),
     "make_random_phantom": (".synth", "make_random_phantom"),
     "ORGANS": (".organs", "ORGANS"),
     "Organ": (".organs", "Organ"),
