@@ -1,4 +1,4 @@
-"""The napari side of ``ctorgans demo``: coronal + axial canvas screenshots and the viewer with the CT Organs panel."""
+"""The napari side of ``ctorgans demo``: canvas screenshots of the real viewer and the viewer with the CT Organs panel."""
 
 from __future__ import annotations
 
@@ -6,44 +6,39 @@ from pathlib import Path
 
 import napari
 
+from .._demo.views import compose, panels
 from .layers import image_layer_kwargs, labels_layer_kwargs
 
 
-def viewer_screenshot(vol, labels, png: Path) -> None:
-    """A coronal (head up) and an axial canvas screenshot of the CT with its labels, side by side (needs a display)."""
-    import imageio.v3 as iio
-    import numpy as np
-
-    from .._cli.demo import best_slices
+def viewer_screenshot(vol, maps: dict, png: Path, title: str = "") -> Path:
+    """Canvas screenshots of the CT with each label map (name -> labels) on coronal slices that cut every organ,
+    laid out with the organ legend (needs a display)."""
     from .panel import set_view
 
     viewer = napari.Viewer(show=True)
     try:
-        viewer.window._qt_window.resize(1000, 800)
+        viewer.window._qt_window.resize(900, 800)
         ct_layer = viewer.add_image(vol.array, **image_layer_kwargs(vol, name="CT"))
-        lab = viewer.add_labels(labels, **labels_layer_kwargs(vol, name="labels"))
-        lab.opacity = 0.6
-        y, z = best_slices(labels)
-        shots = []
-        for view, axis, index in (("coronal", 1, y), ("axial", 0, z)):
-            set_view(viewer, view)
-            world = ct_layer.data_to_world(tuple(index if a == axis else 0 for a in range(3)))
-            viewer.dims.set_point(axis, world[axis])
+        layers = {name: viewer.add_labels(labels, **labels_layer_kwargs(vol, name=name)) for name, labels in
+                  maps.items()}
+        set_view(viewer, "coronal")
+        shots, names = [], []
+        for name, y in panels(maps):
+            for other, layer in layers.items():
+                layer.visible, layer.opacity = other == name, 0.6
+            viewer.dims.set_point(1, ct_layer.data_to_world((0, y, 0))[1])
             viewer.reset_view()
             shots.append(viewer.screenshot(canvas_only=True, flash=False))
-        height = max(s.shape[0] for s in shots)
-        shots = [np.pad(s, ((0, height - s.shape[0]), (0, 0), (0, 0))) for s in shots]
-        picture = np.concatenate(shots, axis=1)
-        picture[..., 3] = 255  # the padding is opaque black, like the canvas
-        iio.imwrite(png, picture)
+            names.append(f"{name}: coronal slice {y}")
+        return compose(shots, names, maps, png, title)
     finally:
         viewer.close()
 
 
 def run_gui() -> int:
-    """Open napari with the phantom sample and the CT Organs panel (one tab per step of the loop)."""
+    """Open napari with the real sample CT, its reference labels and the CT Organs panel."""
     viewer = napari.Viewer(title="napari-ctorgans demo")
-    viewer.open_sample("napari-ctorgans", "phantom")
+    viewer.open_sample("napari-ctorgans", "abdomen")
     try:
         viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
     except Exception as exc:  # keep the viewer usable if the panel fails
