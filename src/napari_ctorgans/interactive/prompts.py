@@ -182,7 +182,7 @@ def _grow_part(img, allowed, seeds, prior, spacing, cfg, box_limits, positives, 
         elif cfg.open_side == "below":
             lo = -np.inf
         lo, hi = max(lo, cfg.hu_limits[0]), min(hi, cfg.hu_limits[1])
-        if cfg.open_side and not np.any((img[tuple(seeds.T)] >= lo) & (img[tuple(seeds.T)] <= hi)):
+        if cfg.open_side and np.mean((vals >= lo) & (vals <= hi)) < 0.5:  # mostly not the organ around the click
             return None  # a click on a vessel in the lung, or on marrow: nothing of the organ to grow from
         region, _ = grow(allowed & (img >= lo) & (img <= hi) & gate, seeds, spacing, cfg.radii_mm, max_voxels)
         n = np.count_nonzero(region)
