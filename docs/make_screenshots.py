@@ -4,7 +4,7 @@ Run headless with:  xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python doc
 Writes PNGs to docs/images/: the loop pictures (``loop_*.png``) come from the GUI loop test's own viewer
 (``tests/test_gui_loop.py`` run with ``CTORGANS_SCREENSHOTS``), the others from the viewer opened here. ``--loop``
 takes only the loop pictures, ``--no-loop`` only the others, ``--starter`` only the README's starter-model picture,
-``--review`` only the user guide's uncertainty picture.
+``--review`` only the user guide's uncertainty picture, ``--label`` only the labelling guide's Label tab picture.
 """
 
 from __future__ import annotations
@@ -44,6 +44,32 @@ def _wait(step) -> None:
         _settle(0.2)
 
 
+def _label_chest(viewer, panel):
+    """Open the real chest, run the Label tab's lungs and bone on it and show a slice through both lungs."""
+    chest = viewer.open(str(DATA / "chest_3mm.nii.gz"), plugin="napari-ctorgans")[0]
+    chest.contrast_limits = (-1350.0, 150.0)
+    label = panel.show_step("label")
+    _settle()
+    for organ in ("lungs", "bone"):
+        label.run(organ)
+        _wait(label)
+    viewer.dims.set_point(0, chest.data_to_world((int(chest.data.shape[0] * 0.6), 0, 0))[0])
+    viewer.reset_view()
+    return chest
+
+
+def label_picture() -> None:
+    """The labelling guide's picture: the Label tab of the CT Organs panel after lungs and bone on the chest."""
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    _, panel = viewer.window.add_plugin_dock_widget("napari-ctorgans", "CT Organs panel")
+    _label_chest(viewer, panel)
+    _save(viewer, "label_tab_chest.png")
+    viewer.close()
+
+
 def pictures() -> None:
     """The phantom sample, the DICOM series seen from the front, the chest's automatic labels, the augment tab."""
     import napari
@@ -69,15 +95,7 @@ def pictures() -> None:
         viewer.layers.clear()
 
     if (DATA / "chest_3mm.nii.gz").exists():  # the Label tab on a real chest CT: lungs, then bone
-        chest = viewer.open(str(DATA / "chest_3mm.nii.gz"), plugin="napari-ctorgans")[0]
-        chest.contrast_limits = (-1350.0, 150.0)
-        label = panel.show_step("label")
-        _settle()
-        for organ in ("lungs", "bone"):
-            label.run(organ)
-            _wait(label)
-        viewer.dims.set_point(0, chest.data_to_world((int(chest.data.shape[0] * 0.6), 0, 0))[0])
-        viewer.reset_view()
+        chest = _label_chest(viewer, panel)
         _save(viewer, "auto_label_chest.png")
         chest.visible = False
         panel.view_combo.setCurrentText("3D")
@@ -162,6 +180,9 @@ def loop_pictures() -> int:
 def main() -> int:
     if "--starter" in sys.argv:
         starter_picture()
+        return 0
+    if "--label" in sys.argv:
+        label_picture()
         return 0
     if "--review" in sys.argv:
         review_picture()
