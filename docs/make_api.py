@@ -9,7 +9,7 @@ import napari_ctorgans as ct
 
 SECTIONS = {
     "Data": ["Volume", "read_volume", "read_labels", "write_labels", "write_volume", "list_dicom_series",
-             "resample", "gaussian_sigmas", "make_phantom", "make_random_phantom", "ORGANS", "check_ct", "NotCTError", "padding_mask"],
+             "resample", "gaussian_sigmas", "make_phantom", "load_sample", "make_random_phantom", "ORGANS", "check_ct", "NotCTError", "padding_mask"],
     "Clinical interoperability": ["write_dicom_seg", "write_rtstruct", "organ_statistics", "organ_report",
                                   "write_report_png"],
     "Labelling": ["morphology", "label_lungs", "label_bones", "label_body", "auto_label", "grow_region",

@@ -45,6 +45,10 @@ def load_sample(name: str = "abdomen"):
     """``(volume, labels)``: a shipped sample CT (:class:`~napari_ctorgans.volume.Volume`, HU) and its reference
     labels (``uint8`` array on the CT's grid, CT-ORG values).
 
+    ``"abdomen"`` (the only one): a real abdomen and pelvis CT, 122 x 101 x 112 voxels at 3 mm, from the
+    TotalSegmentator test files (Apache-2.0), with TotalSegmentator v2's labels as reference. An evaluation scan:
+    do not train a model on it that you then measure on it.
+
     Example
     -------
     >>> vol, reference = ct.load_sample()       # the real abdomen, 122 x 101 x 112 at 3 mm
