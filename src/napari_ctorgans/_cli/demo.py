@@ -1,4 +1,5 @@
-"""``ctorgans demo``: the starter model on the shipped real CT (``--train``: training on phantoms; ``--gui``: napari)."""
+"""``ctorgans demo``: the starter model on the shipped real CT (``--train``: training on phantoms; ``--gui``:
+napari)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def _dicom(out: Path, vol, pred) -> Path:
 
 
 def run_sample(out: Path, picture: Callable) -> dict:
-    """The demo on the shipped sample; ``picture(vol, maps, png_stem, title)`` draws the picture and returns its path."""
+    """The demo on the shipped sample; ``picture(vol, maps, out, title)`` draws the picture, returns its path."""
     import napari_ctorgans as ct
 
     from ..samples import CREDIT

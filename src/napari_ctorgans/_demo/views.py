@@ -55,7 +55,7 @@ def _legend(fig, maps: dict) -> None:
 
     present = sorted({v for labels in maps.values() for v in present_organs(labels)})
     handles = [plt.Rectangle((0, 0), 1, 1, color=ORGANS[v].color) for v in present]
-    fig.legend(handles, [ORGANS[v].name for v in present], loc="lower center", ncol=max(len(present), 1),
+    fig.legend(handles, [ORGANS[v].name for v in present], loc="outside lower center", ncol=max(len(present), 1),
                frameon=False, fontsize=11)
 
 
@@ -79,7 +79,9 @@ def montage(vol, maps: dict, png: Path, title: str = "") -> Path:
         colours[value] = organ.color if value else (0, 0, 0, 0)
     chosen = panels(maps)
     sz, _, sx = vol.spacing
-    fig, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 6), squeeze=False)
+    aspect = vol.shape[0] * sz / (vol.shape[2] * sx)
+    fig, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 5 * aspect + 1.2), squeeze=False,
+                             layout="constrained")
     for ax, (name, y) in zip(axes[0], chosen):
         ax.imshow(np.clip(vol.array[:, y, :], -160, 240), cmap="gray", origin="lower", aspect=sz / sx)
         ax.imshow(np.asarray(maps[name])[:, y, :].astype(np.uint8), cmap=ListedColormap(colours), vmin=0,
@@ -97,13 +99,25 @@ def compose(shots: list[np.ndarray], names: list[str], maps: dict, png: Path, ti
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 6), squeeze=False)
+    shots = [_crop(shot[..., :3]) for shot in shots]
+    aspect = max(shot.shape[0] / shot.shape[1] for shot in shots)
+    fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 5 * aspect + 1.2), squeeze=False,
+                             layout="constrained")
     for ax, shot, name in zip(axes[0], shots, names):
-        ax.imshow(shot[..., :3])
+        ax.imshow(shot)
         ax.set_title(name)
         ax.axis("off")
     _finish(fig, maps, png, title)
     return png
+
+
+def _crop(rgb: np.ndarray, margin: int = 4) -> np.ndarray:
+    """The screenshot without the canvas's black border around the scan."""
+    lit = rgb.max(axis=-1) > 8
+    if not lit.any():
+        return rgb
+    (r0, r1), (c0, c1) = [(int(np.flatnonzero(a)[0]), int(np.flatnonzero(a)[-1])) for a in (lit.any(1), lit.any(0))]
+    return rgb[max(r0 - margin, 0):r1 + margin + 1, max(c0 - margin, 0):c1 + margin + 1]
 
 
 def _finish(fig, maps: dict, png: Path, title: str) -> None:

@@ -1,4 +1,5 @@
-"""The napari side of ``ctorgans demo``: canvas screenshots of the real viewer and the viewer with the CT Organs panel."""
+"""The napari side of ``ctorgans demo``: canvas screenshots of the real viewer, and the viewer with the CT Organs
+panel."""
 
 from __future__ import annotations
 
