@@ -1,9 +1,10 @@
 """Opening a DICOM-SEG or RTSTRUCT in napari: on the grid of its CT series, found beside the file or already open.
 
-A SEG or RTSTRUCT holds no grid of its own that napari could show: it needs its CT. When the series is not beside
-the file, the open CT layer whose DICOM series (else Frame of Reference) the object refers to is used; when none is
-open, nothing is added and the user is told, in napari, to open the CT series first (never napari's "Choose reader"
-dialog with a Python traceback).
+An RTSTRUCT holds contours, no grid of its own that napari could show: it needs its CT. When the series is not
+beside the file, the open CT layer whose DICOM series (else Frame of Reference) the object refers to is used; when
+none is open, nothing is added and the user is told, in napari, to open the CT series first (never napari's "Choose
+reader" dialog with a Python traceback). A SEG is put on that CT's grid too, and read on the grid of its own frames
+when no CT is at hand (the reason told in napari when its frames lie on no regular grid).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def tell(viewer, text: str) -> None:
 
 def read_dicom_object(path, kind: str) -> list[tuple]:
     """napari layer data of a DICOM-SEG or RTSTRUCT (``kind`` "seg" or "rtstruct"); ``[(None,)]`` (nothing to add,
-    the reason told in napari) when its CT series is neither beside it nor open."""
+    the reason told in napari) when an RTSTRUCT's CT series is neither beside it nor open, or the object cannot be
+    read."""
     import napari
 
     from ..io.dicom_seg import find_source_ct, read_dicom_labels
@@ -74,7 +76,7 @@ def read_dicom_object(path, kind: str) -> list[tuple]:
     try:
         if find_source_ct(path) is None:
             like = open_ct_for(viewer, path, kind)
-            if like is None:
+            if like is None and kind == "rtstruct":  # a SEG's frames carry their own grid; contours do not
                 tell(viewer, f"{name} is a {what}: it needs the CT series it was drawn on, which is neither in its "
                              "folder nor open. Open the CT series first (File > Open Folder, or drop the series "
                              f"folder on the window), then open {name} again")
