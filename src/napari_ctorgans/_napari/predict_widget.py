@@ -60,6 +60,11 @@ class PredictWidget(Step):
         self.tta = QCheckBox("mirroring TTA (8x slower)")
         self.post = QCheckBox("keep largest components, fill holes")
         self.post.setChecked(True)
+        self.anatomy = QCheckBox("anatomy check: remove organs where they cannot be")
+        self.anatomy.setChecked(True)
+        self.anatomy.setToolTip("ct.plausible: remove organ voxels outside the body or where the organ cannot lie "
+                                "(a bladder outside the bony pelvis, a liver above the diaphragm); every removal is "
+                                "said in the status line. Turn it off for phantoms and non-human anatomy")
         self.labellers = QCheckBox("lungs and bone from the automatic labellers")
         self.labellers.setToolTip("take lungs and bone from the labellers of the Label tab instead of the network: "
                                   "on for the starter model and models fine-tuned from it (its network is weaker "
@@ -89,6 +94,7 @@ class PredictWidget(Step):
         layout.addLayout(form)
         layout.addWidget(self.tta)
         layout.addWidget(self.post)
+        layout.addWidget(self.anatomy)
         layout.addWidget(self.labellers)
         layout.addWidget(self.review)
         layout.addWidget(self.button)
@@ -189,6 +195,7 @@ class PredictWidget(Step):
             self.say(f"cannot predict: {exc}")
             return None
         overlap, tta, post = float(self.overlap.value()), self.tta.isChecked(), self.post.isChecked()
+        anatomy = self.anatomy.isChecked()
         emit = self.cancellable(self._progress.tiles.emit)  # closing or cancelling stops at the next tile
         from ..labelers import ORGAN_LABELERS
 
@@ -204,11 +211,12 @@ class PredictWidget(Step):
                 from ..infer.uncertainty import uncertainty
 
                 u, labels = uncertainty(vol, predictor, return_labels=True, overlap=overlap, tta=tta,
-                                        postprocess_labels=post, progress=emit, labelers=labelers)
+                                        postprocess_labels=post, progress=emit, labelers=labelers,
+                                        plausible=anatomy)
                 extra = (u, uncertain_regions(u, spacing=vol.spacing))
             else:
                 labels = predict(vol, predictor, overlap=overlap, tta=tta, postprocess_labels=post, progress=emit,
-                                 labelers=labelers)
+                                 labelers=labelers, plausible=anatomy)
             # one comparison per label value: numpy ufuncs and reductions release the GIL (np.bincount holds it
             # for ~0.5 s on a 512 x 512 x 141 CT, freezing the viewer)
             found = [v for v in range(1, int(labels.max(initial=0)) + 1) if (labels == v).any()]
