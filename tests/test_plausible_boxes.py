@@ -27,3 +27,15 @@ def test_organ_boxes_match_find_objects_with_ignore_value_and_gaps(dtype):
 
 def test_organ_boxes_of_an_empty_map_are_empty():
     assert _organ_boxes(np.zeros((9, 4, 4), np.uint8)) == {}
+
+
+def test_the_projects_phantoms_keep_their_toy_anatomy():
+    """A phantom has no ribs or bony pelvis: its true labels pass unchanged, where a real scan's rules would cut them."""
+    import napari_ctorgans as ct
+
+    vol, truth = ct.make_phantom(seed=1, spacing=6.0, shape=(32, 32, 32))
+    out, removed = ct.plausible(truth, vol)
+    assert removed == [] and np.array_equal(out, truth)
+    bare = ct.Volume(vol.array, spacing=vol.spacing)  # the same image without the phantom's mark is judged
+    _, removed = ct.plausible(truth, bare)
+    assert any(r.organ == "bladder" for r in removed)

@@ -205,6 +205,12 @@ def plausible(labels, volume: Volume, *, landmarks: Landmarks | None = None, inp
     inplace : bool
         Change ``labels`` itself instead of a copy.
 
+    Notes
+    -----
+    The project's own phantoms (:func:`~napari_ctorgans.make_phantom`, :func:`~napari_ctorgans.make_random_phantom`:
+    ``volume.metadata["phantom_seed"]``) have a toy anatomy without ribs or a bony pelvis, which the human-anatomy
+    rules would misjudge: their labels are returned unchanged, with no removals.
+
     Returns
     -------
     labels : ndarray
@@ -231,7 +237,7 @@ def plausible(labels, volume: Volume, *, landmarks: Landmarks | None = None, inp
                          "give the label map made for this CT")
     out = arr if inplace else arr.copy()
     boxes = _organ_boxes(out)
-    if not boxes:
+    if not boxes or (volume.metadata or {}).get("phantom_seed") is not None:
         return out, []
     lm = landmarks if landmarks is not None else find_landmarks(volume)
     removals: list[Removal] = []
