@@ -150,7 +150,9 @@ def find_landmarks(volume: Volume, *, work_mm: float = 3.0, body: np.ndarray | N
     -------
     Landmarks
     """
-    from .labelers import label_body, label_bones, label_lungs
+    from .labelers.body import label_body
+    from .labelers.bones import label_bones
+    from .labelers.lungs import label_lungs
 
     f, perm, flips, arr, sp = _coarse(volume, work_mm)
     lm = Landmarks(volume.shape, f, perm, flips, sp, *([None] * 12))  # type: ignore[arg-type]

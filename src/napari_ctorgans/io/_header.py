@@ -4,7 +4,7 @@ ITK reads a header number with C's ``atof``, which stops at the first byte it do
 turns ``Offset = -164.5`` into ``-\\xce64.5``, read as ``-0`` (the volume moves by 164.5 mm without a word). These
 parsers accept only what the formats define: ASCII text, every number a whole valid number, every field with the
 count of values its dimension asks for, known element types and encodings. Anything else raises
-:class:`~._verify.Damaged` naming the field, so that the reader refuses the file instead of misplacing it.
+:class:`~._errors.Damaged` naming the field, so that the reader refuses the file instead of misplacing it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import re
 from typing import BinaryIO
 
-from ._verify import Damaged
+from ._errors import Damaged
 
 _FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _FLOAT_RE = re.compile(_FLOAT)

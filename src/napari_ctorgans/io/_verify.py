@@ -16,6 +16,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from ._errors import Damaged
+
 try:  # ISA-L inflates about 1.5x faster than zlib, with the same checksums and the same interface
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency; zlib does the same, slower
@@ -32,9 +34,6 @@ def is_dicom_file(path: Path) -> bool:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
 
-
-class Damaged(ValueError):
-    """The file's bytes disagree with its header (cut off, bit-flipped, or a failed write)."""
 
 
 @dataclass
