@@ -91,6 +91,10 @@ def test_uncertainty_layer_and_next_move_the_view_and_keep_the_users_layers(make
         np.testing.assert_array_equal(notes.data, mine)  # the user's own labels are untouched
         assert f"region {len(seen)}:" in predict.review.info.text()
     assert seen[0].rank == 0 and seen[0].score >= seen[1].score and not seen[0].contains(seen[1].center)
+    # the prediction's gap includes napari adding its two new layers (their vispy visuals) on the GUI thread, which
+    # takes a few tenths of a second: showing a prediction may take up to 1 s, as in test_gui_responsive
+    showing = gaps.pop("predict with uncertainty")
+    assert showing < 1.0, f"showing the prediction and its uncertainty blocked the GUI thread for {showing:.3f} s"
     slow = {k: v for k, v in gaps.items() if v >= allowed}
     assert not slow, f"the GUI thread was blocked: {slow} (idle baseline {baseline:.3f} s)"
 
