@@ -5,11 +5,10 @@ After every step the user's painted voxels and the other organs are checked unch
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from qtpy.QtCore import Qt, QTimer
+from gui_timing import Ticks
+from qtpy.QtCore import Qt
 from scipy import ndimage as ndi
 
 pytestmark = pytest.mark.gui
@@ -27,14 +26,9 @@ def _wait(qtbot, step, timeout=120_000):
 
 def _longest_gap(qtbot, action) -> float:
     """The longest gap between the ticks of a 50 ms QTimer while ``action`` runs (the GUI thread's stalls)."""
-    ticks = [time.perf_counter()]
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start(50)
-    action()
-    ticks.append(time.perf_counter())
-    timer.stop()
-    return float(np.diff(ticks).max())
+    with Ticks() as ticks:
+        action()
+    return ticks.longest_gap()
 
 
 def _deep(mask):
