@@ -18,18 +18,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
 
 import napari_ctorgans as ct  # noqa: E402
 from conftest import CT_DIR  # noqa: E402
-from test_faults_round2_headers import FIELDS, _still_numbers  # noqa: E402
-
-
-def _flips(header: bytes, suffix: str):
-    for field, start in FIELDS[suffix]:
-        begin = header.index(start.encode()) + len(start)
-        end = header.index(b"\n", begin)
-        value = header[begin:end].decode()
-        for pos in range(begin, end, 2 if field == "TransformMatrix" else 1):
-            for bit in (0x01, 0x04, 0x10, 0x40, 0x80):
-                flipped = header[:pos] + bytes([header[pos] ^ bit]) + header[pos + 1:]
-                yield _still_numbers(value, flipped[begin:end].decode("latin-1")), flipped
+from test_faults_round2_headers import header_flips  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +35,7 @@ def main() -> None:
                 data = next(p for p in folder.iterdir() if p.suffix in (".raw", ".zraw"))
                 (folder / data.name.replace("crop", "damaged")).write_bytes(data.read_bytes())
                 header = header.replace(data.name.encode(), data.name.replace("crop", "damaged").encode())
-            for valid, flipped in _flips(header, suffix):
+            for _, valid, flipped in header_flips(header, suffix):
                 if valid:
                     counts["still valid numbers"] += 1
                     continue
