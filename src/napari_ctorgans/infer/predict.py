@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage
 
 from ..contract import DEFAULT_OVERLAP, ModelContract, read_contract
-from ..labelers import auto_label
+from ..labelers import label_checked
 from ..labelers._common import border_labels
 from ..organs import ORGANS
 from ..padding import padding_range
@@ -373,7 +373,7 @@ def predict(volume: Volume | str | Path, checkpoint_or_model: Any = None, *, spa
         out = _to_scan(labels, volume, work, lo, hi, same_grid, n_threads)
         labelled = None
         if from_labelers:  # on the scan's own grid, as the Label tab makes them
-            labelled = auto_label(volume, organs=from_labelers, plausible=False)
+            labelled = label_checked(volume, list(from_labelers), plausible=False)  # checked above
             merge_labelled(out, labelled, from_labelers)
         report = _checked(out, volume, labelled, plausible, return_report)
         if report is not None and probs is not None:

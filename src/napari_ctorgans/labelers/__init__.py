@@ -53,9 +53,17 @@ def auto_label(volume, *, organs=ORGAN_LABELERS, backend: str = "auto", lungs: d
         if o not in ORGAN_LABELERS:
             raise ValueError(f"organs must be among {ORGAN_LABELERS}, got {o!r}; other organs need grow_region")
     from ..ctcheck import check_ct
-    from ._common import as_ct
 
     check_ct(volume)  # a 2D, colour, microscopy, MR, 0..1 or noise image is refused before any work
+    return label_checked(volume, organs, backend=backend, lungs=lungs, bones=bones, progress=progress,
+                         plausible=plausible)
+
+
+def label_checked(volume, organs, *, backend="auto", lungs=None, bones=None, progress=None, plausible=True):
+    """:func:`auto_label` of a CT that already passed :func:`~napari_ctorgans.ctcheck.check_ct` (``organs``: a
+    list of valid names), so that ``ct.predict`` checks the scan once."""
+    from ._common import as_ct
+
     arr, sp = as_ct(volume)
     total = len(organs) + 1
     body = label_body(arr, spacing=sp, backend=backend)
